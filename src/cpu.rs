@@ -1,0 +1,173 @@
+//! The CPU reference: the seeds' lines, one to one, in ndarray, generic over f32 and f64.
+//!
+//! Each function here has a WGSL twin in `shaders/` with the same name and formula; the GPU
+//! backend is tested against these. A batch holds one record per row; the deltas of a batch are
+//! the mean of its per-record deltas (seed 004's `delta / n_records`), so a batch of one is the
+//! seed exercise exactly.
+
+use ndarray::{Array2, ArrayView2, Zip};
+
+use crate::error::{Error, Result};
+use crate::model::{Activation, Float, Network};
+
+/// `1 / (1 + np.exp(-x))`
+pub fn sigmoid<T: Float>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+
+/// One layer of the forward pass, `activation(np.dot(layer_input, weights))`:
+/// `hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))` for a hidden layer.
+/// Twin of `shaders/forward.wgsl`.
+pub fn layer_forward<T: Float>(
+    layer_input: ArrayView2<T>,
+    weights: ArrayView2<T>,
+    activation: Activation,
+) -> Array2<T> {
+    let layer_in = layer_input.dot(&weights);
+    match activation {
+        Activation::Sigmoid => layer_in.mapv_into(sigmoid),
+        Activation::Identity => layer_in,
+    }
+}
+
+/// The forward pass: every layer's output, hidden layers first, `output_layer_out` last.
+pub fn forward<T: Float>(network: &Network<T>, x: ArrayView2<T>) -> Vec<Array2<T>> {
+    let weights = network.weights();
+    let mut layer_outputs: Vec<Array2<T>> = Vec::with_capacity(weights.len());
+    for (l, w) in weights.iter().enumerate() {
+        let activation = if l + 1 == weights.len() {
+            network.output_activation()
+        } else {
+            Activation::Sigmoid
+        };
+        let layer_input = layer_outputs.last().map_or(x, |h| h.view());
+        let out = layer_forward(layer_input, w.view(), activation);
+        layer_outputs.push(out);
+    }
+    layer_outputs
+}
+
+/// `error = target - output_layer_out`, then
+/// `output_error_term = error * output_layer_out * (1 - output_layer_out)` for a sigmoid output
+/// and `output_error_term = error` for an identity output (seed 004).
+/// Twin of `output_error_term` in `shaders/error_terms.wgsl`.
+pub fn output_error_term<T: Float>(
+    target: ArrayView2<T>,
+    output_layer_out: ArrayView2<T>,
+    activation: Activation,
+) -> Array2<T> {
+    let error = &target - &output_layer_out;
+    match activation {
+        Activation::Sigmoid => Zip::from(&error)
+            .and(&output_layer_out)
+            .map_collect(|&e, &y| e * y * (T::one() - y)),
+        Activation::Identity => error,
+    }
+}
+
+/// `hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)`, then
+/// `hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)`.
+/// For deeper networks the "output" side is the next layer. Twin of `hidden_error_term` in
+/// `shaders/error_terms.wgsl`.
+pub fn hidden_error_term<T: Float>(
+    next_error_term: ArrayView2<T>,
+    weights_to_next: ArrayView2<T>,
+    hidden_layer_out: ArrayView2<T>,
+) -> Array2<T> {
+    let hidden_error = next_error_term.dot(&weights_to_next.t());
+    Zip::from(&hidden_error)
+        .and(&hidden_layer_out)
+        .map_collect(|&e, &h| e * h * (T::one() - h))
+}
+
+/// `delta_w = learnrate * np.outer(layer_input, error_term)`, averaged over the batch:
+/// `learnrate / n_records * layer_input.T · error_term`. Twin of `shaders/weight_update.wgsl`.
+pub fn delta_weights<T: Float>(
+    learnrate: T,
+    error_term: ArrayView2<T>,
+    layer_input: ArrayView2<T>,
+) -> Array2<T> {
+    let n_records = T::from_usize(layer_input.nrows()).unwrap_or_else(T::one);
+    layer_input.t().dot(&error_term) * (learnrate / n_records)
+}
+
+/// Every layer's error term, computed from the output back to the first hidden layer with the
+/// weights as they are before this step's update.
+pub fn error_terms<T: Float>(
+    network: &Network<T>,
+    layer_outputs: &[Array2<T>],
+    target: ArrayView2<T>,
+) -> Vec<Array2<T>> {
+    let weights = network.weights();
+    let n_layers = weights.len();
+    let mut terms = vec![output_error_term(
+        target,
+        layer_outputs[n_layers - 1].view(),
+        network.output_activation(),
+    )];
+    for l in (0..n_layers - 1).rev() {
+        let next = &terms[terms.len() - 1];
+        let term = hidden_error_term(next.view(), weights[l + 1].view(), layer_outputs[l].view());
+        terms.push(term);
+    }
+    terms.reverse();
+    terms
+}
+
+/// One backward pass on a batch: the mean delta weights of every layer, first layer first
+/// (`delta_w_i_h`, …, `delta_w_h_o`). The weights are not changed.
+pub fn backward<T: Float>(
+    network: &Network<T>,
+    x: ArrayView2<T>,
+    target: ArrayView2<T>,
+    learnrate: T,
+) -> Result<Vec<Array2<T>>> {
+    check_batch(network, x.dim(), target.dim())?;
+    let layer_outputs = forward(network, x);
+    let terms = error_terms(network, &layer_outputs, target);
+    Ok(terms
+        .iter()
+        .enumerate()
+        .map(|(l, term)| {
+            let layer_input = if l == 0 {
+                x
+            } else {
+                layer_outputs[l - 1].view()
+            };
+            delta_weights(learnrate, term.view(), layer_input)
+        })
+        .collect())
+}
+
+/// The seeds' loss on a batch: the mean over records and outputs of `(target - output)^2`.
+pub fn mean_squared_error<T: Float>(output: ArrayView2<T>, target: ArrayView2<T>) -> T {
+    Zip::from(&output)
+        .and(&target)
+        .fold(T::zero(), |acc, &y, &t| acc + (t - y) * (t - y))
+        / T::from_usize(output.len().max(1)).unwrap_or_else(T::one)
+}
+
+/// Checks that a batch `x` (records x inputs) and `target` (records x outputs) fit `network`.
+pub fn check_batch<T: Float>(
+    network: &Network<T>,
+    x: (usize, usize),
+    target: (usize, usize),
+) -> Result<()> {
+    let (n_inputs, n_outputs) = (network.n_inputs(), network.n_outputs());
+    if x.0 == 0 {
+        return Err(Error::Shape("the batch holds no records".into()));
+    }
+    if x.1 != n_inputs {
+        return Err(Error::Shape(format!(
+            "input is {x:?} (records x features) but `weights_input_to_hidden` expects {n_inputs} features"
+        )));
+    }
+    if target != (x.0, n_outputs) {
+        return Err(Error::Shape(format!(
+            "target is {target:?} but the input has {} records and the network {n_outputs} outputs, so it must be {:?}",
+            x.0,
+            (x.0, n_outputs)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `backprop`: the seeds' backpropagation (a network with sigmoid hidden layers) as a library.
+//!
+//! The data flow is the layout: data -> [`model`] -> backend ([`cpu`] reference, GPU) ->
+//! trainer -> [`report`]. [`cpu`] holds the seeds' formulas one to one and is the oracle that
+//! every other backend is checked against.
+
+pub mod backend;
+pub mod cpu;
+pub mod error;
+pub mod io;
+pub mod model;
+pub mod report;
+pub mod seed;
+
+pub use backend::{Backend, CpuBackend};
+pub use error::{Error, Result};
+pub use model::{delta_names, weight_names, Activation, Float, Network};

@@ -1,0 +1,3 @@
+//! What the tool shows people: arrays printed the way NumPy prints them, tables, JSON.
+
+pub mod numpy_format;
