@@ -7,7 +7,9 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::cpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use crate::model::{Float, Network};
 
 /// One training step, forward pass and weight read-back, on some device.
@@ -96,11 +98,8 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
 
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
-        cpu::check_batch(
-            &self.network,
-            x.dim(),
-            (x.nrows(), self.network.n_outputs()),
-        )?;
+        let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
+        cpu::check_batch(n_inputs, n_outputs, x.dim(), (x.nrows(), n_outputs))?;
         let outputs = cpu::forward(&self.network, cast::<f64, T>(x).view());
         Ok(cast(outputs[outputs.len() - 1].view()))
     }
@@ -113,13 +112,55 @@ impl<T: Float> Backend for CpuBackend<T> {
 /// Which backend a command computes on (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
+    /// A hardware GPU when there is one (or the adapter named), otherwise the CPU.
+    Auto,
+    /// The GPU: a hardware adapter, or the one named; fails when there is none.
+    Gpu,
     /// The CPU reference in f64.
     Cpu,
 }
 
-/// Creates the chosen backend holding `network`.
-pub fn create(choice: BackendChoice, network: &Network<f64>) -> Result<Box<dyn Backend>> {
-    match choice {
-        BackendChoice::Cpu => Ok(Box::new(CpuBackend::<f64>::new(network))),
-    }
+/// A created backend, with a note saying why `auto` chose what it chose.
+pub struct Selected {
+    pub backend: Box<dyn Backend>,
+    pub note: Option<String>,
+}
+
+/// Creates the chosen backend holding `network`. `adapter` is a case-insensitive substring of
+/// an adapter name; `auto` falls back to the CPU when no GPU can be opened.
+pub fn create(
+    choice: BackendChoice,
+    adapter: Option<&str>,
+    network: &Network<f64>,
+) -> Result<Selected> {
+    let gpu = || -> Result<Box<dyn Backend>> {
+        let device = GpuDevice::new(GpuContext::open(adapter)?);
+        Ok(Box::new(GpuBackend::new(
+            device,
+            network,
+            GpuOptions::default(),
+        )?))
+    };
+    let cpu = || Box::new(CpuBackend::<f64>::new(network)) as Box<dyn Backend>;
+    Ok(match choice {
+        BackendChoice::Cpu => Selected {
+            backend: cpu(),
+            note: None,
+        },
+        BackendChoice::Gpu => Selected {
+            backend: gpu()?,
+            note: None,
+        },
+        BackendChoice::Auto => match gpu() {
+            Ok(backend) => Selected {
+                backend,
+                note: None,
+            },
+            Err(Error::NoAdapter(why)) => Selected {
+                backend: cpu(),
+                note: Some(format!("using the CPU backend: {why}")),
+            },
+            Err(e) => return Err(e),
+        },
+    })
 }

@@ -122,7 +122,12 @@ pub fn backward<T: Float>(
     target: ArrayView2<T>,
     learnrate: T,
 ) -> Result<Vec<Array2<T>>> {
-    check_batch(network, x.dim(), target.dim())?;
+    check_batch(
+        network.n_inputs(),
+        network.n_outputs(),
+        x.dim(),
+        target.dim(),
+    )?;
     let layer_outputs = forward(network, x);
     let terms = error_terms(network, &layer_outputs, target);
     Ok(terms
@@ -147,13 +152,14 @@ pub fn mean_squared_error<T: Float>(output: ArrayView2<T>, target: ArrayView2<T>
         / T::from_usize(output.len().max(1)).unwrap_or_else(T::one)
 }
 
-/// Checks that a batch `x` (records x inputs) and `target` (records x outputs) fit `network`.
-pub fn check_batch<T: Float>(
-    network: &Network<T>,
+/// Checks that a batch `x` (records x inputs) and `target` (records x outputs) fit a network
+/// with `n_inputs` inputs and `n_outputs` outputs.
+pub fn check_batch(
+    n_inputs: usize,
+    n_outputs: usize,
     x: (usize, usize),
     target: (usize, usize),
 ) -> Result<()> {
-    let (n_inputs, n_outputs) = (network.n_inputs(), network.n_outputs());
     if x.0 == 0 {
         return Err(Error::Shape("the batch holds no records".into()));
     }

@@ -7,10 +7,12 @@
 pub mod backend;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod report;
 pub mod seed;
+pub mod validate;
 
 pub use backend::{Backend, CpuBackend};
 pub use error::{Error, Result};

@@ -19,12 +19,18 @@ struct Cli {
 enum Command {
     /// One backward pass: the delta weights of a batch (the seed exercise when given no files).
     Step(commands::step::StepArgs),
+    /// Compare a backend with the f64 CPU reference on random problems of awkward shapes.
+    Validate(commands::validate::ValidateArgs),
+    /// List the GPU adapters wgpu reaches and their limits.
+    Info(commands::info::InfoArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Step(args) => commands::step::run(args),
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Info(args) => commands::info::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

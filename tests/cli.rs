@@ -342,3 +342,180 @@ fn numpy_agrees_through_npz_files() {
         );
     }
 }
+
+/// The adapter the GPU CLI tests name (see `GpuContext::for_tests`); `None` skips them, which
+/// CI forbids with BACKPROP_REQUIRE_GPU=1.
+fn test_adapter() -> Option<String> {
+    backprop::gpu::context::GpuContext::for_tests().map(|ctx| ctx.info.name)
+}
+
+#[test]
+fn step_on_the_gpu_matches_numpy_to_f32_tolerance() {
+    let Some(adapter) = test_adapter() else {
+        return;
+    };
+    let has_numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut rng = common::rng(123);
+    for (sizes, n_records, output) in [
+        (vec![1, 1, 1], 1, Activation::Sigmoid),
+        (vec![13, 67, 3], 17, Activation::Sigmoid),
+        (vec![131, 11, 2], 65, Activation::Identity),
+        (vec![4, 9, 5, 2], 6, Activation::Sigmoid),
+    ] {
+        let p = common::problem(&sizes, n_records, output, &mut rng);
+        let files = Files::new(&p);
+        files
+            .step()
+            .args([
+                "--lr",
+                "0.5",
+                "--output",
+                output.name(),
+                "--backend",
+                "gpu",
+                "--adapter",
+                &adapter,
+            ])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("backend: gpu:"));
+        // fp32 through reductions of at most ~200 terms: well inside 1e-4 of the largest
+        // delta (validate::tolerance gives ~1e-4 for these sizes); absolute 1e-7 floors
+        // entries that are zero up to rounding.
+        let mut d = io::NpzFile::open(&files.path("D.npz")).unwrap();
+        let expected = cpu::backward(&p.network, p.x.view(), p.target.view(), 0.5).unwrap();
+        for (name, want) in backprop::delta_names(sizes.len() - 1).iter().zip(&expected) {
+            let got = d.array(name).unwrap().into_dimensionality().unwrap();
+            let (_, rel) = backprop::validate::errors(got.view(), want.view());
+            assert!(rel < 1e-4, "{sizes:?} {name}: {rel:e}");
+        }
+        if has_numpy {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/numpy_step.py");
+            let out = std::process::Command::new("python3")
+                .arg(script)
+                .arg(files.path("W.npz"))
+                .arg(files.path("X.npy"))
+                .arg(files.path("T.npy"))
+                .arg("0.5")
+                .arg(output.name())
+                .arg(files.path("D.npz"))
+                .args(["1e-4", "1e-7"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{sizes:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        } else {
+            assert!(
+                std::env::var("BACKPROP_REQUIRE_NUMPY").is_err(),
+                "numpy required"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_a_vulkan_driver_step_computes_on_the_cpu_and_says_why() {
+    // Pointing the Vulkan loader at a driver list that does not exist hides every ICD,
+    // which is what a machine with no Vulkan driver looks like to wgpu.
+    backprop()
+        .arg("step")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env_remove("BACKPROP_ADAPTER")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "using the CPU backend: no hardware GPU",
+        ))
+        .stderr(predicate::str::contains("backend: cpu"))
+        .stdout(predicate::str::contains("[0.00804047 0.00555918]"));
+    backprop()
+        .args(["step", "--backend", "gpu"])
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env_remove("BACKPROP_ADAPTER")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no usable GPU adapter"));
+}
+
+#[test]
+fn an_unknown_adapter_name_fails_with_the_list() {
+    backprop()
+        .args(["step", "--backend", "gpu", "--adapter", "no-such-gpu-xyz"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "none is named like `no-such-gpu-xyz`",
+        ));
+}
+
+#[test]
+fn validate_passes_on_the_gpu_and_prints_its_table() {
+    let Some(adapter) = test_adapter() else {
+        return;
+    };
+    let out = backprop()
+        .args([
+            "validate",
+            "--cases",
+            "10",
+            "--seed",
+            "3",
+            "--adapter",
+            &adapter,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("case "), "{stdout}");
+    assert!(stdout.contains("delta_w_h1_h2"), "a deep case is included");
+    let rows = stdout.lines().skip(1).count();
+    assert!(rows >= 30, "{rows} rows");
+    assert!(
+        stdout.lines().skip(1).all(|l| l.ends_with("pass")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_json_rows_carry_their_tolerances() {
+    let out = backprop()
+        .args(["validate", "--backend", "cpu", "--cases", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 3 + 3 + 3);
+    for row in rows {
+        assert!(row["max_rel_error"].as_f64().unwrap() <= row["tolerance"].as_f64().unwrap());
+        assert_eq!(row["pass"], true);
+    }
+}
+
+#[test]
+fn info_lists_adapters_or_says_there_are_none() {
+    let out = backprop().args(["info", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let adapters: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    if let Some(adapter) = test_adapter() {
+        assert!(
+            adapters.iter().any(|a| a["name"] == adapter.as_str()),
+            "{adapters:?}"
+        );
+        assert!(adapters
+            .iter()
+            .all(|a| a["max_storage_buffer_binding_size"].as_u64().unwrap() > 0));
+    }
+}

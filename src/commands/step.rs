@@ -48,7 +48,6 @@ struct Problem {
 pub fn run(args: StepArgs) -> Result<()> {
     let problem = load(&args)?;
     let mut backend = args.backend.create(&problem.weights.network)?;
-    eprintln!("backend: {}", backend.description());
     let deltas = backend
         .delta_weights(problem.x.view(), problem.target.view(), problem.learnrate)
         .context("computing the backward pass")?;
@@ -107,7 +106,14 @@ fn load(args: &StepArgs) -> Result<Problem> {
     let weights = io::read_weights_npz(weights_path, args.output)?;
     let x = io::records(input_path, "input", io::read_npy(input_path)?)?;
     let target = read_target(target_path, x.nrows(), weights.network.n_outputs())?;
-    backprop::cpu::check_batch(&weights.network, x.dim(), target.dim()).with_context(|| {
+    let network = &weights.network;
+    backprop::cpu::check_batch(
+        network.n_inputs(),
+        network.n_outputs(),
+        x.dim(),
+        target.dim(),
+    )
+    .with_context(|| {
         format!(
             "{} does not fit {} and {}",
             input_path.display(),

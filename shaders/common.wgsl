@@ -1,0 +1,30 @@
+// Declarations shared by every step, prepended by the host.
+
+// The problem size of one dispatch. For the tiled product C (m x n) = A (m x k) · B (k x n);
+// for element-wise kernels m x n is the array. `flag` and `scale` mean what each step says.
+struct Dims {
+    m: u32,
+    n: u32,
+    k: u32,
+    flag: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+
+const SIGMOID: u32 = 0u;
+const IDENTITY: u32 = 1u;
+
+// 1 / (1 + exp(-x)), as `sigmoid` in src/cpu.rs.
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// Element-wise kernels run 256 invocations per workgroup over a 2-D grid of workgroups, since
+// one grid dimension holds at most 65,535 workgroups.
+fn element_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
+    return (group.y * groups.x + group.x) * 256u + local;
+}

@@ -1,0 +1,58 @@
+// The error terms of the backward pass, twins of the functions of the same names in src/cpu.rs.
+
+// ---- output_error_term -------------------------------------------------------------------
+//     error = target - output_layer_out
+//     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid output)
+//     output_error_term = error                                               (identity output)
+// dims: m = records, n = output units; flag = SIGMOID | IDENTITY.
+
+@group(0) @binding(1) var<storage, read> target_values: array<f32>;    // records x outputs
+@group(0) @binding(2) var<storage, read> output_layer_out: array<f32>; // records x outputs
+@group(0) @binding(3) var<storage, read_write> output_error_term_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn output_error_term(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let i = element_index(group, groups, local);
+    if (i >= dims.m * dims.n) {
+        return;
+    }
+    let y = output_layer_out[i];
+    let error = target_values[i] - y;
+    var term = error;
+    if (dims.flag == SIGMOID) {
+        term = error * y * (1.0 - y);
+    }
+    output_error_term_out[i] = term;
+}
+
+// ---- hidden_error_term (tiled product, entry point `matmul`) -----------------------------
+//     hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)
+//     hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)
+// For deeper networks "output" is the next layer. The weights are those from before this
+// step's update. dims: m = records, k = units of the next layer, n = hidden units.
+
+@group(0) @binding(4) var<storage, read> next_error_term: array<f32>;  // records x next units
+@group(0) @binding(5) var<storage, read> weights_to_next: array<f32>;  // hidden x next units
+@group(0) @binding(6) var<storage, read> hidden_layer_out: array<f32>; // records x hidden
+@group(0) @binding(7) var<storage, read_write> hidden_error_term_out: array<f32>;
+
+const A_K_CONTIGUOUS: bool = true;   // next_error_term[record * k + next]
+const B_N_CONTIGUOUS: bool = false;  // B[next, hidden] = weights_to_next[hidden * k + next]
+
+fn load_a(m: u32, k: u32) -> f32 {
+    return next_error_term[m * dims.k + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    return weights_to_next[n * dims.k + k];
+}
+
+fn store(m: u32, n: u32, hidden_error: f32) {
+    let i = m * dims.n + n;
+    let h = hidden_layer_out[i];
+    hidden_error_term_out[i] = hidden_error * h * (1.0 - h);
+}

@@ -1,0 +1,27 @@
+// layer_forward: layer_out = activation(np.dot(layer_input, weights)), fused.
+// Twin of `layer_forward` in src/cpu.rs:
+//     hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))
+// dims: m = records, k = inputs to the layer, n = units of the layer; flag = SIGMOID | IDENTITY.
+
+@group(0) @binding(1) var<storage, read> layer_input: array<f32>;  // records x inputs
+@group(0) @binding(2) var<storage, read> weights: array<f32>;      // inputs x units
+@group(0) @binding(3) var<storage, read_write> layer_out: array<f32>; // records x units
+
+const A_K_CONTIGUOUS: bool = true;  // layer_input[record * k + input]
+const B_N_CONTIGUOUS: bool = true;  // weights[input * n + unit]
+
+fn load_a(m: u32, k: u32) -> f32 {
+    return layer_input[m * dims.k + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    return weights[k * dims.n + n];
+}
+
+fn store(m: u32, n: u32, layer_in: f32) {
+    var out = layer_in;
+    if (dims.flag == SIGMOID) {
+        out = sigmoid(layer_in);
+    }
+    layer_out[m * dims.n + n] = out;
+}

@@ -1,0 +1,101 @@
+//! `backprop validate`: random problems of awkward shapes on a backend against the f64 CPU
+//! reference, as a table; exits non-zero on any failure.
+
+use anyhow::{bail, Result};
+
+use backprop::gpu::context::GpuContext;
+use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
+use backprop::validate::{cases, check_case, problem, Row};
+use backprop::{Backend, CpuBackend};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateBackend {
+    /// The GPU kernels (with sentinel guards around every buffer).
+    Gpu,
+    /// The CPU backend in f32, against the same f64 reference.
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    #[arg(long, value_enum, default_value_t = ValidateBackend::Gpu)]
+    backend: ValidateBackend,
+    /// The GPU adapter: a case-insensitive part of its name (`backprop info` lists them).
+    #[arg(long, value_name = "NAME", env = "BACKPROP_ADAPTER")]
+    adapter: Option<String>,
+    /// How many problems: the first eight are fixed awkward shapes, the rest random.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    cases: u32,
+    /// Seed of the random problems.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ValidateArgs) -> Result<()> {
+    let device = match args.backend {
+        ValidateBackend::Gpu => Some(GpuDevice::new(GpuContext::open(args.adapter.as_deref())?)),
+        ValidateBackend::Cpu => None,
+    };
+    let description = device
+        .as_ref()
+        .map_or_else(|| "cpu (f32)".to_string(), |d| d.ctx.describe());
+    eprintln!("backend: {description}");
+    let mut rows: Vec<Row> = Vec::new();
+    for (i, case) in cases(args.cases as usize, args.seed).iter().enumerate() {
+        let (network, x, target) = problem(case, args.seed.wrapping_add(i as u64))?;
+        let mut backend: Box<dyn Backend> = match &device {
+            Some(device) => Box::new(GpuBackend::new(
+                device.clone(),
+                &network,
+                GpuOptions {
+                    guard_regions: true,
+                },
+            )?),
+            None => Box::new(CpuBackend::<f32>::new(&network)),
+        };
+        rows.extend(check_case(
+            backend.as_mut(),
+            case,
+            &network,
+            x.view(),
+            target.view(),
+            0.5,
+        )?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    let failed = rows.iter().filter(|r| !r.pass).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} comparisons exceed their tolerance",
+            rows.len()
+        );
+    }
+    eprintln!("all {} comparisons within tolerance", rows.len());
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let case_width = rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<case_width$}  {:<16}  {:>12}  {:>12}  {:>10}  result",
+        "case", "tensor", "max abs err", "max rel err", "tolerance"
+    );
+    for r in rows {
+        println!(
+            "{:<case_width$}  {:<16}  {:>12.3e}  {:>12.3e}  {:>10.2e}  {}",
+            r.case,
+            r.tensor,
+            r.max_abs_error,
+            r.max_rel_error,
+            r.tolerance,
+            if r.pass { "pass" } else { "FAIL" }
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Each kernel run on its own, with the signature of its CPU twin in `cpu.rs`, on regions
+//! fenced by sentinel guards that are checked after the kernel. The parity tests and
+//! `backprop validate` compare these with the reference one kernel at a time.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{Error, Result};
+use crate::gpu::buffers::{read_all, Region};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{Dispatch, Kernels};
+use crate::model::Activation;
+
+/// Runs single kernels on one device.
+pub struct KernelTwins<'a> {
+    pub ctx: &'a GpuContext,
+    pub kernels: &'a Kernels,
+}
+
+/// An input array uploaded into a guarded region.
+fn upload(ctx: &GpuContext, label: &str, a: ArrayView2<f32>) -> Result<Region> {
+    let region = Region::new(ctx, label, a.len(), true)?;
+    region.upload(ctx, a.as_standard_layout().as_slice().unwrap_or_default())?;
+    Ok(region)
+}
+
+impl KernelTwins<'_> {
+    /// Submits `dispatch`, reads `output` back as rows x cols, and checks every region's guards.
+    fn run(
+        &self,
+        dispatch: Dispatch,
+        output: &Region,
+        shape: (usize, usize),
+        all: &[&Region],
+    ) -> Result<Array2<f32>> {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            dispatch.record(&mut pass);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        let values = read_all(self.ctx, &[output], false)?.remove(0);
+        for region in all {
+            region.check_guards(self.ctx)?;
+        }
+        Array2::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))
+    }
+
+    /// GPU twin of [`crate::cpu::layer_forward`].
+    pub fn layer_forward(
+        &self,
+        layer_input: ArrayView2<f32>,
+        weights: ArrayView2<f32>,
+        activation: Activation,
+    ) -> Result<Array2<f32>> {
+        let (records, inputs) = layer_input.dim();
+        let units = weights.ncols();
+        let input = upload(self.ctx, "layer_input", layer_input)?;
+        let w = upload(self.ctx, "weights", weights)?;
+        let out = Region::new(self.ctx, "layer_out", records * units, true)?;
+        let d = self.kernels.layer_forward(
+            self.ctx,
+            &input,
+            &w,
+            &out,
+            (records, inputs, units),
+            activation,
+        )?;
+        self.run(d, &out, (records, units), &[&input, &w, &out])
+    }
+
+    /// GPU twin of [`crate::cpu::output_error_term`].
+    pub fn output_error_term(
+        &self,
+        target: ArrayView2<f32>,
+        output_layer_out: ArrayView2<f32>,
+        activation: Activation,
+    ) -> Result<Array2<f32>> {
+        let shape = target.dim();
+        let t = upload(self.ctx, "target", target)?;
+        let y = upload(self.ctx, "output_layer_out", output_layer_out)?;
+        let term = Region::new(self.ctx, "output_error_term", target.len(), true)?;
+        let d = self
+            .kernels
+            .output_error_term(self.ctx, &t, &y, &term, shape, activation)?;
+        self.run(d, &term, shape, &[&t, &y, &term])
+    }
+
+    /// GPU twin of [`crate::cpu::hidden_error_term`].
+    pub fn hidden_error_term(
+        &self,
+        next_error_term: ArrayView2<f32>,
+        weights_to_next: ArrayView2<f32>,
+        hidden_layer_out: ArrayView2<f32>,
+    ) -> Result<Array2<f32>> {
+        let (records, next) = next_error_term.dim();
+        let hidden = weights_to_next.nrows();
+        let e = upload(self.ctx, "next_error_term", next_error_term)?;
+        let w = upload(self.ctx, "weights_to_next", weights_to_next)?;
+        let h = upload(self.ctx, "hidden_layer_out", hidden_layer_out)?;
+        let term = Region::new(self.ctx, "hidden_error_term", records * hidden, true)?;
+        let d =
+            self.kernels
+                .hidden_error_term(self.ctx, &e, &w, &h, &term, (records, hidden, next))?;
+        self.run(d, &term, (records, hidden), &[&e, &w, &h, &term])
+    }
+
+    /// GPU twin of [`crate::cpu::delta_weights`], writing the deltas (weights untouched; the
+    /// weights' region is checked to be unchanged).
+    pub fn delta_weights(
+        &self,
+        learnrate: f32,
+        error_term: ArrayView2<f32>,
+        layer_input: ArrayView2<f32>,
+    ) -> Result<Array2<f32>> {
+        let (records, inputs) = layer_input.dim();
+        let units = error_term.ncols();
+        let x = upload(self.ctx, "layer_input", layer_input)?;
+        let e = upload(self.ctx, "error_term", error_term)?;
+        let weights = Region::new(self.ctx, "weights", inputs * units, true)?;
+        let deltas = Region::new(self.ctx, "deltas", inputs * units, true)?;
+        let d = self.kernels.weight_update(
+            self.ctx,
+            &x,
+            &e,
+            &weights,
+            &deltas,
+            (records, inputs, units),
+            learnrate,
+            false,
+        )?;
+        let out = self.run(d, &deltas, (inputs, units), &[&x, &e, &weights, &deltas])?;
+        if weights.read(self.ctx)?.iter().any(|&w| w != 0.0) {
+            return Err(Error::Gpu(
+                "weight_update changed the weights while only computing deltas".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The in-place form: `weights + delta_weights(..)`, as a training step applies it.
+    pub fn apply_delta_weights(
+        &self,
+        learnrate: f32,
+        error_term: ArrayView2<f32>,
+        layer_input: ArrayView2<f32>,
+        weights: ArrayView2<f32>,
+    ) -> Result<Array2<f32>> {
+        let (records, inputs) = layer_input.dim();
+        let units = error_term.ncols();
+        let x = upload(self.ctx, "layer_input", layer_input)?;
+        let e = upload(self.ctx, "error_term", error_term)?;
+        let w = upload(self.ctx, "weights", weights)?;
+        let unused = Region::new(self.ctx, "deltas (unused when applying)", 1, true)?;
+        let d = self.kernels.weight_update(
+            self.ctx,
+            &x,
+            &e,
+            &w,
+            &unused,
+            (records, inputs, units),
+            learnrate,
+            true,
+        )?;
+        self.run(d, &w, (inputs, units), &[&x, &e, &w, &unused])
+    }
+}

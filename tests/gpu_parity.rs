@@ -1,0 +1,285 @@
+//! Every GPU kernel against its CPU twin, then whole steps, on shapes that are 1, primes, and
+//! not multiples of the 64-wide tile. Each kernel runs on regions fenced by sentinel bands that
+//! are checked afterwards. Without an adapter these tests skip, except under
+//! `BACKPROP_REQUIRE_GPU=1` (CI), where they fail.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use backprop::gpu::context::GpuContext;
+use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
+use backprop::validate::{self, F32_UNIT_ROUNDOFF as U};
+use backprop::{cpu, Activation, Backend, CpuBackend};
+use ndarray::{Array2, ArrayView2, Zip};
+use rand::Rng;
+
+fn device() -> Option<Arc<GpuDevice>> {
+    static DEVICE: OnceLock<Option<Arc<GpuDevice>>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| GpuContext::for_tests().map(GpuDevice::new))
+        .clone()
+}
+
+/// (records, inputs, units): 1s, primes around the tile size 64, an exact tile, and a long
+/// reduction.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (1, 3, 2),
+    (7, 5, 3),
+    (64, 64, 64),
+    (67, 131, 65),
+    (131, 17, 1),
+    (2, 200, 97),
+    (1, 1, 130),
+    (3, 1031, 5),
+];
+
+fn random(shape: (usize, usize), low: f32, high: f32, seed: u64) -> Array2<f32> {
+    let mut rng = common::rng(seed);
+    Array2::from_shape_simple_fn(shape, || rng.random_range(low..high))
+}
+
+fn to_f64(a: ArrayView2<f32>) -> Array2<f64> {
+    a.mapv(f64::from)
+}
+
+/// γ_K = K·u / (1 - K·u): the worst-case relative error of a K-term fp32 dot product with
+/// respect to Σ|aᵢbᵢ|, whatever the summation order (Higham, Accuracy and Stability, §3.1).
+fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * U;
+    ku / (1.0 - ku)
+}
+
+/// Asserts |got - want| <= bound elementwise, naming the first element outside.
+fn assert_within(what: &str, got: ArrayView2<f32>, want: ArrayView2<f64>, bound: ArrayView2<f64>) {
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    for ((index, &g), (&w, &b)) in got.indexed_iter().zip(want.iter().zip(bound.iter())) {
+        let diff = (f64::from(g) - w).abs();
+        assert!(
+            diff <= b,
+            "{what} at {index:?}: got {g}, want {w}: |diff| {diff:e} > bound {b:e}"
+        );
+    }
+}
+
+#[test]
+fn layer_forward_matches_its_cpu_twin() {
+    let Some(device) = device() else { return };
+    for (i, &(records, inputs, units)) in SHAPES.iter().enumerate() {
+        let x = random((records, inputs), -1.0, 1.0, i as u64);
+        let w = random((inputs, units), -0.5, 0.5, 100 + i as u64);
+        let (x64, w64) = (to_f64(x.view()), to_f64(w.view()));
+        let magnitude = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
+        let layer_in = x64.dot(&w64);
+        for activation in [Activation::Sigmoid, Activation::Identity] {
+            let got = device
+                .twins()
+                .layer_forward(x.view(), w.view(), activation)
+                .unwrap();
+            let want = cpu::layer_forward(x64.view(), w64.view(), activation);
+            // The product is within γ_K·(|x|·|w|); sigmoid's slope is at most 1/4, and the
+            // GPU's exp may be off by (3 + 2|z|) ulp (Vulkan's bound), which moves sigmoid
+            // by at most a quarter of that relative error.
+            let bound = match activation {
+                Activation::Identity => &magnitude * (2.0 * gamma(inputs)) + 1e-30,
+                Activation::Sigmoid => Zip::from(&magnitude)
+                    .and(&layer_in)
+                    .map_collect(|&m, &z| 0.5 * gamma(inputs) * m + (8.0 + z.abs()) * U),
+            };
+            assert_within(
+                &format!("layer_forward {activation} {records}x{inputs}x{units}"),
+                got.view(),
+                want.view(),
+                bound.view(),
+            );
+        }
+    }
+}
+
+#[test]
+fn output_error_term_matches_its_cpu_twin() {
+    let Some(device) = device() else { return };
+    for (i, &(records, _, units)) in SHAPES.iter().enumerate() {
+        let t = random((records, units), 0.0, 1.0, 200 + i as u64);
+        let y = random((records, units), 0.01, 0.99, 300 + i as u64);
+        for activation in [Activation::Sigmoid, Activation::Identity] {
+            let got = device
+                .twins()
+                .output_error_term(t.view(), y.view(), activation)
+                .unwrap();
+            let (t64, y64) = (to_f64(t.view()), to_f64(y.view()));
+            let want = cpu::output_error_term(t64.view(), y64.view(), activation);
+            // Four roundings at most (subtract, two multiplies, 1 - y), each relative to
+            // magnitudes bounded by |t| + |y|.
+            let bound = (&t64.mapv(f64::abs) + &y64.mapv(f64::abs)) * (4.0 * U);
+            assert_within(
+                &format!("output_error_term {activation} {records}x{units}"),
+                got.view(),
+                want.view(),
+                bound.view(),
+            );
+        }
+    }
+}
+
+#[test]
+fn hidden_error_term_matches_its_cpu_twin() {
+    let Some(device) = device() else { return };
+    for (i, &(records, next, hidden)) in SHAPES.iter().enumerate() {
+        let term = random((records, next), -0.3, 0.3, 400 + i as u64);
+        let w = random((hidden, next), -0.5, 0.5, 500 + i as u64);
+        let h = random((records, hidden), 0.0, 1.0, 600 + i as u64);
+        let got = device
+            .twins()
+            .hidden_error_term(term.view(), w.view(), h.view())
+            .unwrap();
+        let (term64, w64, h64) = (to_f64(term.view()), to_f64(w.view()), to_f64(h.view()));
+        let want = cpu::hidden_error_term(term64.view(), w64.view(), h64.view());
+        // γ_K on the product δ·Wᵀ, scaled by h(1 - h) <= 1/4 (plus its own three roundings).
+        let magnitude = term64.mapv(f64::abs).dot(&w64.t().mapv(f64::abs));
+        let slope = h64.mapv(|h| h * (1.0 - h));
+        let bound = Zip::from(&magnitude)
+            .and(&slope)
+            .and(&want)
+            .map_collect(|&m, &s, &v| 2.0 * gamma(next) * m * s + 4.0 * U * v.abs() + 1e-30);
+        assert_within(
+            &format!("hidden_error_term {records}x{next}->{hidden}"),
+            got.view(),
+            want.view(),
+            bound.view(),
+        );
+    }
+}
+
+#[test]
+fn delta_weights_match_their_cpu_twin_in_both_modes() {
+    let Some(device) = device() else { return };
+    let learnrate = 0.37f32;
+    for (i, &(records, inputs, units)) in SHAPES.iter().enumerate() {
+        let x = random((records, inputs), -1.0, 1.0, 700 + i as u64);
+        let term = random((records, units), -0.3, 0.3, 800 + i as u64);
+        let w = random((inputs, units), -0.5, 0.5, 900 + i as u64);
+        let (x64, term64) = (to_f64(x.view()), to_f64(term.view()));
+        let want = cpu::delta_weights(f64::from(learnrate), term64.view(), x64.view());
+        // γ over the batch sum plus the scaling by learnrate / records (two more roundings).
+        let scale = f64::from(learnrate) / records as f64;
+        let bound = x64.t().mapv(f64::abs).dot(&term64.mapv(f64::abs))
+            * (2.0 * gamma(records + 2) * scale)
+            + 1e-30;
+        let what = format!("delta_weights {records}x{inputs}x{units}");
+        let got = device
+            .twins()
+            .delta_weights(learnrate, term.view(), x.view())
+            .unwrap();
+        assert_within(&what, got.view(), want.view(), bound.view());
+
+        let applied = device
+            .twins()
+            .apply_delta_weights(learnrate, term.view(), x.view(), w.view())
+            .unwrap();
+        let w64 = to_f64(w.view());
+        // One more rounding for the addition, relative to |w + delta|.
+        let bound_applied = &bound + &(&w64 + &want).mapv(|v| U * v.abs());
+        assert_within(
+            &format!("applied {what}"),
+            applied.view(),
+            (&w64 + &want).view(),
+            bound_applied.view(),
+        );
+    }
+}
+
+fn guarded_backend(device: &Arc<GpuDevice>, network: &backprop::Network<f64>) -> GpuBackend {
+    GpuBackend::new(
+        device.clone(),
+        network,
+        GpuOptions {
+            guard_regions: true,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn whole_steps_match_the_reference_on_awkward_networks() {
+    let Some(device) = device() else { return };
+    for (i, case) in validate::cases(14, 5).iter().enumerate() {
+        let (network, x, target) = validate::problem(case, i as u64).unwrap();
+        let mut gpu = guarded_backend(&device, &network);
+        let rows =
+            validate::check_case(&mut gpu, case, &network, x.view(), target.view(), 0.5).unwrap();
+        gpu.check_guards().unwrap();
+        assert_eq!(
+            rows.len(),
+            case.layer_sizes.len(),
+            "one row per delta plus the output"
+        );
+        for row in rows {
+            assert!(row.pass, "{row:?}");
+        }
+        // Computing deltas must leave the weights as they were.
+        let weights = gpu.network().unwrap();
+        let (_, rel) = validate::errors(weights.weights()[0].view(), network.weights()[0].view());
+        assert!(rel <= U, "delta_weights changed the weights: {rel:e}");
+    }
+}
+
+#[test]
+fn twenty_gpu_training_steps_track_the_reference() {
+    let Some(device) = device() else { return };
+    for (sizes, records, output) in [
+        (vec![6, 67, 3], 33, Activation::Sigmoid),
+        (vec![11, 5, 9, 1], 8, Activation::Identity),
+    ] {
+        let p = common::problem(&sizes, records, output, &mut common::rng(77));
+        let mut gpu = guarded_backend(&device, &p.network);
+        let mut reference = CpuBackend::<f64>::new(&p.network);
+        let loss = |b: &mut dyn Backend| {
+            let y = b.predict(p.x.view()).unwrap();
+            cpu::mean_squared_error(y.view(), p.target.view())
+        };
+        let first_loss = loss(&mut reference);
+        for step in 1..=20 {
+            gpu.train_step(p.x.view(), p.target.view(), 0.5).unwrap();
+            reference
+                .train_step(p.x.view(), p.target.view(), 0.5)
+                .unwrap();
+            let (g, r) = (gpu.network().unwrap(), reference.network().unwrap());
+            for (l, (gw, rw)) in g.weights().iter().zip(r.weights()).enumerate() {
+                let (_, rel) = validate::errors(gw.view(), rw.view());
+                // The weights start rounded to fp32 (u) and each step adds a delta about 1%
+                // of the weights with relative error below 1e-4 (the step tolerance for
+                // these sizes), so 20 steps drift by < 20 · 1e-6; 1e-5 leaves room for the
+                // fp32 additions themselves.
+                assert!(
+                    rel < 1e-5,
+                    "step {step}, layer {l}: weights differ by {rel:e}"
+                );
+            }
+        }
+        let (gpu_loss, cpu_loss) = (loss(&mut gpu), loss(&mut reference));
+        assert!(cpu_loss < first_loss, "the reference did not learn");
+        assert!(
+            (gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss,
+            "{gpu_loss} vs {cpu_loss}"
+        );
+        gpu.check_guards().unwrap();
+    }
+}
+
+#[test]
+fn mismatched_batches_are_refused_before_dispatch() {
+    let Some(device) = device() else { return };
+    let p = common::problem(&[4, 3, 2], 5, Activation::Sigmoid, &mut common::rng(1));
+    let mut gpu = guarded_backend(&device, &p.network);
+    let wrong_x = Array2::<f64>::zeros((5, 3));
+    let err = gpu
+        .train_step(wrong_x.view(), p.target.view(), 0.5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4 features"), "{err}");
+    let wrong_t = Array2::<f64>::zeros((4, 2));
+    assert!(gpu.delta_weights(p.x.view(), wrong_t.view(), 0.5).is_err());
+    gpu.check_guards().unwrap();
+}
