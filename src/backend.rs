@@ -4,7 +4,7 @@
 //! Arrays cross this seam in f64 (what NumPy users hand us); each backend computes in its own
 //! precision and keeps the weights where it computes.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -39,17 +39,64 @@ pub trait Backend {
 
     /// The current weights, read back from wherever they live.
     fn network(&mut self) -> Result<Network<f64>>;
+
+    /// Keeps a data set where the backend computes (on the GPU: uploaded once, resident) and
+    /// returns its handle for `train_epoch` and `predict_data`.
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId>;
+
+    /// One epoch of mini-batch gradient descent over loaded data: records in `order` (a
+    /// permutation of the data set's records), in
+    /// batches of `batch` (the last one smaller when `batch` does not divide the records),
+    /// each batch stepping by the mean of its per-record deltas.
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<()>;
+
+    /// The network's output for every record of loaded data.
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>>;
+}
+
+/// A data set loaded into a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataId(pub usize);
+
+/// Checks that `order` visits `n_records` records, each index in range, with `batch` >= 1.
+pub fn check_epoch(n_records: usize, order: &[usize], batch: usize) -> Result<()> {
+    if order.len() != n_records {
+        return Err(Error::Shape(format!(
+            "an epoch visits every record once: the order lists {} of {n_records}",
+            order.len()
+        )));
+    }
+    if batch == 0 {
+        return Err(Error::Argument {
+            flag: "--batch".into(),
+            message: "the batch size must be at least 1".into(),
+        });
+    }
+    if let Some(bad) = order.iter().find(|&&r| r >= n_records) {
+        return Err(Error::Shape(format!(
+            "record {bad} in the epoch order, but the data set holds {n_records}"
+        )));
+    }
+    Ok(())
 }
 
 /// The CPU backend: the reference of `cpu.rs` run in precision `T`.
 pub struct CpuBackend<T> {
     network: Network<T>,
+    data: Vec<(Array2<T>, Array2<T>)>,
 }
 
 impl<T: Float> CpuBackend<T> {
     pub fn new(network: &Network<f64>) -> Self {
         CpuBackend {
             network: network.cast(),
+            data: Vec::new(),
         }
     }
 
@@ -107,6 +154,47 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn network(&mut self) -> Result<Network<f64>> {
         Ok(self.network.cast())
     }
+
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+        let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
+        cpu::check_batch(n_inputs, n_outputs, x.dim(), target.dim())?;
+        self.data.push((cast(x), cast(target)));
+        Ok(DataId(self.data.len() - 1))
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<()> {
+        let (x, target) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
+        check_epoch(x.nrows(), order, batch)?;
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        for records in order.chunks(batch) {
+            let x_batch = x.select(Axis(0), records);
+            let target_batch = target.select(Axis(0), records);
+            let deltas = cpu::backward(
+                &self.network,
+                x_batch.view(),
+                target_batch.view(),
+                learnrate,
+            )?;
+            self.network.apply_deltas(&deltas)?;
+        }
+        Ok(())
+    }
+
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
+        let (x, _) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
+        let outputs = cpu::forward(&self.network, x.view());
+        Ok(cast(outputs[outputs.len() - 1].view()))
+    }
+}
+
+fn unknown(data: DataId) -> Error {
+    Error::Shape(format!("no data set {} was loaded", data.0))
 }
 
 /// Which backend a command computes on (`--backend`).
@@ -116,7 +204,7 @@ pub enum BackendChoice {
     Auto,
     /// The GPU: a hardware adapter, or the one named; fails when there is none.
     Gpu,
-    /// The CPU reference in f64.
+    /// The CPU backend (f64 for `step`, f32 for training).
     Cpu,
 }
 
@@ -126,12 +214,21 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
+/// The precision the CPU backend computes in: f64 for the reference (`step`, `validate`), f32
+/// for training and benchmarks (twice the SIMD width, and what the GPU computes in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuPrecision {
+    F32,
+    F64,
+}
+
 /// Creates the chosen backend holding `network`. `adapter` is a case-insensitive substring of
 /// an adapter name; `auto` falls back to the CPU when no GPU can be opened.
 pub fn create(
     choice: BackendChoice,
     adapter: Option<&str>,
     network: &Network<f64>,
+    precision: CpuPrecision,
 ) -> Result<Selected> {
     let gpu = || -> Result<Box<dyn Backend>> {
         let device = GpuDevice::new(GpuContext::open(adapter)?);
@@ -141,7 +238,12 @@ pub fn create(
             GpuOptions::default(),
         )?))
     };
-    let cpu = || Box::new(CpuBackend::<f64>::new(network)) as Box<dyn Backend>;
+    let cpu = || -> Box<dyn Backend> {
+        match precision {
+            CpuPrecision::F32 => Box::new(CpuBackend::<f32>::new(network)),
+            CpuPrecision::F64 => Box::new(CpuBackend::<f64>::new(network)),
+        }
+    };
     Ok(match choice {
         BackendChoice::Cpu => Selected {
             backend: cpu(),

@@ -6,12 +6,15 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod model_file;
 pub mod report;
 pub mod seed;
+pub mod train;
 pub mod validate;
 
 pub use backend::{Backend, CpuBackend};

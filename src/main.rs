@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train on a CSV (the built-in bike-sharing data by default): summary, metrics, plots, model.
+    Train(Box<commands::train::TrainArgs>),
+    /// Apply a saved model to a CSV.
+    Predict(commands::predict::PredictArgs),
     /// One backward pass: the delta weights of a batch (the seed exercise when given no files).
     Step(commands::step::StepArgs),
     /// Compare a backend with the f64 CPU reference on random problems of awkward shapes.
@@ -28,6 +32,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => commands::train::run(*args),
+        Command::Predict(args) => commands::predict::run(args),
         Command::Step(args) => commands::step::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -1,12 +1,14 @@
 //! One module per subcommand; each turns parsed flags into library calls and prints the result.
 
 pub mod info;
+pub mod predict;
 pub mod step;
+pub mod train;
 pub mod validate;
 
 use anyhow::Result;
 
-use backprop::backend::BackendChoice;
+use backprop::backend::{BackendChoice, CpuPrecision};
 use backprop::{Backend, Network};
 
 /// The backend flags every computing subcommand shares.
@@ -23,8 +25,13 @@ pub struct BackendArgs {
 
 impl BackendArgs {
     /// Creates the backend and says on stderr which one computes (and why, for `auto`).
-    pub fn create(&self, network: &Network<f64>) -> Result<Box<dyn Backend>> {
-        let selected = backprop::backend::create(self.backend, self.adapter.as_deref(), network)?;
+    pub fn create(
+        &self,
+        network: &Network<f64>,
+        precision: CpuPrecision,
+    ) -> Result<Box<dyn Backend>> {
+        let selected =
+            backprop::backend::create(self.backend, self.adapter.as_deref(), network, precision)?;
         if let Some(note) = selected.note {
             eprintln!("{note}");
         }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ndarray::{Array2, ArrayD, IxDyn};
 
+use backprop::backend::CpuPrecision;
 use backprop::io::{self, WeightsFile};
 use backprop::report::numpy_format::format_array;
 use backprop::{delta_names, seed, Activation, Error};
@@ -47,7 +48,9 @@ struct Problem {
 
 pub fn run(args: StepArgs) -> Result<()> {
     let problem = load(&args)?;
-    let mut backend = args.backend.create(&problem.weights.network)?;
+    let mut backend = args
+        .backend
+        .create(&problem.weights.network, CpuPrecision::F64)?;
     let deltas = backend
         .delta_weights(problem.x.view(), problem.target.view(), problem.learnrate)
         .context("computing the backward pass")?;

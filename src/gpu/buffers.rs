@@ -12,6 +12,11 @@ pub const SENTINEL_BITS: u32 = 0x7FA5_5AA5;
 
 const F32_BYTES: u64 = 4;
 
+/// What a region holds: 4-byte values the kernels read as `f32` or `u32`.
+pub trait Element: bytemuck::Pod {}
+impl Element for f32 {}
+impl Element for u32 {}
+
 /// `len` f32 values in a buffer of their own, optionally between two guard bands of sentinels.
 /// Kernels see exactly the region (the binding's size is `len` values), so a kernel writing
 /// past its array lands in a guard, where `check_guards` finds it.
@@ -94,18 +99,45 @@ impl Region {
         })
     }
 
-    /// Writes `values` into the region (applied before the next submission).
-    pub fn upload(&self, ctx: &GpuContext, values: &[f32]) -> Result<()> {
-        if values.len() != self.len {
+    /// Writes `values` (f32, or u32 indices) into the region, applied before the next
+    /// submission.
+    pub fn upload<T: Element>(&self, ctx: &GpuContext, values: &[T]) -> Result<()> {
+        let bytes: &[u8] = bytemuck::cast_slice(values);
+        if bytes.len() as u64 != self.bytes() {
             return Err(Error::Shape(format!(
-                "`{}` holds {} values, got {}",
+                "`{}` holds {} values, got {} bytes",
                 self.label,
                 self.len,
-                values.len()
+                bytes.len()
             )));
         }
         ctx.queue
-            .write_buffer(&self.buffer, self.guard_bytes, bytemuck::cast_slice(values));
+            .write_buffer(&self.buffer, self.guard_bytes, bytes);
+        Ok(())
+    }
+
+    /// Records a copy of `len` values from `from[from_start..]` to `self[to_start..]`.
+    pub fn copy_from(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        from: &Region,
+        from_start: usize,
+        to_start: usize,
+        len: usize,
+    ) -> Result<()> {
+        if from_start + len > from.len || to_start + len > self.len {
+            return Err(Error::Shape(format!(
+                "copying {len} values from `{}`[{from_start}..] ({} values) to `{}`[{to_start}..] ({} values)",
+                from.label, from.len, self.label, self.len
+            )));
+        }
+        encoder.copy_buffer_to_buffer(
+            &from.buffer,
+            from.guard_bytes + from_start as u64 * F32_BYTES,
+            &self.buffer,
+            self.guard_bytes + to_start as u64 * F32_BYTES,
+            len as u64 * F32_BYTES,
+        );
         Ok(())
     }
 
@@ -215,7 +247,7 @@ mod tests {
             return;
         };
         let region = Region::new(&ctx, "probe", 5, true).unwrap();
-        region.upload(&ctx, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        region.upload(&ctx, &[1.0f32, 2.0, 3.0, 4.0, 5.0]).unwrap();
         region.check_guards(&ctx).unwrap();
         assert_eq!(region.read(&ctx).unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0]);
         // One value just past the end, as an off-by-one kernel would write it.

@@ -16,6 +16,7 @@ const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
 const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
 const ERROR_TERMS: &str = include_str!("../../shaders/error_terms.wgsl");
 const WEIGHT_UPDATE: &str = include_str!("../../shaders/weight_update.wgsl");
+const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 
 /// The output tile of `matmul_tile.wgsl` (64 x 64) and the element-wise workgroup size.
 const TILE: u32 = 64;
@@ -75,12 +76,17 @@ pub struct Kernels {
     output_error_term: wgpu::ComputePipeline,
     hidden_error_term: wgpu::ComputePipeline,
     weight_update: wgpu::ComputePipeline,
+    gather: wgpu::ComputePipeline,
 }
 
 impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
-        let module = |label: &str, step: &str| {
-            let source = [COMMON, step, MATMUL_TILE].join("\n");
+        let module = |label: &str, step: &str, tiled: bool| {
+            let source = if tiled {
+                [COMMON, step, MATMUL_TILE].join("\n")
+            } else {
+                [COMMON, step].join("\n")
+            };
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -107,14 +113,16 @@ impl Kernels {
                     cache: None,
                 })
         };
-        let forward = module("forward.wgsl", FORWARD);
-        let error_terms = module("error_terms.wgsl", ERROR_TERMS);
-        let weight_update = module("weight_update.wgsl", WEIGHT_UPDATE);
+        let forward = module("forward.wgsl", FORWARD, true);
+        let error_terms = module("error_terms.wgsl", ERROR_TERMS, true);
+        let weight_update = module("weight_update.wgsl", WEIGHT_UPDATE, true);
+        let gather = module("gather.wgsl", GATHER, false);
         Kernels {
             forward: pipeline(&forward, "matmul"),
             output_error_term: pipeline(&error_terms, "output_error_term"),
             hidden_error_term: pipeline(&error_terms, "matmul"),
             weight_update: pipeline(&weight_update, "matmul"),
+            gather: pipeline(&gather, "gather"),
         }
     }
 
@@ -169,6 +177,45 @@ impl Kernels {
         (n.div_ceil(TILE), m.div_ceil(TILE))
     }
 
+    /// A 2-D grid of 256-wide workgroups covering `len` elements (one grid dimension holds at
+    /// most `max_compute_workgroups_per_dimension` groups).
+    fn elementwise_grid(ctx: &GpuContext, len: usize) -> Result<(u32, u32)> {
+        let groups = dim("elements", len)?.div_ceil(ELEMENTWISE_GROUP);
+        let x = groups.min(ctx.limits.max_compute_workgroups_per_dimension);
+        Ok((x, groups.div_ceil(x)))
+    }
+
+    /// `gathered[r] = source[order[r]]`, row by row. The caller guarantees every entry of
+    /// `order` is below `records` (see `backend::check_epoch`): the kernel trusts it.
+    pub fn gather(
+        &self,
+        ctx: &GpuContext,
+        source: &Region,
+        order: &Region,
+        gathered: &Region,
+        (records, columns): (usize, usize),
+    ) -> Result<Dispatch> {
+        expect_len(source, records * columns)?;
+        expect_len(order, records)?;
+        expect_len(gathered, records * columns)?;
+        let (m, n) = (dim("records", records)?, dim("columns", columns)?);
+        let dims = Dims {
+            m,
+            n,
+            k: 0,
+            flag: 0,
+            scale: 0.0,
+            pad: [0; 3],
+        };
+        self.dispatch(
+            ctx,
+            &self.gather,
+            dims,
+            Self::elementwise_grid(ctx, records * columns)?,
+            &[(1, source), (2, order), (3, gathered)],
+        )
+    }
+
     /// `layer_out = activation(layer_input · weights)`: (records x inputs) · (inputs x units).
     pub fn layer_forward(
         &self,
@@ -219,8 +266,6 @@ impl Kernels {
         expect_len(output_layer_out, len)?;
         expect_len(output_error_term, len)?;
         let (m, n) = (dim("records", records)?, dim("outputs", outputs)?);
-        let groups = dim("elements", len)?.div_ceil(ELEMENTWISE_GROUP);
-        let x = groups.min(ctx.limits.max_compute_workgroups_per_dimension);
         let dims = Dims {
             m,
             n,
@@ -233,7 +278,7 @@ impl Kernels {
             ctx,
             &self.output_error_term,
             dims,
-            (x, groups.div_ceil(x)),
+            Self::elementwise_grid(ctx, len)?,
             &[(1, target), (2, output_layer_out), (3, output_error_term)],
         )
     }

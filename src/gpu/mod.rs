@@ -1,17 +1,19 @@
 //! The GPU backend: the training step as WGSL compute kernels through wgpu, with the weights
-//! resident on the device. Pipelines are built once per device, buffers and bind groups once
-//! per network shape and batch size; a step is one compute pass with one dispatch per kernel.
+//! and loaded data sets resident on the device. Pipelines are built once per device, buffers
+//! and bind groups once per network shape and batch size; a step is one compute pass with one
+//! dispatch per kernel, and an epoch is recorded into few submissions with no read-back.
 
 pub mod buffers;
 pub mod context;
 pub mod kernels;
 pub mod ops;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::Backend;
+use crate::backend::{check_epoch, Backend, DataId};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::model::{weight_names, Activation, Network};
@@ -65,6 +67,30 @@ impl GpuDevice {
     }
 }
 
+/// A data set resident on the device.
+struct ResidentData {
+    records: usize,
+    x: Region,
+    target: Region,
+    /// Allocated by the first epoch over this data: the order, and the rows gathered in it.
+    shuffled: Option<Shuffled>,
+    /// Allocated by the first prediction over this data.
+    predictions: Option<Region>,
+}
+
+struct Shuffled {
+    order: Region,
+    x: Region,
+    target: Region,
+    gather_x: Dispatch,
+    gather_target: Dispatch,
+}
+
+/// Records a prediction evaluates per forward pass, bounding the activations' memory.
+const PREDICT_CHUNK: usize = 4096;
+/// Batches recorded per submission in an epoch: few submissions, bounded command buffers.
+const BATCHES_PER_SUBMISSION: usize = 512;
+
 pub struct GpuBackend {
     device: Arc<GpuDevice>,
     options: GpuOptions,
@@ -74,7 +100,9 @@ pub struct GpuBackend {
     deltas: Option<Vec<Region>>,
     /// Bound as `deltas` by in-place updates, which never touch it.
     unused_deltas: Region,
-    plan: Option<BatchPlan>,
+    /// One plan per batch size in use (an epoch needs its batch size and the remainder).
+    plans: HashMap<usize, BatchPlan>,
+    data: Vec<ResidentData>,
 }
 
 impl GpuBackend {
@@ -104,7 +132,8 @@ impl GpuBackend {
             weights,
             deltas: None,
             unused_deltas,
-            plan: None,
+            plans: HashMap::new(),
+            data: Vec::new(),
             device,
         })
     }
@@ -208,21 +237,17 @@ impl GpuBackend {
         })
     }
 
-    /// Makes the plan fit `records` and `learnrate` and uploads the batch.
-    fn prepare(
-        &mut self,
-        x: ArrayView2<f64>,
-        target: Option<ArrayView2<f64>>,
-        learnrate: f32,
-    ) -> Result<()> {
-        let records = x.nrows();
-        if self.plan.as_ref().is_none_or(|p| p.records != records) {
-            self.plan = None;
-            self.plan = Some(self.build_plan(records, learnrate)?);
+    /// Makes sure a plan for `records` exists and steps with `learnrate`.
+    fn plan_for(&mut self, records: usize, learnrate: f32) -> Result<&mut BatchPlan> {
+        if !self.plans.contains_key(&records) {
+            let plan = self.build_plan(records, learnrate)?;
+            self.plans.insert(records, plan);
         }
-        let Some(plan) = self.plan.as_mut() else {
-            return Err(Error::Gpu("no batch plan".into()));
-        };
+        let ctx = &self.device.ctx;
+        let plan = self
+            .plans
+            .get_mut(&records)
+            .ok_or_else(|| Error::Gpu("no batch plan".into()))?;
         if plan.learnrate != learnrate {
             let scale = learnrate / records as f32;
             for d in plan
@@ -230,18 +255,31 @@ impl GpuBackend {
                 .iter_mut()
                 .chain(plan.delta_updates.iter_mut().flatten())
             {
-                d.set_scale(&self.device.ctx, scale);
+                d.set_scale(ctx, scale);
             }
             plan.learnrate = learnrate;
         }
+        Ok(plan)
+    }
+
+    /// Uploads one batch into the plan for its size.
+    fn upload_batch(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: Option<ArrayView2<f64>>,
+        learnrate: f32,
+    ) -> Result<usize> {
+        let records = x.nrows();
+        self.plan_for(records, learnrate)?;
+        let plan = self.plan(records)?;
         plan.x.upload(&self.device.ctx, &to_f32(x))?;
         if let Some(target) = target {
             plan.target.upload(&self.device.ctx, &to_f32(target))?;
         }
-        Ok(())
+        Ok(records)
     }
 
-    fn ensure_delta_updates(&mut self) -> Result<()> {
+    fn ensure_delta_updates(&mut self, records: usize) -> Result<()> {
         if self.deltas.is_none() {
             let names = crate::model::delta_names(self.n_layers());
             let deltas = (0..self.n_layers())
@@ -256,7 +294,7 @@ impl GpuBackend {
                 .collect::<Result<Vec<_>>>()?;
             self.deltas = Some(deltas);
         }
-        let (Some(plan), Some(deltas)) = (&self.plan, &self.deltas) else {
+        let (Some(plan), Some(deltas)) = (self.plans.get(&records), &self.deltas) else {
             return Err(Error::Gpu("no batch plan".into()));
         };
         if plan.delta_updates.is_none() {
@@ -278,20 +316,28 @@ impl GpuBackend {
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            if let Some(plan) = self.plan.as_mut() {
+            if let Some(plan) = self.plans.get_mut(&records) {
                 plan.delta_updates = Some(updates);
             }
         }
         Ok(())
     }
 
-    /// Records forward, error terms and updates (in place, or into the delta regions) in one
-    /// compute pass; the passes' dispatch order carries the dependencies.
-    fn submit_step(&self, apply: bool) -> Result<()> {
-        let plan = self
-            .plan
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("no batch plan".into()))?;
+    /// Records forward, error terms and updates (in place, or into the delta regions) as one
+    /// compute pass; the dispatch order carries the dependencies.
+    fn plan(&self, records: usize) -> Result<&BatchPlan> {
+        self.plans
+            .get(&records)
+            .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))
+    }
+
+    fn record_step(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        records: usize,
+        apply: bool,
+    ) -> Result<()> {
+        let plan = self.plan(records)?;
         let updates = if apply {
             &plan.apply_updates
         } else {
@@ -299,26 +345,70 @@ impl GpuBackend {
                 .as_ref()
                 .ok_or_else(|| Error::Gpu("delta updates not built".into()))?
         };
-        let mut encoder =
-            self.device
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("step"),
-                });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("training step"),
-                timestamp_writes: None,
-            });
-            plan.forward.iter().for_each(|d| d.record(&mut pass));
-            plan.output_error_term.record(&mut pass);
-            plan.hidden_error_terms
-                .iter()
-                .for_each(|d| d.record(&mut pass));
-            updates.iter().for_each(|d| d.record(&mut pass));
-        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("training step"),
+            timestamp_writes: None,
+        });
+        plan.forward.iter().for_each(|d| d.record(&mut pass));
+        plan.output_error_term.record(&mut pass);
+        plan.hidden_error_terms
+            .iter()
+            .for_each(|d| d.record(&mut pass));
+        updates.iter().for_each(|d| d.record(&mut pass));
+        Ok(())
+    }
+
+    fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    fn submit(&self, encoder: wgpu::CommandEncoder) {
         self.device.ctx.queue.submit([encoder.finish()]);
+    }
+
+    fn n_outputs(&self) -> usize {
+        self.layer_sizes[self.layer_sizes.len() - 1]
+    }
+
+    /// Allocates the order and the gathered rows of data set `id`.
+    fn ensure_shuffled(&mut self, id: usize) -> Result<()> {
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let kernels = &self.device.kernels;
+        let data = &mut self.data[id];
+        if data.shuffled.is_some() {
+            return Ok(());
+        }
+        let records = data.records;
+        let (n_inputs, n_outputs) = (
+            self.layer_sizes[0],
+            self.layer_sizes[self.layer_sizes.len() - 1],
+        );
+        let order = Region::new(ctx, &format!("data {id} order"), records, guarded)?;
+        let x = Region::new(
+            ctx,
+            &format!("data {id} shuffled x"),
+            records * n_inputs,
+            guarded,
+        )?;
+        let target = Region::new(
+            ctx,
+            &format!("data {id} shuffled target"),
+            records * n_outputs,
+            guarded,
+        )?;
+        let gather_x = kernels.gather(ctx, &data.x, &order, &x, (records, n_inputs))?;
+        let gather_target =
+            kernels.gather(ctx, &data.target, &order, &target, (records, n_outputs))?;
+        data.shuffled = Some(Shuffled {
+            order,
+            x,
+            target,
+            gather_x,
+            gather_target,
+        });
         Ok(())
     }
 
@@ -332,9 +422,16 @@ impl GpuBackend {
         let mut regions: Vec<&Region> = self.weights.iter().collect();
         regions.push(&self.unused_deltas);
         regions.extend(self.deltas.iter().flatten());
-        if let Some(plan) = &self.plan {
+        for plan in self.plans.values() {
             regions.extend([&plan.x, &plan.target]);
             regions.extend(plan.layer_outputs.iter().chain(&plan.error_terms));
+        }
+        for data in &self.data {
+            regions.extend([&data.x, &data.target]);
+            regions.extend(data.predictions.iter());
+            if let Some(s) = &data.shuffled {
+                regions.extend([&s.order, &s.x, &s.target]);
+            }
         }
         regions
             .iter()
@@ -363,9 +460,11 @@ impl Backend for GpuBackend {
         learnrate: f64,
     ) -> Result<Vec<Array2<f64>>> {
         self.check_batch(x.dim(), target.dim())?;
-        self.prepare(x, Some(target), learnrate as f32)?;
-        self.ensure_delta_updates()?;
-        self.submit_step(false)?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        self.ensure_delta_updates(records)?;
+        let mut encoder = self.encoder("delta weights");
+        self.record_step(&mut encoder, records, false)?;
+        self.submit(encoder);
         let deltas: Vec<&Region> = self.deltas.iter().flatten().collect();
         read_all(&self.device.ctx, &deltas, false)?
             .into_iter()
@@ -381,33 +480,20 @@ impl Backend for GpuBackend {
         learnrate: f64,
     ) -> Result<()> {
         self.check_batch(x.dim(), target.dim())?;
-        self.prepare(x, Some(target), learnrate as f32)?;
-        self.submit_step(true)
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        let mut encoder = self.encoder("train step");
+        self.record_step(&mut encoder, records, true)?;
+        self.submit(encoder);
+        Ok(())
     }
 
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
-        let n_outputs = self.layer_sizes[self.layer_sizes.len() - 1];
+        let n_outputs = self.n_outputs();
         self.check_batch(x.dim(), (x.nrows(), n_outputs))?;
-        let learnrate = self.plan.as_ref().map_or(0.0, |p| p.learnrate);
-        self.prepare(x, None, learnrate)?;
-        let plan = self
-            .plan
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("no batch plan".into()))?;
-        let mut encoder =
-            self.device
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("predict"),
-                });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            plan.forward.iter().for_each(|d| d.record(&mut pass));
-        }
-        self.device.ctx.queue.submit([encoder.finish()]);
-        let output = &plan.layer_outputs[plan.layer_outputs.len() - 1];
-        to_f64(output.read(&self.device.ctx)?, (x.nrows(), n_outputs))
+        let data = self.load_data(x, Array2::zeros((x.nrows(), n_outputs)).view())?;
+        let predictions = self.predict_data(data);
+        self.data.pop();
+        predictions
     }
 
     fn network(&mut self) -> Result<Network<f64>> {
@@ -419,4 +505,132 @@ impl Backend for GpuBackend {
             .collect::<Result<Vec<_>>>()?;
         Network::new(weights, self.output_activation)
     }
+
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+        self.check_batch(x.dim(), target.dim())?;
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let id = self.data.len();
+        let x_region = Region::new(ctx, &format!("data {id} x"), x.len(), guarded)?;
+        x_region.upload(ctx, &to_f32(x))?;
+        let target_region = Region::new(ctx, &format!("data {id} target"), target.len(), guarded)?;
+        target_region.upload(ctx, &to_f32(target))?;
+        self.data.push(ResidentData {
+            records: x.nrows(),
+            x: x_region,
+            target: target_region,
+            shuffled: None,
+            predictions: None,
+        });
+        Ok(DataId(id))
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<()> {
+        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        // The gather kernel trusts the order: this check is what keeps it in bounds.
+        check_epoch(records, order, batch)?;
+        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        self.ensure_shuffled(data.0)?;
+        // Every batch is full but perhaps the last: two plans cover the epoch.
+        self.plan_for(batch.min(records), learnrate as f32)?;
+        if records % batch != 0 && records > batch {
+            self.plan_for(records % batch, learnrate as f32)?;
+        }
+        let ctx = &self.device.ctx;
+        let resident = &self.data[data.0];
+        let shuffled = resident
+            .shuffled
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
+        let indices: Vec<u32> = order
+            .iter()
+            .map(|&r| {
+                u32::try_from(r).map_err(|_| Error::Shape(format!("record {r} exceeds 2^32")))
+            })
+            .collect::<Result<_>>()?;
+        shuffled.order.upload(ctx, &indices)?;
+
+        let mut encoder = self.encoder("epoch");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            shuffled.gather_x.record(&mut pass);
+            shuffled.gather_target.record(&mut pass);
+        }
+        for (i, chunk) in order.chunks(batch).enumerate() {
+            let start = i * batch;
+            let plan = self.plan(chunk.len())?;
+            plan.x.copy_from(
+                &mut encoder,
+                &shuffled.x,
+                start * n_inputs,
+                0,
+                chunk.len() * n_inputs,
+            )?;
+            plan.target.copy_from(
+                &mut encoder,
+                &shuffled.target,
+                start * n_outputs,
+                0,
+                chunk.len() * n_outputs,
+            )?;
+            self.record_step(&mut encoder, chunk.len(), true)?;
+            if (i + 1) % BATCHES_PER_SUBMISSION == 0 {
+                let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
+                self.submit(full);
+            }
+        }
+        self.submit(encoder);
+        Ok(())
+    }
+
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
+        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        let chunk = records.min(PREDICT_CHUNK);
+        let learnrate = self.plans.get(&chunk).map_or(0.0, |p| p.learnrate);
+        self.plan_for(chunk, learnrate)?;
+        if records % chunk != 0 {
+            self.plan_for(records % chunk, learnrate)?;
+        }
+        if self.data[data.0].predictions.is_none() {
+            let region = Region::new(
+                &self.device.ctx,
+                &format!("data {} predictions", data.0),
+                records * n_outputs,
+                self.options.guard_regions,
+            )?;
+            self.data[data.0].predictions = Some(region);
+        }
+        let resident = &self.data[data.0];
+        let predictions = resident.predictions.as_ref().ok_or_else(|| unknown(data))?;
+        let mut encoder = self.encoder("predict");
+        for start in (0..records).step_by(chunk) {
+            let len = chunk.min(records - start);
+            let plan = self.plan(len)?;
+            plan.x.copy_from(
+                &mut encoder,
+                &resident.x,
+                start * n_inputs,
+                0,
+                len * n_inputs,
+            )?;
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                plan.forward.iter().for_each(|d| d.record(&mut pass));
+            }
+            let output = &plan.layer_outputs[plan.layer_outputs.len() - 1];
+            predictions.copy_from(&mut encoder, output, 0, start * n_outputs, len * n_outputs)?;
+        }
+        self.submit(encoder);
+        to_f64(predictions.read(&self.device.ctx)?, (records, n_outputs))
+    }
+}
+
+fn unknown(data: DataId) -> Error {
+    Error::Shape(format!("no data set {} was loaded", data.0))
 }

@@ -1,3 +1,4 @@
 //! What the tool shows people: arrays printed the way NumPy prints them, tables, JSON.
 
 pub mod numpy_format;
+pub mod plot;

@@ -38,3 +38,51 @@ pub fn problem(
 pub fn gpu_required() -> bool {
     std::env::var("BACKPROP_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
+
+/// A small CSV like the bike-sharing data: `days` days from 2012-01-01, four hours a day,
+/// rows shuffled, a text season, a clock hour, a weekday with some cells empty, a weather
+/// category with some empty, a numeric temperature with some empty, an `extra` column to drop,
+/// and a target `cnt` that depends on hour, temperature and weather.
+pub fn bike_like_csv(days: usize, seed: u64) -> String {
+    use chrono::{Datelike, Duration, NaiveDate};
+    use rand::seq::SliceRandom;
+    let mut rng = rng(seed);
+    let start = NaiveDate::from_ymd_opt(2012, 1, 1).unwrap();
+    let mut rows = Vec::new();
+    for d in 0..days {
+        let date = start + Duration::days(d as i64);
+        for hour in [6u32, 9, 13, 18] {
+            let temp: f64 = rng.random_range(-5.0..35.0);
+            let weather = ["Clear", "Mist", "Rain"][rng.random_range(0..3)];
+            let cnt = 10.0 + 3.0 * temp + if hour == 9 || hour == 18 { 120.0 } else { 20.0 }
+                - if weather == "Rain" { 30.0 } else { 0.0 }
+                + rng.random_range(-5.0..5.0);
+            let weekday = if rng.random_bool(0.1) {
+                String::new()
+            } else {
+                date.weekday().to_string()
+            };
+            let weather = if rng.random_bool(0.1) { "" } else { weather };
+            let temp = if rng.random_bool(0.05) {
+                String::new()
+            } else {
+                format!("{temp:.2}")
+            };
+            let season = ["winter", "spring", "summer", "fall"][(date.month0() / 3) as usize];
+            let h12 = if hour > 12 {
+                format!("{}pm", hour - 12)
+            } else {
+                format!("{hour}am")
+            };
+            rows.push(format!(
+                "{date},{season},{h12},{weekday},{weather},{temp},{},{cnt:.0}",
+                d % 7
+            ));
+        }
+    }
+    rows.shuffle(&mut rng);
+    format!(
+        "dteday,season,hr,weekday,weathersit,temp,extra,cnt\n{}\n",
+        rows.join("\n")
+    )
+}

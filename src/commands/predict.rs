@@ -1,0 +1,109 @@
+//! `backprop predict`: a saved model applied to new rows, with the error when the CSV holds
+//! the target.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use backprop::backend::CpuPrecision;
+use backprop::data::{read_csv, Source};
+use backprop::model_file;
+use backprop::Error;
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// A model saved by `backprop train --save`.
+    #[arg(long, value_name = "FILE.safetensors")]
+    model: PathBuf,
+    /// The CSV to predict; the built-in bike-sharing data when omitted.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Write the rows with a `<target>_predicted` column per target (CSV, atomically);
+    /// without it they go to standard output.
+    #[arg(long, value_name = "FILE.csv")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    backend: super::BackendArgs,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let saved = model_file::load(&args.model)?;
+    let source = args.data.clone().map_or(Source::BuiltIn, Source::File);
+    let table = read_csv(&source)?;
+    let all_rows: Vec<usize> = (0..table.rows.len()).collect();
+    let encoded = saved.encoder.transform(&table, &all_rows, false)?;
+    let mut backend = args.backend.create(&saved.network, CpuPrecision::F32)?;
+    let predicted = saved
+        .encoder
+        .destandardize(&backend.predict(encoded.x.view())?);
+
+    // The error, over the rows whose target cells are filled, in the data's units.
+    let encoder = &saved.encoder;
+    let target_columns: Option<Vec<usize>> = encoder
+        .targets
+        .iter()
+        .map(|t| table.columns.iter().position(|c| *c == t.column))
+        .collect();
+    if let Some(columns) = &target_columns {
+        for (j, (&c, t)) in columns.iter().zip(&encoder.targets).enumerate() {
+            let mut sum = 0.0;
+            let mut n = 0usize;
+            for (r, row) in table.rows.iter().enumerate() {
+                if row[c].is_empty() {
+                    continue;
+                }
+                let truth: f64 = row[c].parse().map_err(|_| Error::File {
+                    path: table.source.clone(),
+                    message: format!(
+                        "line {}, column {} (`{}`): `{}` is not a number",
+                        table.lines[r],
+                        c + 1,
+                        t.column,
+                        row[c]
+                    ),
+                })?;
+                sum += (predicted[[r, j]] - truth).powi(2);
+                n += 1;
+            }
+            if n > 0 {
+                let mse = sum / n as f64;
+                eprintln!(
+                    "{}: {n} records, MSE {mse:.4}, RMSE {:.4} (standardised MSE {:.4})",
+                    t.column,
+                    mse.sqrt(),
+                    mse / (t.std * t.std)
+                );
+            }
+        }
+    }
+
+    let write = |w: &mut dyn std::io::Write| -> Result<()> {
+        let mut out = csv::Writer::from_writer(w);
+        let mut header = table.columns.clone();
+        header.extend(
+            encoder
+                .targets
+                .iter()
+                .map(|t| format!("{}_predicted", t.column)),
+        );
+        out.write_record(&header)?;
+        for (r, row) in table.rows.iter().enumerate() {
+            let mut cells = row.clone();
+            cells.extend(predicted.row(r).iter().map(|v| v.to_string()));
+            out.write_record(&cells)?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    match &args.out {
+        Some(path) => backprop::io::write_atomic(path, |w| {
+            write(w).map_err(|e| Error::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })
+        .with_context(|| format!("writing {}", path.display()))?,
+        None => write(&mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}

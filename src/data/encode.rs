@@ -1,0 +1,565 @@
+//! Typing and encoding columns: numbers standardised with training-split statistics, text
+//! categories one-hot, a date turned into a standardised year and a one-hot month, and the
+//! empty-cell policy of `data/mod.rs`.
+
+use chrono::{Datelike, NaiveDate};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::{Dataset, Table};
+use crate::error::{Error, Result};
+
+/// The level an empty categorical cell becomes.
+pub const MISSING: &str = "(missing)";
+
+/// What the user said about the columns.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineOptions {
+    pub targets: Vec<String>,
+    pub categorical: Vec<String>,
+    pub drop: Vec<String>,
+    pub date: Option<String>,
+    /// Standardise the targets (regression, identity output); sigmoid targets stay in [0, 1].
+    pub standardize_targets: bool,
+}
+
+/// One input column and how it becomes features.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Feature {
+    /// `(value - mean) / std`; an empty cell is the mean.
+    Numeric { column: String, mean: f64, std: f64 },
+    /// One-hot over the training split's levels; an unseen level is all zeros.
+    Categorical { column: String, levels: Vec<String> },
+    /// The date's year, standardised.
+    DateYear { column: String, mean: f64, std: f64 },
+    /// The date's month, one-hot over 1..=12.
+    DateMonth { column: String },
+}
+
+impl Feature {
+    fn width(&self) -> usize {
+        match self {
+            Feature::Numeric { .. } | Feature::DateYear { .. } => 1,
+            Feature::Categorical { levels, .. } => levels.len(),
+            Feature::DateMonth { .. } => 12,
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        match self {
+            Feature::Numeric { column, .. } => vec![column.clone()],
+            Feature::Categorical { column, levels } => {
+                levels.iter().map(|l| format!("{column}={l}")).collect()
+            }
+            Feature::DateYear { column, .. } => vec![format!("{column}.year")],
+            Feature::DateMonth { column } => {
+                (1..=12).map(|m| format!("{column}.month={m}")).collect()
+            }
+        }
+    }
+}
+
+/// A target column and the statistics that map model units back to the data's units.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TargetColumn {
+    pub column: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// Everything needed to turn a CSV into model inputs the same way again (saved with a model).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Encoder {
+    pub features: Vec<Feature>,
+    pub targets: Vec<TargetColumn>,
+    pub date: Option<String>,
+    /// Categorical columns holding the date's weekday, refilled from the date when empty.
+    pub weekday_columns: Vec<String>,
+    /// A column of clock hours (`6am`, `13:00`) that orders records within a day.
+    pub hour: Option<String>,
+}
+
+/// Column roles before any statistics: what `Encoder::fit` needs besides the training rows.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    numeric: Vec<usize>,
+    categorical: Vec<usize>,
+    targets: Vec<usize>,
+    date: Option<usize>,
+    weekday_columns: Vec<usize>,
+    hour: Option<usize>,
+    /// Rows whose targets are all present.
+    pub usable_rows: Vec<usize>,
+    /// The parsed date of each row, when there is a date column.
+    pub dates: Option<Vec<NaiveDate>>,
+}
+
+fn parse_number(cell: &str) -> Option<f64> {
+    cell.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn parse_date(cell: &str) -> Option<NaiveDate> {
+    ["%Y-%m-%d", "%Y/%m/%d"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(cell, f).ok())
+}
+
+/// `6am` -> 6, `12am` -> 0, `12pm` -> 12, `1pm` -> 13, `13:00` -> 13.
+pub fn parse_hour(cell: &str) -> Option<u32> {
+    let lower = cell.to_ascii_lowercase();
+    if let Some((h, _)) = lower.split_once(':') {
+        return h.parse::<u32>().ok().filter(|h| *h < 24);
+    }
+    let (digits, pm) = match (lower.strip_suffix("am"), lower.strip_suffix("pm")) {
+        (Some(d), _) => (d, false),
+        (_, Some(d)) => (d, true),
+        _ => return None,
+    };
+    let h = digits
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|h| (1..=12).contains(h))?;
+    Some(h % 12 + if pm { 12 } else { 0 })
+}
+
+fn weekday_matches(cell: &str, date: NaiveDate) -> bool {
+    let full = date.weekday().to_string(); // "Mon"
+    let name = match date.weekday() {
+        chrono::Weekday::Mon => "monday",
+        chrono::Weekday::Tue => "tuesday",
+        chrono::Weekday::Wed => "wednesday",
+        chrono::Weekday::Thu => "thursday",
+        chrono::Weekday::Fri => "friday",
+        chrono::Weekday::Sat => "saturday",
+        chrono::Weekday::Sun => "sunday",
+    };
+    let c = cell.to_ascii_lowercase();
+    c == full.to_ascii_lowercase() || c == name
+}
+
+fn cell_error(table: &Table, row: usize, column: usize, message: String) -> Error {
+    table.file_error(format!(
+        "line {}, column {} (`{}`): {message}",
+        table.lines[row],
+        column + 1,
+        table.columns[column]
+    ))
+}
+
+impl Schema {
+    /// The time of table row `row` (0 without a date column).
+    pub fn time_key(&self, table: &Table, row: usize) -> f64 {
+        match &self.dates {
+            Some(dates) => time_key(
+                dates[row],
+                self.hour.and_then(|h| parse_hour(&table.rows[row][h])),
+            ),
+            None => 0.0,
+        }
+    }
+
+    /// Assigns every column a role. A column is categorical when named by `--categorical` or
+    /// when none of its cells is a number; a column mixing numbers and text is an error at its
+    /// first text cell (a typo in a numeric column must not silently become a category).
+    pub fn detect(table: &Table, options: &PipelineOptions) -> Result<Schema> {
+        if options.targets.is_empty() {
+            return Err(Error::Argument {
+                flag: "--target".into(),
+                message: "name at least one target column".into(),
+            });
+        }
+        let targets = options
+            .targets
+            .iter()
+            .map(|t| table.column(t, "--target"))
+            .collect::<Result<Vec<_>>>()?;
+        let forced = options
+            .categorical
+            .iter()
+            .map(|c| table.column(c, "--categorical"))
+            .collect::<Result<Vec<_>>>()?;
+        let dropped = options
+            .drop
+            .iter()
+            .map(|c| table.column(c, "--drop"))
+            .collect::<Result<Vec<_>>>()?;
+        let date = options
+            .date
+            .as_ref()
+            .map(|d| table.column(d, "--date"))
+            .transpose()?;
+        if let Some(t) = targets
+            .iter()
+            .find(|t| forced.contains(t) || dropped.contains(t) || Some(**t) == date)
+        {
+            return Err(Error::Argument {
+                flag: "--target".into(),
+                message: format!(
+                    "`{}` is also named as a feature, dropped or the date",
+                    table.columns[*t]
+                ),
+            });
+        }
+
+        let dates = date
+            .map(|d| {
+                (0..table.rows.len())
+                    .map(|r| {
+                        parse_date(&table.rows[r][d]).ok_or_else(|| {
+                            cell_error(
+                                table,
+                                r,
+                                d,
+                                format!("`{}` is not a date like 2012-11-05", table.rows[r][d]),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+
+        let mut usable_rows = Vec::with_capacity(table.rows.len());
+        for (r, row) in table.rows.iter().enumerate() {
+            let mut complete = true;
+            for &t in &targets {
+                if row[t].is_empty() {
+                    complete = false;
+                } else if parse_number(&row[t]).is_none() {
+                    return Err(cell_error(
+                        table,
+                        r,
+                        t,
+                        format!("target `{}` is not a number", row[t]),
+                    ));
+                }
+            }
+            if complete {
+                usable_rows.push(r);
+            }
+        }
+        if usable_rows.is_empty() {
+            return Err(table.file_error("no record has all its target cells filled".into()));
+        }
+
+        let mut numeric = Vec::new();
+        let mut categorical = Vec::new();
+        for c in 0..table.columns.len() {
+            if targets.contains(&c) || dropped.contains(&c) || Some(c) == date {
+                continue;
+            }
+            if forced.contains(&c) {
+                categorical.push(c);
+                continue;
+            }
+            let cells = || {
+                table
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, row)| !row[c].is_empty())
+            };
+            let numbers = cells()
+                .filter(|(_, row)| parse_number(&row[c]).is_some())
+                .count();
+            if numbers == 0 {
+                categorical.push(c);
+            } else if let Some((r, row)) = cells().find(|(_, row)| parse_number(&row[c]).is_none())
+            {
+                return Err(cell_error(
+                    table,
+                    r,
+                    c,
+                    format!(
+                        "`{}` is not a number, but {numbers} other cells of this column are; fix the cell, or pass --categorical {}",
+                        row[c], table.columns[c]
+                    ),
+                ));
+            } else {
+                numeric.push(c);
+            }
+        }
+
+        let all_filled = |c: usize, test: &dyn Fn(usize, &str) -> bool| {
+            let mut any = false;
+            for (r, row) in table.rows.iter().enumerate() {
+                if !row[c].is_empty() {
+                    if !test(r, &row[c]) {
+                        return false;
+                    }
+                    any = true;
+                }
+            }
+            any
+        };
+        let weekday_columns = match &dates {
+            Some(dates) => categorical
+                .iter()
+                .copied()
+                .filter(|&c| all_filled(c, &|r, cell| weekday_matches(cell, dates[r])))
+                .collect(),
+            None => Vec::new(),
+        };
+        let hour = categorical
+            .iter()
+            .copied()
+            .find(|&c| all_filled(c, &|_, cell| parse_hour(cell).is_some()));
+        Ok(Schema {
+            numeric,
+            categorical,
+            targets,
+            date,
+            weekday_columns,
+            hour,
+            usable_rows,
+            dates,
+        })
+    }
+}
+
+/// A sortable instant: days since 1970-01-01 times 24, plus the hour of day.
+fn time_key(date: NaiveDate, hour: Option<u32>) -> f64 {
+    let days = date.signed_duration_since(NaiveDate::default()).num_days();
+    days as f64 * 24.0 + f64::from(hour.unwrap_or(0))
+}
+
+fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut n, mut sum, mut sum_sq) = (0.0, 0.0, 0.0);
+    for v in values {
+        n += 1.0;
+        sum += v;
+        sum_sq += v * v;
+    }
+    if n == 0.0 {
+        return (0.0, 1.0);
+    }
+    let mean = sum / n;
+    let var = (sum_sq / n - mean * mean).max(0.0);
+    // A constant column carries no information; std 1 keeps it at 0 instead of dividing by 0.
+    let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+    (mean, std)
+}
+
+impl Encoder {
+    /// Fits the statistics and levels on the training rows only.
+    pub fn fit(
+        table: &Table,
+        schema: &Schema,
+        options: &PipelineOptions,
+        train_rows: &[usize],
+    ) -> Encoder {
+        let cell = |r: usize, c: usize| table.rows[r][c].as_str();
+        let filled = |r: usize, c: usize| -> String {
+            let value = cell(r, c);
+            match (
+                &schema.dates,
+                value.is_empty() && schema.weekday_columns.contains(&c),
+            ) {
+                (Some(dates), true) => dates[r].weekday().to_string(),
+                _ if value.is_empty() => MISSING.to_string(),
+                _ => value.to_string(),
+            }
+        };
+        let mut features = Vec::new();
+        for c in 0..table.columns.len() {
+            let column = table.columns[c].clone();
+            if schema.numeric.contains(&c) {
+                let (mean, std) =
+                    mean_std(train_rows.iter().filter_map(|&r| parse_number(cell(r, c))));
+                features.push(Feature::Numeric { column, mean, std });
+            } else if schema.categorical.contains(&c) {
+                let mut levels: Vec<String> = train_rows.iter().map(|&r| filled(r, c)).collect();
+                levels.sort();
+                levels.dedup();
+                features.push(Feature::Categorical { column, levels });
+            } else if Some(c) == schema.date {
+                let years = schema
+                    .dates
+                    .as_ref()
+                    .map(|d| {
+                        train_rows
+                            .iter()
+                            .map(|&r| f64::from(d[r].year()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let (mean, std) = mean_std(years.into_iter());
+                features.push(Feature::DateYear {
+                    column: column.clone(),
+                    mean,
+                    std,
+                });
+                features.push(Feature::DateMonth { column });
+            }
+        }
+        let targets = schema
+            .targets
+            .iter()
+            .map(|&t| {
+                let (mean, std) = if options.standardize_targets {
+                    mean_std(train_rows.iter().filter_map(|&r| parse_number(cell(r, t))))
+                } else {
+                    (0.0, 1.0)
+                };
+                TargetColumn {
+                    column: table.columns[t].clone(),
+                    mean,
+                    std,
+                }
+            })
+            .collect();
+        let name = |c: usize| table.columns[c].clone();
+        Encoder {
+            features,
+            targets,
+            date: schema.date.map(name),
+            weekday_columns: schema.weekday_columns.iter().map(|&c| name(c)).collect(),
+            hour: schema.hour.map(name),
+        }
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.features.iter().map(Feature::width).sum()
+    }
+
+    pub fn feature_names(&self) -> Vec<String> {
+        self.features.iter().flat_map(Feature::names).collect()
+    }
+
+    pub fn target_names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.column.clone()).collect()
+    }
+
+    /// Model units back to the data's units (e.g. rides per hour), column by column.
+    pub fn destandardize(&self, y: &Array2<f64>) -> Array2<f64> {
+        let mut out = y.clone();
+        for (mut col, t) in out.columns_mut().into_iter().zip(&self.targets) {
+            col.mapv_inplace(|v| v * t.std + t.mean);
+        }
+        out
+    }
+
+    /// Encodes `rows` of `table`. With `with_targets` every target column must be present (rows
+    /// with an empty target must not be among `rows`); without, targets are left empty (0 wide).
+    pub fn transform(&self, table: &Table, rows: &[usize], with_targets: bool) -> Result<Dataset> {
+        let find = |name: &str, flag: &str| table.column(name, flag);
+        let date_col = self
+            .date
+            .as_deref()
+            .map(|d| find(d, "--date"))
+            .transpose()?;
+        let hour_col = self
+            .hour
+            .as_deref()
+            .map(|h| find(h, "--data"))
+            .transpose()?;
+        let columns = self
+            .features
+            .iter()
+            .map(|f| match f {
+                Feature::Numeric { column, .. }
+                | Feature::Categorical { column, .. }
+                | Feature::DateYear { column, .. }
+                | Feature::DateMonth { column } => find(column, "--data"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let target_cols = if with_targets {
+            self.targets
+                .iter()
+                .map(|t| find(&t.column, "--target"))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+
+        let mut x = Array2::zeros((rows.len(), self.n_features()));
+        let mut target = Array2::zeros((rows.len(), target_cols.len()));
+        let mut time = date_col.map(|_| Vec::with_capacity(rows.len()));
+        for (i, &r) in rows.iter().enumerate() {
+            let row = &table.rows[r];
+            let date = date_col
+                .map(|d| {
+                    parse_date(&row[d]).ok_or_else(|| {
+                        cell_error(
+                            table,
+                            r,
+                            d,
+                            format!("`{}` is not a date like 2012-11-05", row[d]),
+                        )
+                    })
+                })
+                .transpose()?;
+            if let (Some(time), Some(date)) = (time.as_mut(), date) {
+                time.push(time_key(date, hour_col.and_then(|h| parse_hour(&row[h]))));
+            }
+            let mut at = 0;
+            for (feature, &c) in self.features.iter().zip(&columns) {
+                let cell = row[c].as_str();
+                match feature {
+                    Feature::Numeric { mean, std, .. } => {
+                        x[[i, at]] = if cell.is_empty() {
+                            0.0
+                        } else {
+                            let v = parse_number(cell).ok_or_else(|| {
+                                cell_error(table, r, c, format!("`{cell}` is not a number"))
+                            })?;
+                            (v - mean) / std
+                        };
+                    }
+                    Feature::Categorical { column, levels } => {
+                        let value = match (cell.is_empty(), date) {
+                            (true, Some(date)) if self.weekday_columns.contains(column) => {
+                                date.weekday().to_string()
+                            }
+                            (true, _) => MISSING.to_string(),
+                            _ => cell.to_string(),
+                        };
+                        if let Some(k) = levels.iter().position(|l| *l == value) {
+                            x[[i, at + k]] = 1.0;
+                        }
+                    }
+                    Feature::DateYear { mean, std, .. } => {
+                        if let Some(date) = date {
+                            x[[i, at]] = (f64::from(date.year()) - mean) / std;
+                        }
+                    }
+                    Feature::DateMonth { .. } => {
+                        if let Some(date) = date {
+                            x[[i, at + date.month0() as usize]] = 1.0;
+                        }
+                    }
+                }
+                at += feature.width();
+            }
+            for (j, (&c, t)) in target_cols.iter().zip(&self.targets).enumerate() {
+                let v = parse_number(&row[c]).ok_or_else(|| {
+                    cell_error(table, r, c, format!("target `{}` is not a number", row[c]))
+                })?;
+                target[[i, j]] = (v - t.mean) / t.std;
+            }
+        }
+        Ok(Dataset {
+            x,
+            target,
+            lines: rows.iter().map(|&r| table.lines[r]).collect(),
+            time,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_hours_parse() {
+        assert_eq!(parse_hour("12am"), Some(0));
+        assert_eq!(parse_hour("6am"), Some(6));
+        assert_eq!(parse_hour("12pm"), Some(12));
+        assert_eq!(parse_hour("11pm"), Some(23));
+        assert_eq!(parse_hour("13:00"), Some(13));
+        assert_eq!(parse_hour("13pm"), None);
+        assert_eq!(parse_hour("Mist"), None);
+    }
+}

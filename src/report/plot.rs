@@ -1,0 +1,160 @@
+//! PNG plots with plotters: the loss curves and predictions against the truth over time.
+//! The font is embedded (no system fonts needed), and each PNG is written atomically.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::train::EpochRecord;
+
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font is valid; if registration ever failed, text would be missing
+        // but the curves would still be drawn, so there is nothing to report.
+        let _ = plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        );
+    });
+}
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.into(),
+        message: format!("drawing the plot: {e}"),
+    }
+}
+
+/// Renders into a temporary `.png` beside `path`, then renames it into place.
+fn draw_png(
+    path: &Path,
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".backprop-")
+        .suffix(".png")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    {
+        let root = BitMapBackend::new(tmp.path(), (1000, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        draw(root.clone())?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    crate::io::persist(tmp, path)
+}
+
+/// Training and validation loss per epoch (log scale when they span more than a decade).
+pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<()> {
+    draw_png(path, |root| {
+        let losses = history.iter().flat_map(|r| [r.train_loss, r.val_loss]);
+        let max = losses.clone().fold(f64::MIN_POSITIVE, f64::max) * 1.05;
+        let min = losses.fold(f64::INFINITY, f64::min).min(max) * 0.95;
+        let epochs = history.last().map_or(1, |r| r.epoch).max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 24))
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0usize..epochs, (min..max).log_scale())
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("MSE (standardised)")
+            .y_label_formatter(&|v| format!("{v:.3}"))
+            .label_style((FONT, 16))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        for (name, color, pick) in [
+            (
+                "training",
+                BLUE,
+                (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64,
+            ),
+            ("validation", RED, |r: &EpochRecord| r.val_loss),
+        ] {
+            chart
+                .draw_series(LineSeries::new(
+                    history.iter().map(|r| (r.epoch, pick(r))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| plot_error(path, e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 16))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| plot_error(path, e))
+    })
+}
+
+/// Predictions and truth for each record in time order (`hours` since the first record).
+pub fn predictions(
+    path: &Path,
+    hours: &[f64],
+    truth: &[f64],
+    predicted: &[f64],
+    title: &str,
+    unit: &str,
+) -> Result<()> {
+    draw_png(path, |root| {
+        let values = truth.iter().chain(predicted).copied();
+        let max = values.clone().fold(f64::MIN, f64::max);
+        let min = values.fold(f64::MAX, f64::min);
+        let pad = (max - min).abs().max(1e-9) * 0.05;
+        let span = hours.last().copied().unwrap_or(1.0).max(1.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 24))
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..span, (min - pad)..(max + pad))
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("hours since the first test record")
+            .y_desc(unit)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FONT, 16))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        for (name, color, series) in [("truth", BLACK, truth), ("prediction", BLUE, predicted)] {
+            chart
+                .draw_series(LineSeries::new(
+                    hours.iter().copied().zip(series.iter().copied()),
+                    color.stroke_width(1),
+                ))
+                .map_err(|e| plot_error(path, e))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 16))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| plot_error(path, e))
+    })
+}

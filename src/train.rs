@@ -1,0 +1,190 @@
+//! The trainer: epochs of shuffled mini-batches on any backend, losses once per epoch, a guard
+//! against divergence, and state that lets an interrupted run continue exactly.
+
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, DataId};
+use crate::cpu::mean_squared_error;
+use crate::error::Result;
+use crate::model::Network;
+
+/// A training loss this many times the untrained network's counts as diverged.
+pub const EXPLODED_FACTOR: f64 = 1e3;
+
+/// What a run is asked to do (saved with checkpoints, so `--resume` repeats it exactly).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub learnrate: f64,
+    pub seed: u64,
+}
+
+/// The losses after one epoch, in model units (standardised targets).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+}
+
+/// Where a run stands: what a checkpoint stores besides the weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainingState {
+    pub config: TrainConfig,
+    /// The untrained network's training loss: the yardstick of the divergence guard.
+    pub initial_loss: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+impl TrainingState {
+    pub fn epochs_done(&self) -> usize {
+        self.history.len()
+    }
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Finished,
+    /// A loss turned NaN or exploded at `epoch`; the weights are those of the last good epoch.
+    Diverged {
+        epoch: usize,
+        train_loss: f64,
+        val_loss: f64,
+    },
+}
+
+/// NaN, infinite, or over `EXPLODED_FACTOR` times the untrained network's training loss.
+fn exploded(loss: f64, initial_loss: f64) -> bool {
+    !loss.is_finite() || loss > EXPLODED_FACTOR * initial_loss.max(1e-12)
+}
+
+/// The order of epoch `epoch`: a permutation of `n` records drawn from the run's seed and the
+/// epoch number alone, so that a resumed run shuffles as the uninterrupted one would have.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// The training and validation sets loaded into a backend.
+pub struct Loaded<'a> {
+    pub train: DataId,
+    pub train_target: ArrayView2<'a, f64>,
+    pub validation: DataId,
+    pub validation_target: ArrayView2<'a, f64>,
+}
+
+/// The mean squared error of the backend's predictions on loaded data.
+pub fn loss(backend: &mut dyn Backend, data: DataId, target: ArrayView2<f64>) -> Result<f64> {
+    let y = backend.predict_data(data)?;
+    Ok(mean_squared_error(y.view(), target))
+}
+
+/// Trains from `state` until `state.config.epochs`, calling `after_epoch` with each good epoch
+/// and the weights after it. Returns the outcome, the final state and the last good weights.
+pub fn run(
+    backend: &mut dyn Backend,
+    data: &Loaded,
+    mut state: TrainingState,
+    mut after_epoch: impl FnMut(&EpochRecord, &TrainingState, &Network<f64>) -> Result<()>,
+) -> Result<(Outcome, TrainingState, Network<f64>, f64)> {
+    let n = data.train_target.nrows();
+    let mut last_good = backend.network()?;
+    let started = Instant::now();
+    let mut trained_records = 0usize;
+    let config = state.config.clone();
+    for epoch in state.epochs_done() + 1..=config.epochs {
+        let order = epoch_order(config.seed, epoch, n);
+        backend.train_epoch(data.train, &order, config.batch, config.learnrate)?;
+        trained_records += n;
+        let train_loss = loss(backend, data.train, data.train_target)?;
+        let val_loss = loss(backend, data.validation, data.validation_target)?;
+        if exploded(train_loss, state.initial_loss) || exploded(val_loss, state.initial_loss) {
+            let rate = trained_records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let outcome = Outcome::Diverged {
+                epoch,
+                train_loss,
+                val_loss,
+            };
+            return Ok((outcome, state, last_good, rate));
+        }
+        let record = EpochRecord {
+            epoch,
+            train_loss,
+            val_loss,
+        };
+        state.history.push(record.clone());
+        last_good = backend.network()?;
+        after_epoch(&record, &state, &last_good)?;
+    }
+    let rate = trained_records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok((Outcome::Finished, state, last_good, rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend;
+    use crate::model::Activation;
+    use ndarray::Array2;
+
+    #[test]
+    fn a_diverging_run_returns_the_last_good_weights() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let network = Network::<f64>::random(&[3, 4, 1], Activation::Identity, &mut rng).unwrap();
+        let x = Array2::from_shape_fn((20, 3), |(i, j)| ((i * 3 + j) as f64).sin());
+        let t = Array2::from_shape_fn((20, 1), |(i, _)| (i as f64).cos());
+        let mut backend = CpuBackend::<f32>::new(&network);
+        let id = backend.load_data(x.view(), t.view()).unwrap();
+        let data = Loaded {
+            train: id,
+            train_target: t.view(),
+            validation: id,
+            validation_target: t.view(),
+        };
+        let config = TrainConfig {
+            epochs: 5,
+            batch: 4,
+            learnrate: 1e4,
+            seed: 0,
+        };
+        let initial_loss = loss(&mut backend, id, t.view()).unwrap();
+        let state = TrainingState {
+            config,
+            initial_loss,
+            history: Vec::new(),
+        };
+        let mut epochs_seen = 0;
+        let (outcome, state, last_good, _) = run(&mut backend, &data, state, |_, _, _| {
+            epochs_seen += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(outcome, Outcome::Diverged { epoch: 1, .. }));
+        assert_eq!(epochs_seen, 0);
+        assert!(state.history.is_empty());
+        // The weights before the bad epoch, as uploaded (f64 -> f32 -> f64).
+        let as_uploaded: Network<f64> = network.cast::<f32>().cast();
+        assert_eq!(last_good, as_uploaded);
+    }
+
+    #[test]
+    fn epoch_orders_are_permutations_that_depend_on_seed_and_epoch_only() {
+        let a = epoch_order(3, 5, 100);
+        assert_eq!(a, epoch_order(3, 5, 100));
+        assert_ne!(a, epoch_order(3, 6, 100));
+        assert_ne!(a, epoch_order(4, 5, 100));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+}
