@@ -15,8 +15,16 @@ struct Dims {
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 
-const SIGMOID: u32 = 0u;
-const IDENTITY: u32 = 1u;
+// Bits of `dims.flag`.
+// The layer's activation is the identity (otherwise sigmoid).
+const FLAG_IDENTITY: u32 = 1u;
+// A layer whose inputs are split across bindings is summed block by block: add the partial
+// sum already stored in the output ...
+const FLAG_ACCUMULATE: u32 = 2u;
+// ... and store the raw partial sum, leaving the epilogue to the last input block.
+const FLAG_PARTIAL: u32 = 4u;
+// weight_update: add the step to the weights instead of writing it to `deltas`.
+const FLAG_APPLY: u32 = 8u;
 
 // 1 / (1 + exp(-x)), as `sigmoid` in src/cpu.rs.
 fn sigmoid(x: f32) -> f32 {

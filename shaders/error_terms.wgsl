@@ -4,7 +4,7 @@
 //     error = target - output_layer_out
 //     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid output)
 //     output_error_term = error                                               (identity output)
-// dims: m = records, n = output units; flag = SIGMOID | IDENTITY.
+// dims: m = records, n = output units; flag: FLAG_IDENTITY for an identity output.
 
 @group(0) @binding(1) var<storage, read> target_values: array<f32>;    // records x outputs
 @group(0) @binding(2) var<storage, read> output_layer_out: array<f32>; // records x outputs
@@ -23,7 +23,7 @@ fn output_error_term(
     let y = output_layer_out[i];
     let error = target_values[i] - y;
     var term = error;
-    if (dims.flag == SIGMOID) {
+    if ((dims.flag & FLAG_IDENTITY) == 0u) {
         term = error * y * (1.0 - y);
     }
     output_error_term_out[i] = term;
@@ -33,7 +33,8 @@ fn output_error_term(
 //     hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)
 //     hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)
 // For deeper networks "output" is the next layer. The weights are those from before this
-// step's update. dims: m = records, k = units of the next layer, n = hidden units.
+// step's update. dims: m = records, k = units of the next layer, n = hidden units (or blocks
+// of them); FLAG_ACCUMULATE / FLAG_PARTIAL when the next layer is split across bindings.
 
 @group(0) @binding(4) var<storage, read> next_error_term: array<f32>;  // records x next units
 @group(0) @binding(5) var<storage, read> weights_to_next: array<f32>;  // hidden x next units
@@ -51,8 +52,16 @@ fn load_b(k: u32, n: u32) -> f32 {
     return weights_to_next[n * dims.k + k];
 }
 
-fn store(m: u32, n: u32, hidden_error: f32) {
+fn store(m: u32, n: u32, sum: f32) {
     let i = m * dims.n + n;
+    var hidden_error = sum;
+    if ((dims.flag & FLAG_ACCUMULATE) != 0u) {
+        hidden_error += hidden_error_term_out[i];
+    }
+    if ((dims.flag & FLAG_PARTIAL) != 0u) {
+        hidden_error_term_out[i] = hidden_error;
+        return;
+    }
     let h = hidden_layer_out[i];
     hidden_error_term_out[i] = hidden_error * h * (1.0 - h);
 }

@@ -1,7 +1,9 @@
 // layer_forward: layer_out = activation(np.dot(layer_input, weights)), fused.
 // Twin of `layer_forward` in src/cpu.rs:
 //     hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))
-// dims: m = records, k = inputs to the layer, n = units of the layer; flag = SIGMOID | IDENTITY.
+// dims: m = records, k = inputs to the layer (or to this block of it), n = units of the layer
+// (or of this block); flag: FLAG_IDENTITY, and FLAG_ACCUMULATE / FLAG_PARTIAL when the layer's
+// inputs are split across bindings.
 
 @group(0) @binding(1) var<storage, read> layer_input: array<f32>;  // records x inputs
 @group(0) @binding(2) var<storage, read> weights: array<f32>;      // inputs x units
@@ -18,10 +20,19 @@ fn load_b(k: u32, n: u32) -> f32 {
     return weights[k * dims.n + n];
 }
 
-fn store(m: u32, n: u32, layer_in: f32) {
+fn store(m: u32, n: u32, sum: f32) {
+    let i = m * dims.n + n;
+    var layer_in = sum;
+    if ((dims.flag & FLAG_ACCUMULATE) != 0u) {
+        layer_in += layer_out[i];
+    }
+    if ((dims.flag & FLAG_PARTIAL) != 0u) {
+        layer_out[i] = layer_in;
+        return;
+    }
     var out = layer_in;
-    if (dims.flag == SIGMOID) {
+    if ((dims.flag & FLAG_IDENTITY) == 0u) {
         out = sigmoid(layer_in);
     }
-    layer_out[m * dims.n + n] = out;
+    layer_out[i] = out;
 }

@@ -1,7 +1,7 @@
 // delta_weights: delta_w = learnrate / n_records * np.dot(layer_input.T, error_term), the mean
 // over the batch of the seeds' outer products `learnrate * np.outer(x, error_term)`.
-// Twin of `delta_weights` in src/cpu.rs. flag = 1 adds the step to the weights in place
-// (training); flag = 0 writes it to `deltas` and leaves the weights alone (`backprop step`).
+// Twin of `delta_weights` in src/cpu.rs. FLAG_APPLY adds the step to the weights in place
+// (training); without it the step goes to `deltas` and the weights stay (`backprop step`).
 // dims: m = inputs to the layer, n = units of the layer, k = records; scale = learnrate / records.
 
 @group(0) @binding(1) var<storage, read> layer_input: array<f32>;   // records x inputs
@@ -23,7 +23,7 @@ fn load_b(k: u32, n: u32) -> f32 {
 fn store(m: u32, n: u32, sum: f32) {
     let i = m * dims.n + n;
     let delta = dims.scale * sum;
-    if (dims.flag == 1u) {
+    if ((dims.flag & FLAG_APPLY) != 0u) {
         weights[i] += delta;
     } else {
         deltas[i] = delta;

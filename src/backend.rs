@@ -58,6 +58,37 @@ pub trait Backend {
 
     /// The network's output for every record of loaded data.
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>>;
+
+    /// `count` training steps on the same batch, as a benchmark loops; the GPU records them
+    /// into few submissions and returns before they finish (see `synchronize`).
+    fn train_steps(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+        count: usize,
+    ) -> Result<()> {
+        for _ in 0..count {
+            self.train_step(x, target, learnrate)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for all submitted work (the GPU computes asynchronously; the CPU never lags).
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The time of each kernel of one training step, in milliseconds, summed by kernel, from
+    /// the device's timestamps; `None` where the backend cannot measure them.
+    fn kernel_times(
+        &mut self,
+        _x: ArrayView2<f64>,
+        _target: ArrayView2<f64>,
+        _learnrate: f64,
+    ) -> Result<Option<Vec<(String, f64)>>> {
+        Ok(None)
+    }
 }
 
 /// A data set loaded into a backend.

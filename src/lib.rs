@@ -5,6 +5,7 @@
 //! every other backend is checked against.
 
 pub mod backend;
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -25,6 +25,8 @@ enum Command {
     Step(commands::step::StepArgs),
     /// Compare a backend with the f64 CPU reference on random problems of awkward shapes.
     Validate(commands::validate::ValidateArgs),
+    /// Time the training step on the CPU and the GPU.
+    Bench(commands::bench::BenchArgs),
     /// List the GPU adapters wgpu reaches and their limits.
     Info(commands::info::InfoArgs),
 }
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         Command::Step(args) => commands::step::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Info(args) => commands::info::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -196,6 +196,7 @@ fn guarded_backend(device: &Arc<GpuDevice>, network: &backprop::Network<f64>) ->
         network,
         GpuOptions {
             guard_regions: true,
+            ..GpuOptions::default()
         },
     )
     .unwrap()
@@ -333,4 +334,108 @@ fn predictions_over_more_records_than_one_pass_match_the_reference() {
     let (_, rel) = validate::errors(got.view(), outputs[1].view());
     assert!(rel <= validate::tolerance(5 + 3, 1.0), "{rel:e}");
     gpu.check_guards().unwrap();
+}
+
+/// A device whose kernels may bind at most `bytes` per buffer.
+fn capped_device(bytes: u64) -> Option<Arc<GpuDevice>> {
+    let mut ctx = GpuContext::for_tests()?;
+    ctx.max_binding_bytes = bytes;
+    Some(GpuDevice::new(ctx))
+}
+
+#[test]
+fn layers_wider_than_a_binding_are_split_along_the_hidden_dimension() {
+    // 4 KiB bindings (1,024 values) and passes of at most 16 records: the first hidden layer
+    // (97 units) splits in two (64 units of 16 records), the second (61 units fed by blocks of
+    // 49) in four, so forward sums over input blocks and the error terms over next-layer
+    // blocks, with the activation applied by the last block only.
+    let Some(device) = capped_device(4096) else {
+        return;
+    };
+    let options = GpuOptions {
+        guard_regions: true,
+        max_records: 16,
+    };
+    let case = validate::Case {
+        records: 7,
+        layer_sizes: vec![13, 97, 61, 3],
+        output: Activation::Sigmoid,
+    };
+    let (network, x, target) = validate::problem(&case, 3).unwrap();
+    let mut gpu = GpuBackend::new(device.clone(), &network, options).unwrap();
+    assert_eq!(gpu.blocks_per_layer(), [1, 2, 4, 1]);
+    for row in
+        validate::check_case(&mut gpu, &case, &network, x.view(), target.view(), 0.5).unwrap()
+    {
+        assert!(row.pass, "{row:?}");
+    }
+    gpu.check_guards().unwrap();
+
+    // Epochs over 40 resident records in batches of 16 (and a remainder of 8), and predictions
+    // in passes of 16, against the reference.
+    let p = common::problem(
+        &[13, 97, 61, 3],
+        40,
+        Activation::Identity,
+        &mut common::rng(12),
+    );
+    let mut gpu = GpuBackend::new(device, &p.network, options).unwrap();
+    let mut reference = CpuBackend::<f64>::new(&p.network);
+    let (g, r) = (
+        gpu.load_data(p.x.view(), p.target.view()).unwrap(),
+        reference.load_data(p.x.view(), p.target.view()).unwrap(),
+    );
+    for epoch in 1..=2 {
+        let order = backprop::train::epoch_order(1, epoch, 40);
+        gpu.train_epoch(g, &order, 16, 0.3).unwrap();
+        reference.train_epoch(r, &order, 16, 0.3).unwrap();
+    }
+    let (gw, rw) = (gpu.network().unwrap(), reference.network().unwrap());
+    for (a, b) in gw.weights().iter().zip(rw.weights()) {
+        let (_, rel) = validate::errors(a.view(), b.view());
+        assert!(rel < 1e-5, "weights differ by {rel:e}");
+    }
+    let (_, rel) = validate::errors(
+        gpu.predict_data(g).unwrap().view(),
+        reference.predict_data(r).unwrap().view(),
+    );
+    assert!(rel < 1e-5, "predictions differ by {rel:e}");
+    gpu.check_guards().unwrap();
+}
+
+#[test]
+fn what_cannot_be_split_is_refused_with_a_reason() {
+    let Some(device) = capped_device(256) else {
+        return;
+    };
+    let p = common::problem(&[13, 5, 2], 4, Activation::Sigmoid, &mut common::rng(2));
+    // 16 records of 13 inputs need 208 values in one binding; 256 bytes hold 64.
+    let options = GpuOptions {
+        guard_regions: false,
+        max_records: 16,
+    };
+    let err = GpuBackend::new(device.clone(), &p.network, options)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("the input layer (13 units) does not fit"),
+        "{err}"
+    );
+    // With passes of 4 records it fits, but a larger batch is then refused.
+    let mut gpu = GpuBackend::new(
+        device,
+        &p.network,
+        GpuOptions {
+            guard_regions: false,
+            max_records: 4,
+        },
+    )
+    .unwrap();
+    let big = common::problem(&[13, 5, 2], 5, Activation::Sigmoid, &mut common::rng(2));
+    let err = gpu
+        .train_step(big.x.view(), big.target.view(), 0.1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exceeds the 4"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed flags into library calls and prints the result.
 
+pub mod bench;
 pub mod info;
 pub mod predict;
 pub mod step;

@@ -52,6 +52,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
                 &network,
                 GpuOptions {
                     guard_regions: true,
+                    max_records: case.records,
                 },
             )?),
             None => Box::new(CpuBackend::<f32>::new(&network)),

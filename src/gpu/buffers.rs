@@ -2,6 +2,9 @@
 //! `MAP_READ | COPY_DST` staging buffer.
 
 use std::num::NonZeroU64;
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -54,6 +57,7 @@ impl Region {
                 ctx.info.name, ctx.limits.max_buffer_size
             )));
         }
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -62,6 +66,12 @@ impl Region {
                 | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "`{label}` ({size} bytes) does not fit in {}'s memory: {e}",
+                ctx.info.name
+            )));
+        }
         let region = Region {
             buffer,
             len,
@@ -206,6 +216,21 @@ pub fn read_all(ctx: &GpuContext, regions: &[&Region], with_guards: bool) -> Res
         at += size;
     }
     ctx.queue.submit([encoder.finish()]);
+    let bytes = map_read(ctx, &staging)?;
+    // pod_collect_to_vec copies, so the byte vector's alignment does not matter.
+    let all: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    let mut values = Vec::with_capacity(regions.len());
+    let mut from = 0usize;
+    for (_, size) in &spans {
+        let n = (size / F32_BYTES) as usize;
+        values.push(all[from..from + n].to_vec());
+        from += n;
+    }
+    Ok(values)
+}
+
+/// Waits for the submitted work, maps a `MAP_READ` staging buffer and copies it out.
+pub fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
     let slice = staging.slice(..);
     let (sender, receiver) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |result| {
@@ -215,31 +240,140 @@ pub fn read_all(ctx: &GpuContext, regions: &[&Region], with_guards: bool) -> Res
     ctx.device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    ctx.check_errors()?;
     receiver
         .recv()
         .map_err(|e| Error::Gpu(format!("read-back was never answered: {e}")))?
         .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-    let values = {
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?;
-        let all: &[f32] = bytemuck::cast_slice(&view);
-        let mut out = Vec::with_capacity(regions.len());
-        let mut from = 0usize;
-        for (_, size) in &spans {
-            let n = (size / F32_BYTES) as usize;
-            out.push(all[from..from + n].to_vec());
-            from += n;
-        }
-        out
-    };
+    let bytes = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
+        .to_vec();
     staging.unmap();
-    Ok(values)
+    Ok(bytes)
+}
+
+/// Cuts `n` units into as few contiguous blocks of at most `max_block` as possible, of nearly
+/// equal sizes (so no block is a sliver).
+pub fn split(n: usize, max_block: usize) -> Vec<Range<usize>> {
+    let count = n.div_ceil(max_block.max(1)).max(1);
+    let (base, extra) = (n / count, n % count);
+    let mut start = 0;
+    (0..count)
+        .map(|b| {
+            let len = base + usize::from(b < extra);
+            let block = start..start + len;
+            start += len;
+            block
+        })
+        .collect()
+}
+
+/// A matrix kept as a grid of regions, so that one larger than a storage binding can live on
+/// the device: `rows` x `cols` blocks, each its own region (row-major inside).
+pub struct BlockMatrix {
+    rows: Vec<Range<usize>>,
+    cols: Vec<Range<usize>>,
+    blocks: Vec<Region>,
+}
+
+impl BlockMatrix {
+    pub fn new(
+        ctx: &GpuContext,
+        label: &str,
+        rows: Vec<Range<usize>>,
+        cols: Vec<Range<usize>>,
+        guarded: bool,
+    ) -> Result<Self> {
+        let mut blocks = Vec::with_capacity(rows.len() * cols.len());
+        for (i, r) in rows.iter().enumerate() {
+            for (j, c) in cols.iter().enumerate() {
+                let name = if rows.len() * cols.len() == 1 {
+                    label.to_string()
+                } else {
+                    format!("{label} block ({i}, {j})")
+                };
+                blocks.push(Region::new(ctx, &name, r.len() * c.len(), guarded)?);
+            }
+        }
+        Ok(BlockMatrix { rows, cols, blocks })
+    }
+
+    pub fn rows(&self) -> &[Range<usize>] {
+        &self.rows
+    }
+
+    pub fn cols(&self) -> &[Range<usize>] {
+        &self.cols
+    }
+
+    pub fn block(&self, i: usize, j: usize) -> &Region {
+        &self.blocks[i * self.cols.len() + j]
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = &Region> {
+        self.blocks.iter()
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        let end = |v: &[Range<usize>]| v.last().map_or(0, |r| r.end);
+        (end(&self.rows), end(&self.cols))
+    }
+
+    /// Uploads a whole matrix (f64, converted to the kernels' f32), block by block.
+    pub fn upload(&self, ctx: &GpuContext, a: ArrayView2<f64>) -> Result<()> {
+        if a.dim() != self.shape() {
+            return Err(Error::Shape(format!(
+                "uploading {:?} into a {:?} matrix",
+                a.dim(),
+                self.shape()
+            )));
+        }
+        for (i, r) in self.rows.iter().enumerate() {
+            for (j, c) in self.cols.iter().enumerate() {
+                let block = a.slice(ndarray::s![r.clone(), c.clone()]);
+                let values: Vec<f32> = block.iter().map(|&v| v as f32).collect();
+                self.block(i, j).upload(ctx, &values)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every block back in one submission and assembles the matrix.
+    pub fn read(&self, ctx: &GpuContext) -> Result<Array2<f64>> {
+        let regions: Vec<&Region> = self.blocks.iter().collect();
+        let mut values = read_all(ctx, &regions, false)?.into_iter();
+        let mut out = Array2::zeros(self.shape());
+        for r in &self.rows {
+            for c in &self.cols {
+                let block = values.next().unwrap_or_default();
+                let block = ArrayView2::from_shape((r.len(), c.len()), &block)
+                    .map_err(|e| Error::Shape(e.to_string()))?;
+                out.slice_mut(ndarray::s![r.clone(), c.clone()])
+                    .assign(&block.mapv(f64::from));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_are_balanced_and_cover_every_unit() {
+        assert_eq!(split(10, 4), [0..4, 4..7, 7..10]);
+        let whole = |n: usize| std::iter::once(0..n).collect::<Vec<_>>();
+        assert_eq!(split(8, 8), whole(8));
+        assert_eq!(split(1, 1000), whole(1));
+        let blocks = split(262_144, 42_799);
+        assert_eq!(blocks.len(), 7);
+        assert!(blocks
+            .iter()
+            .all(|b| b.len() <= 42_799 && b.len() >= 37_449));
+        assert_eq!(blocks.last().unwrap().end, 262_144);
+    }
 
     #[test]
     fn a_write_into_a_guard_band_is_caught_and_named() {

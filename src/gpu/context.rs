@@ -1,6 +1,8 @@
 //! Adapter discovery and device setup: which GPUs wgpu reaches, which one we take, and a device
 //! created with the adapter's own limits (wgpu's defaults are far lower, see GPU.md).
 
+use std::sync::{Arc, Mutex};
+
 use wgpu::{Adapter, AdapterInfo, Backends, DeviceType, Limits};
 
 use crate::error::{Error, Result};
@@ -75,7 +77,9 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: AdapterInfo,
     pub limits: Limits,
-    /// The largest storage binding the kernels may use: the adapter's limit unless capped.
+    errors: Arc<Mutex<Option<String>>>,
+    /// The largest storage binding the kernels may use: the adapter's limit unless capped (by
+    /// `BACKPROP_MAX_BINDING_BYTES`, or by setting this field before building a backend).
     pub max_binding_bytes: u64,
 }
 
@@ -132,20 +136,55 @@ impl GpuContext {
     pub fn from_adapter(adapter: Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamps give `backprop bench` its per-kernel times where the adapter has them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("backprop"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("{}: cannot create a device: {e}", info.name)))?;
+        // wgpu's default for an error nobody scoped is to panic; keep the first one instead and
+        // report it at the next read-back (`check_errors`).
+        let errors = Arc::new(Mutex::new(None::<String>));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut first) = sink.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        // BACKPROP_MAX_BINDING_BYTES lowers the binding size the kernels use, so the path that
+        // splits wide layers across bindings can be exercised on small networks.
+        let cap = std::env::var("BACKPROP_MAX_BINDING_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&v| v >= 4);
         Ok(GpuContext {
             device,
             queue,
-            max_binding_bytes: limits.max_storage_buffer_binding_size,
+            errors,
+            max_binding_bytes: cap.map_or(limits.max_storage_buffer_binding_size, |c| {
+                c.min(limits.max_storage_buffer_binding_size)
+            }),
             info,
             limits,
         })
+    }
+
+    /// Fails with the first error the device reported outside any error scope.
+    pub fn check_errors(&self) -> Result<()> {
+        match self.errors.lock().ok().and_then(|e| e.clone()) {
+            Some(message) => Err(Error::Gpu(format!("{}: {message}", self.info.name))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the device can time kernels with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The adapter tests, benchmarks and `validate` use: the one named by `BACKPROP_ADAPTER`,

@@ -34,10 +34,46 @@ pub struct Dims {
     pad: [u32; 3],
 }
 
+// Bits of `Dims::flag`, as in `shaders/common.wgsl`.
+const FLAG_IDENTITY: u32 = 1;
+const FLAG_ACCUMULATE: u32 = 2;
+const FLAG_PARTIAL: u32 = 4;
+const FLAG_APPLY: u32 = 8;
+
 fn activation_flag(a: Activation) -> u32 {
     match a {
         Activation::Sigmoid => 0,
-        Activation::Identity => 1,
+        Activation::Identity => FLAG_IDENTITY,
+    }
+}
+
+/// Which part of a reduction split across bindings a dispatch computes: the sum over one block
+/// of the inputs, added to the blocks before it (`accumulate`), with the epilogue (activation,
+/// sigmoid slope) applied only by the `last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub accumulate: bool,
+    pub last: bool,
+}
+
+impl Part {
+    /// An unsplit reduction.
+    pub const WHOLE: Part = Part {
+        accumulate: false,
+        last: true,
+    };
+
+    /// Block `index` of `count`.
+    pub fn of(index: usize, count: usize) -> Part {
+        Part {
+            accumulate: index > 0,
+            last: index + 1 == count,
+        }
+    }
+
+    fn flags(self) -> u32 {
+        (if self.accumulate { FLAG_ACCUMULATE } else { 0 })
+            | (if self.last { 0 } else { FLAG_PARTIAL })
     }
 }
 
@@ -48,6 +84,8 @@ fn dim(what: &str, value: usize) -> Result<u32> {
 
 /// One recorded kernel launch: pipeline, bind group (with its own uniform) and grid.
 pub struct Dispatch {
+    /// The kernel's name, for per-kernel timings.
+    pub kernel: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     uniform: wgpu::Buffer,
@@ -129,7 +167,7 @@ impl Kernels {
     fn dispatch(
         &self,
         ctx: &GpuContext,
-        pipeline: &wgpu::ComputePipeline,
+        (kernel, pipeline): (&'static str, &wgpu::ComputePipeline),
         dims: Dims,
         workgroups: (u32, u32),
         bindings: &[(u32, &Region)],
@@ -165,6 +203,7 @@ impl Kernels {
             entries: &entries,
         });
         Ok(Dispatch {
+            kernel,
             pipeline: pipeline.clone(),
             bind_group,
             uniform,
@@ -209,14 +248,16 @@ impl Kernels {
         };
         self.dispatch(
             ctx,
-            &self.gather,
+            ("gather", &self.gather),
             dims,
             Self::elementwise_grid(ctx, records * columns)?,
             &[(1, source), (2, order), (3, gathered)],
         )
     }
 
-    /// `layer_out = activation(layer_input · weights)`: (records x inputs) · (inputs x units).
+    /// `layer_out = activation(layer_input · weights)`: (records x inputs) · (inputs x units),
+    /// or one `part` of that sum when the inputs are split across bindings.
+    #[allow(clippy::too_many_arguments)]
     pub fn layer_forward(
         &self,
         ctx: &GpuContext,
@@ -225,6 +266,7 @@ impl Kernels {
         layer_out: &Region,
         (records, inputs, units): (usize, usize, usize),
         activation: Activation,
+        part: Part,
     ) -> Result<Dispatch> {
         expect_len(layer_input, records * inputs)?;
         expect_len(weights, inputs * units)?;
@@ -238,13 +280,13 @@ impl Kernels {
             m,
             n,
             k,
-            flag: activation_flag(activation),
+            flag: activation_flag(activation) | part.flags(),
             scale: 0.0,
             pad: [0; 3],
         };
         self.dispatch(
             ctx,
-            &self.forward,
+            ("layer_forward", &self.forward),
             dims,
             Self::matmul_grid(m, n),
             &[(1, layer_input), (2, weights), (3, layer_out)],
@@ -276,14 +318,16 @@ impl Kernels {
         };
         self.dispatch(
             ctx,
-            &self.output_error_term,
+            ("output_error_term", &self.output_error_term),
             dims,
             Self::elementwise_grid(ctx, len)?,
             &[(1, target), (2, output_layer_out), (3, output_error_term)],
         )
     }
 
-    /// `hidden_error_term = (next_error_term · weights_to_nextᵀ) * h * (1 - h)`.
+    /// `hidden_error_term = (next_error_term · weights_to_nextᵀ) * h * (1 - h)`, or one `part`
+    /// of the sum when the next layer is split across bindings.
+    #[allow(clippy::too_many_arguments)]
     pub fn hidden_error_term(
         &self,
         ctx: &GpuContext,
@@ -292,6 +336,7 @@ impl Kernels {
         hidden_layer_out: &Region,
         hidden_error_term: &Region,
         (records, hidden, next): (usize, usize, usize),
+        part: Part,
     ) -> Result<Dispatch> {
         expect_len(next_error_term, records * next)?;
         expect_len(weights_to_next, hidden * next)?;
@@ -306,13 +351,13 @@ impl Kernels {
             m,
             n,
             k,
-            flag: 0,
+            flag: part.flags(),
             scale: 0.0,
             pad: [0; 3],
         };
         self.dispatch(
             ctx,
-            &self.hidden_error_term,
+            ("hidden_error_term", &self.hidden_error_term),
             dims,
             Self::matmul_grid(m, n),
             &[
@@ -353,13 +398,13 @@ impl Kernels {
             m,
             n,
             k,
-            flag: u32::from(apply),
+            flag: if apply { FLAG_APPLY } else { 0 },
             scale: learnrate / records as f32,
             pad: [0; 3],
         };
         self.dispatch(
             ctx,
-            &self.weight_update,
+            ("delta_weights", &self.weight_update),
             dims,
             Self::matmul_grid(m, n),
             &[(1, layer_input), (2, error_term), (3, weights), (4, deltas)],

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod ops;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
@@ -17,25 +18,37 @@ use crate::backend::{check_epoch, Backend, DataId};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::model::{weight_names, Activation, Network};
-use buffers::{read_all, Region};
+use buffers::{map_read, split, BlockMatrix, Region};
 use context::GpuContext;
-use kernels::{Dispatch, Kernels};
+use kernels::{Dispatch, Kernels, Part};
 use ops::KernelTwins;
 
 /// How the GPU backend allocates its memory.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct GpuOptions {
     /// Fence every region with sentinel bands that [`GpuBackend::check_guards`] verifies.
     pub guard_regions: bool,
+    /// The most records one pass computes (a batch, or a slice of a prediction). Hidden layers
+    /// are split so that this many records' activations of one block fit a binding.
+    pub max_records: usize,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            guard_regions: false,
+            max_records: 4096,
+        }
+    }
 }
 
 /// The buffers and recorded dispatches for one batch size.
 struct BatchPlan {
     records: usize,
-    x: Region,
-    target: Region,
-    layer_outputs: Vec<Region>,
-    error_terms: Vec<Region>,
+    x: BlockMatrix,
+    target: BlockMatrix,
+    layer_outputs: Vec<BlockMatrix>,
+    error_terms: Vec<BlockMatrix>,
     forward: Vec<Dispatch>,
     output_error_term: Dispatch,
     /// Back to front: the term of the last hidden layer first.
@@ -86,8 +99,6 @@ struct Shuffled {
     gather_target: Dispatch,
 }
 
-/// Records a prediction evaluates per forward pass, bounding the activations' memory.
-const PREDICT_CHUNK: usize = 4096;
 /// Batches recorded per submission in an epoch: few submissions, bounded command buffers.
 const BATCHES_PER_SUBMISSION: usize = 512;
 
@@ -96,8 +107,11 @@ pub struct GpuBackend {
     options: GpuOptions,
     layer_sizes: Vec<usize>,
     output_activation: Activation,
-    weights: Vec<Region>,
-    deltas: Option<Vec<Region>>,
+    /// The unit blocks of each layer (inputs, hidden layers, outputs): a hidden layer too
+    /// wide for one storage binding is split, and every matrix touching it with it.
+    layout: Vec<Vec<Range<usize>>>,
+    weights: Vec<BlockMatrix>,
+    deltas: Option<Vec<BlockMatrix>>,
     /// Bound as `deltas` by in-place updates, which never touch it.
     unused_deltas: Region,
     /// One plan per batch size in use (an epoch needs its batch size and the remainder).
@@ -106,29 +120,38 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Uploads `network` to `device`.
+    /// Uploads `network` to `device`, split into blocks where it exceeds a storage binding.
     pub fn new(
         device: Arc<GpuDevice>,
         network: &Network<f64>,
         options: GpuOptions,
     ) -> Result<Self> {
         let ctx = &device.ctx;
+        let layer_sizes = network.layer_sizes();
+        let layout = plan_layout(&layer_sizes, ctx.max_binding_bytes / 4, options.max_records)?;
         let names = weight_names(network.weights().len());
         let weights = network
             .weights()
             .iter()
-            .zip(&names)
-            .map(|(w, name)| {
-                let region = Region::new(ctx, name, w.len(), options.guard_regions)?;
-                region.upload(ctx, &to_f32(w.view()))?;
-                Ok(region)
+            .enumerate()
+            .map(|(l, w)| {
+                let matrix = BlockMatrix::new(
+                    ctx,
+                    &names[l],
+                    layout[l].clone(),
+                    layout[l + 1].clone(),
+                    options.guard_regions,
+                )?;
+                matrix.upload(ctx, w.view())?;
+                Ok(matrix)
             })
             .collect::<Result<Vec<_>>>()?;
         let unused_deltas = Region::new(ctx, "unused deltas", 1, options.guard_regions)?;
         Ok(GpuBackend {
             options,
-            layer_sizes: network.layer_sizes(),
+            layer_sizes,
             output_activation: network.output_activation(),
+            layout,
             weights,
             deltas: None,
             unused_deltas,
@@ -138,17 +161,18 @@ impl GpuBackend {
         })
     }
 
+    /// How many blocks each layer's units are split into (1 everywhere for a network whose
+    /// matrices fit the adapter's bindings).
+    pub fn blocks_per_layer(&self) -> Vec<usize> {
+        self.layout.iter().map(Vec::len).collect()
+    }
+
     pub fn device(&self) -> &Arc<GpuDevice> {
         &self.device
     }
 
     fn n_layers(&self) -> usize {
         self.weights.len()
-    }
-
-    /// `(records, inputs, units)` of layer `l`.
-    fn layer_shape(&self, records: usize, l: usize) -> (usize, usize, usize) {
-        (records, self.layer_sizes[l], self.layer_sizes[l + 1])
     }
 
     fn activation(&self, l: usize) -> Activation {
@@ -160,69 +184,81 @@ impl GpuBackend {
     }
 
     fn build_plan(&self, records: usize, learnrate: f32) -> Result<BatchPlan> {
+        if records > self.options.max_records {
+            return Err(Error::Gpu(format!(
+                "a batch of {records} records exceeds the {} this backend was laid out for",
+                self.options.max_records
+            )));
+        }
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let kernels = &self.device.kernels;
         let n_layers = self.n_layers();
-        let sizes = &self.layer_sizes;
-        let x = Region::new(ctx, "x", records * sizes[0], guarded)?;
-        let target = Region::new(ctx, "target", records * sizes[n_layers], guarded)?;
-        let per_layer = |what: &str| {
-            (0..n_layers)
-                .map(|l| Region::new(ctx, &format!("{what} {l}"), records * sizes[l + 1], guarded))
-                .collect::<Result<Vec<_>>>()
+        let layout = &self.layout;
+        let batch = |label: String, k: usize| {
+            BlockMatrix::new(
+                ctx,
+                &label,
+                split(records, records),
+                layout[k].clone(),
+                guarded,
+            )
         };
-        let layer_outputs = per_layer("layer_out")?;
-        let error_terms = per_layer("error_term")?;
+        let x = batch("x".into(), 0)?;
+        let target = batch("target".into(), n_layers)?;
+        let layer_outputs = (0..n_layers)
+            .map(|l| batch(format!("layer_out {l}"), l + 1))
+            .collect::<Result<Vec<_>>>()?;
+        let error_terms = (0..n_layers)
+            .map(|l| batch(format!("error_term {l}"), l + 1))
+            .collect::<Result<Vec<_>>>()?;
         let layer_input = |l: usize| if l == 0 { &x } else { &layer_outputs[l - 1] };
 
-        let forward = (0..n_layers)
-            .map(|l| {
-                self.device.kernels.layer_forward(
-                    ctx,
-                    layer_input(l),
-                    &self.weights[l],
-                    &layer_outputs[l],
-                    self.layer_shape(records, l),
-                    self.activation(l),
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Forward: each block of a layer's units sums over the blocks of its inputs.
+        let mut forward = Vec::new();
+        for l in 0..n_layers {
+            let input = layer_input(l);
+            for (j, units) in layout[l + 1].iter().enumerate() {
+                for (i, inputs) in layout[l].iter().enumerate() {
+                    forward.push(kernels.layer_forward(
+                        ctx,
+                        input.block(0, i),
+                        self.weights[l].block(i, j),
+                        layer_outputs[l].block(0, j),
+                        (records, inputs.len(), units.len()),
+                        self.activation(l),
+                        Part::of(i, layout[l].len()),
+                    )?);
+                }
+            }
+        }
         let last = n_layers - 1;
-        let output_error_term = self.device.kernels.output_error_term(
+        let output_error_term = kernels.output_error_term(
             ctx,
-            &target,
-            &layer_outputs[last],
-            &error_terms[last],
-            (records, sizes[n_layers]),
+            target.block(0, 0),
+            layer_outputs[last].block(0, 0),
+            error_terms[last].block(0, 0),
+            (records, self.n_outputs()),
             self.output_activation,
         )?;
-        let hidden_error_terms = (0..last)
-            .rev()
-            .map(|l| {
-                self.device.kernels.hidden_error_term(
-                    ctx,
-                    &error_terms[l + 1],
-                    &self.weights[l + 1],
-                    &layer_outputs[l],
-                    &error_terms[l],
-                    (records, sizes[l + 1], sizes[l + 2]),
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let apply_updates = (0..n_layers)
-            .map(|l| {
-                self.device.kernels.weight_update(
-                    ctx,
-                    layer_input(l),
-                    &error_terms[l],
-                    &self.weights[l],
-                    &self.unused_deltas,
-                    self.layer_shape(records, l),
-                    learnrate,
-                    true,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(BatchPlan {
+        // Back to front: each block of a hidden layer sums over the blocks of the next layer.
+        let mut hidden_error_terms = Vec::new();
+        for l in (0..last).rev() {
+            let next_blocks = &layout[l + 2];
+            for (i, hidden) in layout[l + 1].iter().enumerate() {
+                for (j, next) in next_blocks.iter().enumerate() {
+                    hidden_error_terms.push(kernels.hidden_error_term(
+                        ctx,
+                        error_terms[l + 1].block(0, j),
+                        self.weights[l + 1].block(i, j),
+                        layer_outputs[l].block(0, i),
+                        error_terms[l].block(0, i),
+                        (records, hidden.len(), next.len()),
+                        Part::of(j, next_blocks.len()),
+                    )?);
+                }
+            }
+        }
+        let mut plan = BatchPlan {
             records,
             x,
             target,
@@ -231,10 +267,40 @@ impl GpuBackend {
             forward,
             output_error_term,
             hidden_error_terms,
-            apply_updates,
+            apply_updates: Vec::new(),
             delta_updates: None,
             learnrate,
-        })
+        };
+        plan.apply_updates = self.updates(&plan, None)?;
+        Ok(plan)
+    }
+
+    /// The weight updates of a plan, block by block: in place, or into `deltas`.
+    fn updates(&self, plan: &BatchPlan, deltas: Option<&[BlockMatrix]>) -> Result<Vec<Dispatch>> {
+        let mut updates = Vec::new();
+        for l in 0..self.n_layers() {
+            let input = if l == 0 {
+                &plan.x
+            } else {
+                &plan.layer_outputs[l - 1]
+            };
+            for (i, inputs) in self.layout[l].iter().enumerate() {
+                for (j, units) in self.layout[l + 1].iter().enumerate() {
+                    let target = deltas.map_or(&self.unused_deltas, |d| d[l].block(i, j));
+                    updates.push(self.device.kernels.weight_update(
+                        &self.device.ctx,
+                        input.block(0, i),
+                        plan.error_terms[l].block(0, j),
+                        self.weights[l].block(i, j),
+                        target,
+                        (plan.records, inputs.len(), units.len()),
+                        plan.learnrate,
+                        deltas.is_none(),
+                    )?);
+                }
+            }
+        }
+        Ok(updates)
     }
 
     /// Makes sure a plan for `records` exists and steps with `learnrate`.
@@ -272,9 +338,9 @@ impl GpuBackend {
         let records = x.nrows();
         self.plan_for(records, learnrate)?;
         let plan = self.plan(records)?;
-        plan.x.upload(&self.device.ctx, &to_f32(x))?;
+        plan.x.upload(&self.device.ctx, x)?;
         if let Some(target) = target {
-            plan.target.upload(&self.device.ctx, &to_f32(target))?;
+            plan.target.upload(&self.device.ctx, target)?;
         }
         Ok(records)
     }
@@ -284,38 +350,20 @@ impl GpuBackend {
             let names = crate::model::delta_names(self.n_layers());
             let deltas = (0..self.n_layers())
                 .map(|l| {
-                    Region::new(
+                    BlockMatrix::new(
                         &self.device.ctx,
                         &names[l],
-                        self.layer_sizes[l] * self.layer_sizes[l + 1],
+                        self.layout[l].clone(),
+                        self.layout[l + 1].clone(),
                         self.options.guard_regions,
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
             self.deltas = Some(deltas);
         }
-        let (Some(plan), Some(deltas)) = (self.plans.get(&records), &self.deltas) else {
-            return Err(Error::Gpu("no batch plan".into()));
-        };
+        let plan = self.plan(records)?;
         if plan.delta_updates.is_none() {
-            let updates = (0..self.n_layers())
-                .map(|l| {
-                    self.device.kernels.weight_update(
-                        &self.device.ctx,
-                        if l == 0 {
-                            &plan.x
-                        } else {
-                            &plan.layer_outputs[l - 1]
-                        },
-                        &plan.error_terms[l],
-                        &self.weights[l],
-                        &deltas[l],
-                        self.layer_shape(plan.records, l),
-                        plan.learnrate,
-                        false,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let updates = self.updates(plan, self.deltas.as_deref())?;
             if let Some(plan) = self.plans.get_mut(&records) {
                 plan.delta_updates = Some(updates);
             }
@@ -323,8 +371,6 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Records forward, error terms and updates (in place, or into the delta regions) as one
-    /// compute pass; the dispatch order carries the dependencies.
     fn plan(&self, records: usize) -> Result<&BatchPlan> {
         self.plans
             .get(&records)
@@ -419,12 +465,16 @@ impl GpuBackend {
 
     /// Reads every region back with its guard bands and fails if any sentinel changed.
     pub fn check_guards(&self) -> Result<()> {
-        let mut regions: Vec<&Region> = self.weights.iter().collect();
+        let mut regions: Vec<&Region> =
+            self.weights.iter().flat_map(BlockMatrix::regions).collect();
         regions.push(&self.unused_deltas);
-        regions.extend(self.deltas.iter().flatten());
+        regions.extend(self.deltas.iter().flatten().flat_map(BlockMatrix::regions));
         for plan in self.plans.values() {
-            regions.extend([&plan.x, &plan.target]);
-            regions.extend(plan.layer_outputs.iter().chain(&plan.error_terms));
+            let matrices = [&plan.x, &plan.target].into_iter();
+            let matrices = matrices
+                .chain(plan.layer_outputs.iter())
+                .chain(&plan.error_terms);
+            regions.extend(matrices.flat_map(BlockMatrix::regions));
         }
         for data in &self.data {
             regions.extend([&data.x, &data.target]);
@@ -437,6 +487,107 @@ impl GpuBackend {
             .iter()
             .try_for_each(|r| r.check_guards(&self.device.ctx))
     }
+}
+
+/// Runs each dispatch in its own compute pass between two timestamps and returns each one's
+/// duration in timestamp ticks (a query set holds at most 4,096 timestamps: 2,048 dispatches).
+fn timestamps(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<u64>> {
+    let count = u32::try_from(2 * dispatches.len())
+        .ok()
+        .filter(|&c| c <= wgpu::QUERY_SET_MAX_QUERIES)
+        .ok_or_else(|| {
+            Error::Gpu(format!(
+                "{} dispatches are too many to time",
+                dispatches.len()
+            ))
+        })?;
+    let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("kernel timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = u64::from(count) * 8;
+    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("resolved timestamps"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("timestamp read-back"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("timed step"),
+        });
+    for (i, d) in dispatches.iter().enumerate() {
+        let at = 2 * i as u32;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(d.kernel),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(at),
+                end_of_pass_write_index: Some(at + 1),
+            }),
+        });
+        d.record(&mut pass);
+    }
+    encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+    encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+    ctx.queue.submit([encoder.finish()]);
+    let bytes = map_read(ctx, &staging)?;
+    let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+    Ok(stamps
+        .chunks_exact(2)
+        .map(|p| p[1].saturating_sub(p[0]))
+        .collect())
+}
+
+/// The unit blocks of every layer. Inputs and outputs stay whole (a batch of `max_records`
+/// must fit one binding); each hidden layer is cut into the fewest blocks whose activations
+/// (`max_records` x block) and weights (previous block x block) fit `max_elements`.
+fn plan_layout(
+    layer_sizes: &[usize],
+    max_elements: u64,
+    max_records: usize,
+) -> Result<Vec<Vec<Range<usize>>>> {
+    let max_elements = usize::try_from(max_elements).unwrap_or(usize::MAX);
+    let last = layer_sizes.len() - 1;
+    let too_wide = |what: String| {
+        Error::Gpu(format!(
+            "{what} does not fit one storage binding of {} values; {} records at a time",
+            max_elements, max_records
+        ))
+    };
+    let mut layout: Vec<Vec<Range<usize>>> = Vec::with_capacity(layer_sizes.len());
+    for (k, &n) in layer_sizes.iter().enumerate() {
+        let widest_before = layout
+            .last()
+            .and_then(|b| b.iter().map(|r| r.len()).max())
+            .unwrap_or(1);
+        let cap = (max_elements / max_records.max(1)).min(max_elements / widest_before);
+        let blocks = if k == 0 || k == last {
+            if n > cap {
+                let what = if k == 0 {
+                    "the input layer"
+                } else {
+                    "the output layer"
+                };
+                return Err(too_wide(format!("{what} ({n} units)")));
+            }
+            split(n, n)
+        } else if cap == 0 {
+            return Err(too_wide(format!("hidden layer {k}")));
+        } else {
+            split(n, cap)
+        };
+        layout.push(blocks);
+    }
+    Ok(layout)
 }
 
 fn to_f32(a: ArrayView2<f64>) -> Vec<f32> {
@@ -465,11 +616,10 @@ impl Backend for GpuBackend {
         let mut encoder = self.encoder("delta weights");
         self.record_step(&mut encoder, records, false)?;
         self.submit(encoder);
-        let deltas: Vec<&Region> = self.deltas.iter().flatten().collect();
-        read_all(&self.device.ctx, &deltas, false)?
-            .into_iter()
-            .enumerate()
-            .map(|(l, values)| to_f64(values, (self.layer_sizes[l], self.layer_sizes[l + 1])))
+        self.deltas
+            .iter()
+            .flatten()
+            .map(|d| d.read(&self.device.ctx))
             .collect()
     }
 
@@ -497,13 +647,74 @@ impl Backend for GpuBackend {
     }
 
     fn network(&mut self) -> Result<Network<f64>> {
-        let regions: Vec<&Region> = self.weights.iter().collect();
-        let weights = read_all(&self.device.ctx, &regions, false)?
-            .into_iter()
-            .enumerate()
-            .map(|(l, values)| to_f64(values, (self.layer_sizes[l], self.layer_sizes[l + 1])))
+        let weights = self
+            .weights
+            .iter()
+            .map(|w| w.read(&self.device.ctx))
             .collect::<Result<Vec<_>>>()?;
         Network::new(weights, self.output_activation)
+    }
+
+    fn train_steps(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+        count: usize,
+    ) -> Result<()> {
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        for steps in (0..count)
+            .collect::<Vec<_>>()
+            .chunks(BATCHES_PER_SUBMISSION)
+        {
+            let mut encoder = self.encoder("train steps");
+            for _ in steps {
+                self.record_step(&mut encoder, records, true)?;
+            }
+            self.submit(encoder);
+        }
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        let ctx = &self.device.ctx;
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        ctx.check_errors()
+    }
+
+    fn kernel_times(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Option<Vec<(String, f64)>>> {
+        if !self.device.ctx.has_timestamps() {
+            return Ok(None);
+        }
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        let plan = self.plan(records)?;
+        let dispatches: Vec<&Dispatch> = plan
+            .forward
+            .iter()
+            .chain([&plan.output_error_term])
+            .chain(&plan.hidden_error_terms)
+            .chain(&plan.apply_updates)
+            .collect();
+        let ticks = timestamps(&self.device.ctx, &dispatches)?;
+        let period_ns = f64::from(self.device.ctx.queue.get_timestamp_period());
+        let mut totals: Vec<(String, f64)> = Vec::new();
+        for (d, t) in dispatches.iter().zip(ticks) {
+            let ms = t as f64 * period_ns * 1e-6;
+            match totals.iter_mut().find(|(k, _)| k == d.kernel) {
+                Some((_, total)) => *total += ms,
+                None => totals.push((d.kernel.to_string(), ms)),
+            }
+        }
+        Ok(Some(totals))
     }
 
     fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
@@ -564,14 +775,14 @@ impl Backend for GpuBackend {
         for (i, chunk) in order.chunks(batch).enumerate() {
             let start = i * batch;
             let plan = self.plan(chunk.len())?;
-            plan.x.copy_from(
+            plan.x.block(0, 0).copy_from(
                 &mut encoder,
                 &shuffled.x,
                 start * n_inputs,
                 0,
                 chunk.len() * n_inputs,
             )?;
-            plan.target.copy_from(
+            plan.target.block(0, 0).copy_from(
                 &mut encoder,
                 &shuffled.target,
                 start * n_outputs,
@@ -591,7 +802,7 @@ impl Backend for GpuBackend {
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
         let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
-        let chunk = records.min(PREDICT_CHUNK);
+        let chunk = records.min(self.options.max_records);
         let learnrate = self.plans.get(&chunk).map_or(0.0, |p| p.learnrate);
         self.plan_for(chunk, learnrate)?;
         if records % chunk != 0 {
@@ -612,7 +823,7 @@ impl Backend for GpuBackend {
         for start in (0..records).step_by(chunk) {
             let len = chunk.min(records - start);
             let plan = self.plan(len)?;
-            plan.x.copy_from(
+            plan.x.block(0, 0).copy_from(
                 &mut encoder,
                 &resident.x,
                 start * n_inputs,
@@ -623,7 +834,7 @@ impl Backend for GpuBackend {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 plan.forward.iter().for_each(|d| d.record(&mut pass));
             }
-            let output = &plan.layer_outputs[plan.layer_outputs.len() - 1];
+            let output = plan.layer_outputs[plan.layer_outputs.len() - 1].block(0, 0);
             predictions.copy_from(&mut encoder, output, 0, start * n_outputs, len * n_outputs)?;
         }
         self.submit(encoder);

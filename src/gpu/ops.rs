@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_all, Region};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Dispatch, Kernels};
+use crate::gpu::kernels::{Dispatch, Kernels, Part};
 use crate::model::Activation;
 
 /// Runs single kernels on one device.
@@ -67,6 +67,7 @@ impl KernelTwins<'_> {
             &out,
             (records, inputs, units),
             activation,
+            Part::WHOLE,
         )?;
         self.run(d, &out, (records, units), &[&input, &w, &out])
     }
@@ -101,9 +102,15 @@ impl KernelTwins<'_> {
         let w = upload(self.ctx, "weights_to_next", weights_to_next)?;
         let h = upload(self.ctx, "hidden_layer_out", hidden_layer_out)?;
         let term = Region::new(self.ctx, "hidden_error_term", records * hidden, true)?;
-        let d =
-            self.kernels
-                .hidden_error_term(self.ctx, &e, &w, &h, &term, (records, hidden, next))?;
+        let d = self.kernels.hidden_error_term(
+            self.ctx,
+            &e,
+            &w,
+            &h,
+            &term,
+            (records, hidden, next),
+            Part::WHOLE,
+        )?;
         self.run(d, &term, (records, hidden), &[&e, &w, &h, &term])
     }
 

@@ -1,0 +1,209 @@
+//! Benchmarks of the full training step (forward, error terms, updates) on each backend:
+//! sizes, FLOP counts, known peaks, and a timing loop that keeps the weights resident.
+
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::{Activation, Network};
+
+/// A benchmark problem: `records` per batch through `layer_sizes` (inputs, hidden..., outputs).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BenchSize {
+    pub label: String,
+    pub records: usize,
+    pub layer_sizes: Vec<usize>,
+}
+
+/// The sizes of GPU.md, with PyTorch eager's step on the H100 for comparison.
+pub const NAMED_SIZES: [(&str, usize, [usize; 3], f64); 4] = [
+    ("S", 1024, [784, 256, 10], 0.294),
+    ("M", 1024, [784, 4096, 10], 0.478),
+    ("L", 4096, [1024, 8192, 16], 3.52),
+    ("XL", 8192, [4096, 16384, 64], 45.8),
+];
+
+impl BenchSize {
+    /// FLOPs of one step: per layer 2·B·in·out for the forward product and again for the
+    /// update, plus 2·B·in·out for the error term it sends back (every layer but the first).
+    /// For one hidden layer that is GPU.md's 4·B·I·H + 6·B·H·O.
+    pub fn flops_per_step(&self) -> f64 {
+        self.layer_sizes
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| {
+                let products = if l == 0 { 4.0 } else { 6.0 };
+                products * self.records as f64 * w[0] as f64 * w[1] as f64
+            })
+            .sum()
+    }
+
+    /// PyTorch eager fp32's median step on the H100 (GPU.md), for the named sizes.
+    pub fn pytorch_h100_ms(&self) -> Option<f64> {
+        NAMED_SIZES
+            .iter()
+            .find(|(name, ..)| *name == self.label)
+            .map(|(.., ms)| *ms)
+    }
+
+    /// The bytes the CPU backend holds for this size in f32: weights, activations and error
+    /// terms, the batch, and its f64 copy at the interface.
+    pub fn cpu_bytes(&self) -> u64 {
+        let b = self.records as u64;
+        let weights: u64 = self
+            .layer_sizes
+            .windows(2)
+            .map(|w| (w[0] * w[1]) as u64)
+            .sum();
+        let units: u64 = self.layer_sizes[1..].iter().map(|&u| u as u64).sum();
+        let io = (self.layer_sizes[0] + self.layer_sizes[self.layer_sizes.len() - 1]) as u64;
+        4 * (2 * weights + 3 * b * units + b * io) + 8 * b * io
+    }
+}
+
+/// Parses `S,M` or `1024x784x256x10` (records x inputs x hidden... x outputs), comma-separated.
+pub fn parse_sizes(spec: &str) -> Result<Vec<BenchSize>> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if let Some((name, records, layers, _)) =
+                NAMED_SIZES.iter().find(|(n, ..)| n.eq_ignore_ascii_case(s))
+            {
+                return Ok(BenchSize {
+                    label: name.to_string(),
+                    records: *records,
+                    layer_sizes: layers.to_vec(),
+                });
+            }
+            let numbers: Option<Vec<usize>> = s.split('x').map(|v| v.parse().ok().filter(|&n| n > 0)).collect();
+            match numbers {
+                Some(n) if n.len() >= 4 => Ok(BenchSize {
+                    label: s.to_string(),
+                    records: n[0],
+                    layer_sizes: n[1..].to_vec(),
+                }),
+                _ => Err(Error::Argument {
+                    flag: "--sizes".into(),
+                    message: format!(
+                        "`{s}` is neither S, M, L, XL nor BxIxHxO (records x inputs x hidden... x outputs, each >= 1)"
+                    ),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Datasheet fp32 peaks (no tensor cores) of adapters we know, in FLOP/s.
+pub fn fp32_peak(adapter_name: &str) -> Option<f64> {
+    let name = adapter_name.to_ascii_uppercase();
+    // The SXM H100 (HBM3) and H200 share GH100's 132 SMs at 1.98 GHz: ~67 TFLOP/s.
+    if name.contains("H100") && name.contains("HBM3") || name.contains("H200") {
+        Some(67e12)
+    } else if name.contains("H100") {
+        Some(51e12) // PCIe
+    } else {
+        None
+    }
+}
+
+/// A random network and batch for `size`, the same every run.
+pub fn problem(size: &BenchSize) -> Result<(Network<f64>, Array2<f64>, Array2<f64>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let network = Network::random(&size.layer_sizes, Activation::Sigmoid, &mut rng)?;
+    let x = Array2::from_shape_simple_fn((size.records, size.layer_sizes[0]), || {
+        rng.random_range(-1.0..1.0)
+    });
+    let n_out = size.layer_sizes[size.layer_sizes.len() - 1];
+    let target = Array2::from_shape_simple_fn((size.records, n_out), || rng.random_range(0.0..1.0));
+    Ok((network, x, target))
+}
+
+/// Per-step times of one backend on one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    /// Steps timed in all, and per timed submission (steps recorded back to back).
+    pub steps: usize,
+    pub steps_per_sample: usize,
+}
+
+/// Times training steps on the batch the backend was loaded with: one warm-up, then samples of
+/// `group` steps (enough that a sample lasts ~2 ms, so submission overhead is amortised as in
+/// training) until `samples` are taken or `budget` is spent (at least three).
+pub fn time_steps(
+    backend: &mut dyn Backend,
+    x: &Array2<f64>,
+    target: &Array2<f64>,
+    samples: usize,
+    budget: Duration,
+) -> Result<Timing> {
+    let learnrate = 0.01;
+    let run = |backend: &mut dyn Backend, count: usize| -> Result<f64> {
+        let start = Instant::now();
+        backend.train_steps(x.view(), target.view(), learnrate, count)?;
+        backend.synchronize()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    run(backend, 1)?;
+    let one = run(backend, 1)?;
+    let group = ((2e-3 / one.max(1e-9)).ceil() as usize).clamp(1, 256);
+    let started = Instant::now();
+    let mut per_step: Vec<f64> = Vec::new();
+    while per_step.len() < samples.max(1) && (per_step.len() < 3 || started.elapsed() < budget) {
+        per_step.push(run(backend, group)? / group as f64);
+    }
+    per_step.sort_by(f64::total_cmp);
+    Ok(Timing {
+        median_ms: per_step[per_step.len() / 2] * 1e3,
+        min_ms: per_step[0] * 1e3,
+        max_ms: per_step[per_step.len() - 1] * 1e3,
+        steps: per_step.len() * group,
+        steps_per_sample: group,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_and_explicit_sizes_parse() {
+        let sizes = parse_sizes("S,xl,64x7x5x3x2").unwrap();
+        assert_eq!(sizes[0].layer_sizes, [784, 256, 10]);
+        assert_eq!(sizes[1].records, 8192);
+        assert_eq!(sizes[2].records, 64);
+        assert_eq!(sizes[2].layer_sizes, [7, 5, 3, 2]);
+        for bad in ["Q", "10x5x3", "4x0x2x1", "axbxcxd"] {
+            let err = parse_sizes(bad).unwrap_err().to_string();
+            assert!(err.contains("--sizes") && err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn flops_follow_gpu_md() {
+        let s = &parse_sizes("S").unwrap()[0];
+        assert_eq!(
+            s.flops_per_step(),
+            4.0 * 1024.0 * 784.0 * 256.0 + 6.0 * 1024.0 * 256.0 * 10.0
+        );
+        let deep = &parse_sizes("2x3x4x5x6").unwrap()[0];
+        assert_eq!(
+            deep.flops_per_step(),
+            2.0 * (4.0 * 12.0 + 6.0 * 20.0 + 6.0 * 30.0)
+        );
+    }
+
+    #[test]
+    fn known_peaks() {
+        assert_eq!(fp32_peak("NVIDIA H100 80GB HBM3"), Some(67e12));
+        assert_eq!(fp32_peak("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+    }
+}
