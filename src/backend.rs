@@ -86,10 +86,13 @@ pub trait Backend {
         _x: ArrayView2<f64>,
         _target: ArrayView2<f64>,
         _learnrate: f64,
-    ) -> Result<Option<Vec<(String, f64)>>> {
+    ) -> Result<Option<KernelTimes>> {
         Ok(None)
     }
 }
+
+/// Milliseconds per kernel of one step, by kernel name.
+pub type KernelTimes = Vec<(String, f64)>;
 
 /// A data set loaded into a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

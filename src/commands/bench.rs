@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+use backprop::backend::KernelTimes;
 use backprop::bench::{fp32_peak, parse_sizes, problem, time_steps, Timing};
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
@@ -71,7 +72,7 @@ fn measure(
     args: &BenchArgs,
     x: &ndarray::Array2<f64>,
     target: &ndarray::Array2<f64>,
-) -> Result<(Timing, Option<Vec<(String, f64)>>)> {
+) -> Result<(Timing, Option<KernelTimes>)> {
     let budget = Duration::from_secs_f64(args.budget.max(0.0));
     let timing = time_steps(backend, x, target, args.steps as usize, budget)?;
     let kernels = backend.kernel_times(x.view(), target.view(), 0.01)?;

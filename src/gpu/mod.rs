@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{check_epoch, Backend, DataId};
+use crate::backend::{check_epoch, Backend, DataId, KernelTimes};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::model::{weight_names, Activation, Network};
@@ -690,7 +690,7 @@ impl Backend for GpuBackend {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
         learnrate: f64,
-    ) -> Result<Option<Vec<(String, f64)>>> {
+    ) -> Result<Option<KernelTimes>> {
         if !self.device.ctx.has_timestamps() {
             return Ok(None);
         }
