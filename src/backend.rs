@@ -220,6 +220,23 @@ impl<T: Float> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn train_steps(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+        count: usize,
+    ) -> Result<()> {
+        // The batch is converted to the backend's precision once, as the GPU uploads it once.
+        let (x, target) = (cast::<f64, T>(x), cast::<f64, T>(target));
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        for _ in 0..count {
+            let deltas = cpu::backward(&self.network, x.view(), target.view(), learnrate)?;
+            self.network.apply_deltas(&deltas)?;
+        }
+        Ok(())
+    }
+
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
         let (x, _) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
         let outputs = cpu::forward(&self.network, x.view());

@@ -135,9 +135,9 @@ pub struct Timing {
     pub steps_per_sample: usize,
 }
 
-/// Times training steps on the batch the backend was loaded with: one warm-up, then samples of
-/// `group` steps (enough that a sample lasts ~2 ms, so submission overhead is amortised as in
-/// training) until `samples` are taken or `budget` is spent (at least three).
+/// Times training steps on one batch: one warm-up, then samples of `group` steps back to back
+/// (enough that a sample lasts ~20 ms, so the batch's upload and the submission overhead are
+/// amortised as in training) until `samples` are taken or `budget` is spent (at least three).
 pub fn time_steps(
     backend: &mut dyn Backend,
     x: &Array2<f64>,
@@ -154,7 +154,7 @@ pub fn time_steps(
     };
     run(backend, 1)?;
     let one = run(backend, 1)?;
-    let group = ((2e-3 / one.max(1e-9)).ceil() as usize).clamp(1, 256);
+    let group = ((20e-3 / one.max(1e-9)).ceil() as usize).clamp(1, 1000);
     let started = Instant::now();
     let mut per_step: Vec<f64> = Vec::new();
     while per_step.len() < samples.max(1) && (per_step.len() < 3 || started.elapsed() < budget) {

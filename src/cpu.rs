@@ -1,6 +1,7 @@
 //! The CPU reference: the seeds' lines, one to one, in ndarray, generic over f32 and f64.
 //!
-//! Each function here has a WGSL twin in `shaders/` with the same name and formula; the GPU
+//! `matmul(a, b)` is `np.dot(a, b)` (see `linalg.rs`). Each function here has a WGSL twin in
+//! `shaders/` with the same name and formula; the GPU
 //! backend is tested against these. A batch holds one record per row; the deltas of a batch are
 //! the mean of its per-record deltas (seed 004's `delta / n_records`), so a batch of one is the
 //! seed exercise exactly.
@@ -8,6 +9,7 @@
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::error::{Error, Result};
+use crate::linalg::{map_inplace, matmul, scaled_matmul, zip_map};
 use crate::model::{Activation, Float, Network};
 
 /// `1 / (1 + np.exp(-x))`
@@ -23,11 +25,11 @@ pub fn layer_forward<T: Float>(
     weights: ArrayView2<T>,
     activation: Activation,
 ) -> Array2<T> {
-    let layer_in = layer_input.dot(&weights);
-    match activation {
-        Activation::Sigmoid => layer_in.mapv_into(sigmoid),
-        Activation::Identity => layer_in,
+    let mut layer_out = matmul(layer_input, weights);
+    if activation == Activation::Sigmoid {
+        map_inplace(&mut layer_out, sigmoid);
     }
+    layer_out
 }
 
 /// The forward pass: every layer's output, hidden layers first, `output_layer_out` last.
@@ -56,12 +58,12 @@ pub fn output_error_term<T: Float>(
     output_layer_out: ArrayView2<T>,
     activation: Activation,
 ) -> Array2<T> {
-    let error = &target - &output_layer_out;
     match activation {
-        Activation::Sigmoid => Zip::from(&error)
-            .and(&output_layer_out)
-            .map_collect(|&e, &y| e * y * (T::one() - y)),
-        Activation::Identity => error,
+        Activation::Sigmoid => zip_map(target, output_layer_out, |t, y| {
+            let error = t - y;
+            error * y * (T::one() - y)
+        }),
+        Activation::Identity => zip_map(target, output_layer_out, |t, y| t - y),
     }
 }
 
@@ -74,21 +76,21 @@ pub fn hidden_error_term<T: Float>(
     weights_to_next: ArrayView2<T>,
     hidden_layer_out: ArrayView2<T>,
 ) -> Array2<T> {
-    let hidden_error = next_error_term.dot(&weights_to_next.t());
-    Zip::from(&hidden_error)
-        .and(&hidden_layer_out)
-        .map_collect(|&e, &h| e * h * (T::one() - h))
+    let hidden_error = matmul(next_error_term, weights_to_next.t());
+    zip_map(hidden_error.view(), hidden_layer_out, |e, h| {
+        e * h * (T::one() - h)
+    })
 }
 
 /// `delta_w = learnrate * np.outer(layer_input, error_term)`, averaged over the batch:
-/// `learnrate / n_records * layer_input.T · error_term`. Twin of `shaders/weight_update.wgsl`.
+/// `learnrate / n_records * np.dot(layer_input.T, error_term)`. Twin of `shaders/weight_update.wgsl`.
 pub fn delta_weights<T: Float>(
     learnrate: T,
     error_term: ArrayView2<T>,
     layer_input: ArrayView2<T>,
 ) -> Array2<T> {
     let n_records = T::from_usize(layer_input.nrows()).unwrap_or_else(T::one);
-    layer_input.t().dot(&error_term) * (learnrate / n_records)
+    scaled_matmul(learnrate / n_records, layer_input.t(), error_term)
 }
 
 /// Every layer's error term, computed from the output back to the first hidden layer with the

@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod io;
+pub mod linalg;
 pub mod model;
 pub mod model_file;
 pub mod report;

@@ -173,7 +173,7 @@ impl<T: Float> Network<T> {
             )));
         }
         for (w, d) in self.weights.iter_mut().zip(deltas) {
-            w.zip_mut_with(d, |w, &d| *w = *w + d);
+            crate::linalg::add_assign(w, d.view());
         }
         Ok(())
     }

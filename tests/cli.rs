@@ -519,3 +519,90 @@ fn info_lists_adapters_or_says_there_are_none() {
             .all(|a| a["max_storage_buffer_binding_size"].as_u64().unwrap() > 0));
     }
 }
+
+fn bench_json(extra: &[&str], envs: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let mut cmd = backprop();
+    cmd.args(["bench", "--steps", "3", "--budget", "1", "--json"])
+        .args(extra);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_times_both_backends_with_units_in_its_keys() {
+    let Some(adapter) = test_adapter() else {
+        return;
+    };
+    let rows = bench_json(
+        &["--sizes", "64x31x67x3,9x5x4x3x2", "--adapter", &adapter],
+        &[],
+    );
+    assert_eq!(rows.len(), 4, "two sizes on two backends");
+    for row in &rows {
+        let median = row["median_ms"].as_f64().unwrap();
+        let (min, max) = (
+            row["min_ms"].as_f64().unwrap(),
+            row["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median && median <= max, "{row}");
+        let flops = row["flops_per_step"].as_f64().unwrap();
+        let gflops = row["gflop_per_s"].as_f64().unwrap();
+        assert!(
+            (gflops - flops / (median * 1e-3) / 1e9).abs() <= 1e-9 * gflops.max(1.0),
+            "{row}"
+        );
+        assert!(row["steps"].as_u64().unwrap() >= 3);
+    }
+    assert_eq!(
+        rows[0]["flops_per_step"],
+        4.0 * 64.0 * 31.0 * 67.0 + 6.0 * 64.0 * 67.0 * 3.0
+    );
+    let gpu = &rows[1];
+    assert_eq!(gpu["backend"], "gpu");
+    assert!(gpu["gpu_speedup_over_cpu"].as_f64().unwrap() > 0.0);
+    if let Some(kernels) = gpu["kernel_ms"].as_object() {
+        for k in [
+            "layer_forward",
+            "output_error_term",
+            "hidden_error_term",
+            "delta_weights",
+        ] {
+            assert!(kernels[k].as_f64().unwrap() >= 0.0, "{kernels:?}");
+        }
+    }
+}
+
+#[test]
+fn bench_reports_a_size_that_does_not_fit_and_goes_on() {
+    let Some(adapter) = test_adapter() else {
+        return;
+    };
+    // With 1 KiB bindings the 64-record batch of 31 inputs (7.8 KiB) cannot be laid out; the
+    // second size can.
+    let rows = bench_json(
+        &[
+            "--sizes",
+            "64x31x67x3,4x5x3x2",
+            "--backend",
+            "gpu",
+            "--adapter",
+            &adapter,
+        ],
+        &[("BACKPROP_MAX_BINDING_BYTES", "1024")],
+    );
+    assert!(
+        rows[0]["error"].as_str().unwrap().contains("does not fit"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[0]["median_ms"].is_null());
+    assert!(rows[1]["median_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
+}
