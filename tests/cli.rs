@@ -290,20 +290,51 @@ fn one_dimensional_input_and_output_follow_the_seed() {
     assert_eq!(h_o.shape(), [2]);
 }
 
+/// Whether `python3` can import NumPy. Without it the NumPy checks skip, unless
+/// BACKPROP_REQUIRE_NUMPY is set (CI), where that is a failure.
+fn numpy_available() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var("BACKPROP_REQUIRE_NUMPY").is_err(),
+        "BACKPROP_REQUIRE_NUMPY is set but python3 cannot import numpy"
+    );
+    if !found {
+        eprintln!("skipping the NumPy comparison: python3 with numpy not found");
+    }
+    found
+}
+
+/// Runs `tests/numpy_step.py` on the files of a finished `step` and asserts that NumPy's
+/// deltas agree with D.npz within `rtol` relative plus `atol` absolute.
+fn assert_numpy_agrees(files: &Files, output: Activation, rtol: &str, atol: &str, what: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/numpy_step.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(files.path("W.npz"))
+        .arg(files.path("X.npy"))
+        .arg(files.path("T.npy"))
+        .arg("0.5")
+        .arg(output.name())
+        .arg(files.path("D.npz"))
+        .args([rtol, atol])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// NumPy's own implementation of the seeds' formulas agrees with `backprop step` through the
 /// npz files. CI installs NumPy and sets BACKPROP_REQUIRE_NUMPY=1 so this cannot skip there.
 #[test]
 fn numpy_agrees_through_npz_files() {
-    let has_numpy = std::process::Command::new("python3")
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_numpy {
-        assert!(
-            std::env::var("BACKPROP_REQUIRE_NUMPY").is_err(),
-            "BACKPROP_REQUIRE_NUMPY is set but python3 cannot import numpy"
-        );
-        eprintln!("skipping: python3 with numpy not found");
+    if !numpy_available() {
         return;
     }
     let mut rng = common::rng(99);
@@ -320,26 +351,9 @@ fn numpy_agrees_through_npz_files() {
             .args(["--lr", "0.5", "--output", output.name()])
             .assert()
             .success();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/numpy_step.py");
         // The CPU reference is f64 like NumPy; "f32 precision" (1e-6 relative) is the bound
         // the issue sets, and both sides differ only by summation order (~1e-15).
-        let out = std::process::Command::new("python3")
-            .arg(script)
-            .arg(files.path("W.npz"))
-            .arg(files.path("X.npy"))
-            .arg(files.path("T.npy"))
-            .arg("0.5")
-            .arg(output.name())
-            .arg(files.path("D.npz"))
-            .args(["1e-6", "1e-9"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sizes:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_numpy_agrees(&files, output, "1e-6", "1e-9", &format!("{sizes:?}"));
     }
 }
 
@@ -354,10 +368,7 @@ fn step_on_the_gpu_matches_numpy_to_f32_tolerance() {
     let Some(adapter) = test_adapter() else {
         return;
     };
-    let has_numpy = std::process::Command::new("python3")
-        .args(["-c", "import numpy"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let has_numpy = numpy_available();
     let mut rng = common::rng(123);
     for (sizes, n_records, output) in [
         (vec![1, 1, 1], 1, Activation::Sigmoid),
@@ -393,28 +404,7 @@ fn step_on_the_gpu_matches_numpy_to_f32_tolerance() {
             assert!(rel < 1e-4, "{sizes:?} {name}: {rel:e}");
         }
         if has_numpy {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/numpy_step.py");
-            let out = std::process::Command::new("python3")
-                .arg(script)
-                .arg(files.path("W.npz"))
-                .arg(files.path("X.npy"))
-                .arg(files.path("T.npy"))
-                .arg("0.5")
-                .arg(output.name())
-                .arg(files.path("D.npz"))
-                .args(["1e-4", "1e-7"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{sizes:?}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        } else {
-            assert!(
-                std::env::var("BACKPROP_REQUIRE_NUMPY").is_err(),
-                "numpy required"
-            );
+            assert_numpy_agrees(&files, output, "1e-4", "1e-7", &format!("{sizes:?}"));
         }
     }
 }

@@ -33,6 +33,24 @@ fn losses(m: &serde_json::Value) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// `backprop train` on the CPU, quietly, on a bike-like CSV (target `cnt`, date `dteday`).
+fn train_on(data: &Path) -> Command {
+    let mut cmd = backprop();
+    cmd.args([
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--target",
+        "cnt",
+        "--date",
+        "dteday",
+    ])
+    .arg("--data")
+    .arg(data);
+    cmd
+}
+
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n") && b.len() > 10_000)
 }
@@ -102,22 +120,8 @@ fn the_default_run_passes_the_seed_projects_bar_and_writes_its_outputs() {
 fn save_load_predict_reproduces_the_model_and_reports_the_error() {
     let dir = Dir::new();
     let data = dir.bike_like(100, 1);
-    backprop()
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-            "--drop",
-            "extra",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .args(["--epochs", "15", "--save"])
+    train_on(&data)
+        .args(["--drop", "extra", "--epochs", "15", "--save"])
         .arg(dir.path("m.safetensors"))
         .assert()
         .success();
@@ -166,19 +170,7 @@ fn a_resumed_run_continues_exactly() {
     let dir = Dir::new();
     let data = dir.bike_like(100, 2);
     let train = |extra: &[&str]| {
-        backprop()
-            .args([
-                "train",
-                "--backend",
-                "cpu",
-                "--quiet",
-                "--target",
-                "cnt",
-                "--date",
-                "dteday",
-            ])
-            .arg("--data")
-            .arg(&data)
+        train_on(&data)
             .args(["--hidden", "7,5", "--batch", "13"])
             .args(extra)
             .current_dir(dir.0.path())
@@ -221,19 +213,7 @@ fn a_resumed_run_continues_exactly() {
     assert_eq!(a.network, b.network, "bit-identical weights");
 
     // A checkpoint from other flags is refused.
-    backprop()
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-        ])
-        .arg("--data")
-        .arg(&data)
+    train_on(&data)
         .args([
             "--hidden",
             "7,5",
@@ -255,19 +235,7 @@ fn a_resumed_run_continues_exactly() {
 fn a_diverging_run_stops_and_suggests_a_smaller_learning_rate() {
     let dir = Dir::new();
     let data = dir.bike_like(100, 3);
-    backprop()
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-        ])
-        .arg("--data")
-        .arg(&data)
+    train_on(&data)
         .args([
             "--lr",
             "50",
@@ -293,20 +261,8 @@ fn the_last_good_checkpoint_survives_divergence() {
     let dir = Dir::new();
     let data = dir.bike_like(100, 4);
     let run = |lr: &str, epochs: &str, resume: bool| {
-        let mut cmd = backprop();
+        let mut cmd = train_on(&data);
         cmd.args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .args([
             "--lr",
             lr,
             "--epochs",

@@ -55,6 +55,20 @@ fn draw_png(
     crate::io::persist(tmp, path)
 }
 
+/// The boxed legend both plots carry.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    path: &Path,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 16))
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| plot_error(path, e))
+}
+
 /// Training and validation loss per epoch (log scale when they span more than a decade).
 pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<()> {
     draw_png(path, |root| {
@@ -96,13 +110,7 @@ pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<
                     PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 16))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| plot_error(path, e))
+        draw_legend(&mut chart, path)
     })
 }
 
@@ -149,12 +157,6 @@ pub fn predictions(
                     PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 16))
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| plot_error(path, e))
+        draw_legend(&mut chart, path)
     })
 }
