@@ -259,17 +259,6 @@ pub fn read_weights_npz(path: &Path, output_activation: Activation) -> Result<We
     })
 }
 
-/// Writes a network's weights under the seeds' names.
-pub fn write_weights_npz(path: &Path, network: &Network<f64>) -> Result<()> {
-    let names = weight_names(network.weights().len());
-    let arrays: Vec<(String, ArrayD<f64>)> = names
-        .into_iter()
-        .zip(network.weights())
-        .map(|(n, w)| (n, w.clone().into_dyn()))
-        .collect();
-    write_npz(path, &arrays)
-}
-
 /// A 2-D view of records: a 1-D array is one record (as `x` in the seeds).
 pub fn records(path: &Path, array: &str, values: ArrayD<f64>) -> Result<Array2<f64>> {
     match values.ndim() {

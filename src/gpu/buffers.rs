@@ -299,14 +299,6 @@ impl BlockMatrix {
         Ok(BlockMatrix { rows, cols, blocks })
     }
 
-    pub fn rows(&self) -> &[Range<usize>] {
-        &self.rows
-    }
-
-    pub fn cols(&self) -> &[Range<usize>] {
-        &self.cols
-    }
-
     pub fn block(&self, i: usize, j: usize) -> &Region {
         &self.blocks[i * self.cols.len() + j]
     }

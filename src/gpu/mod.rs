@@ -167,10 +167,6 @@ impl GpuBackend {
         self.layout.iter().map(Vec::len).collect()
     }
 
-    pub fn device(&self) -> &Arc<GpuDevice> {
-        &self.device
-    }
-
     fn n_layers(&self) -> usize {
         self.weights.len()
     }
