@@ -73,13 +73,20 @@ fn measure(
     x: &ndarray::Array2<f64>,
     target: &ndarray::Array2<f64>,
 ) -> Result<(Timing, Option<KernelTimes>)> {
-    let budget = Duration::from_secs_f64(args.budget.max(0.0));
+    let budget = Duration::from_secs_f64(args.budget);
     let timing = time_steps(backend, x, target, args.steps as usize, budget)?;
     let kernels = backend.kernel_times(x.view(), target.view(), 0.01)?;
     Ok((timing, kernels))
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if !(args.budget.is_finite() && args.budget >= 0.0) {
+        return Err(backprop::Error::Argument {
+            flag: "--budget".into(),
+            message: format!("{} is not a number of seconds >= 0", args.budget),
+        }
+        .into());
+    }
     let sizes = parse_sizes(&args.sizes)?;
     let device: Option<std::result::Result<Arc<GpuDevice>, String>> =
         args.backend.contains(&BenchBackend::Gpu).then(|| {
