@@ -89,18 +89,28 @@ pub fn loss(backend: &mut dyn Backend, data: DataId, target: ArrayView2<f64>) ->
     Ok(mean_squared_error(y.view(), target))
 }
 
+/// What `run` leaves: how it ended, the state (history of the good epochs), the weights after
+/// the last good epoch, and the training speed.
+pub struct Finished {
+    pub outcome: Outcome,
+    pub state: TrainingState,
+    pub network: Network<f64>,
+    pub records_per_second: f64,
+}
+
 /// Trains from `state` until `state.config.epochs`, calling `after_epoch` with each good epoch
-/// and the weights after it. Returns the outcome, the final state and the last good weights.
+/// and the weights after it.
 pub fn run(
     backend: &mut dyn Backend,
     data: &Loaded,
     mut state: TrainingState,
     mut after_epoch: impl FnMut(&EpochRecord, &TrainingState, &Network<f64>) -> Result<()>,
-) -> Result<(Outcome, TrainingState, Network<f64>, f64)> {
+) -> Result<Finished> {
     let n = data.train_target.nrows();
     let mut last_good = backend.network()?;
     let started = Instant::now();
     let mut trained_records = 0usize;
+    let rate = |records: usize| records as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let config = state.config.clone();
     for epoch in state.epochs_done() + 1..=config.epochs {
         let order = epoch_order(config.seed, epoch, n);
@@ -109,13 +119,16 @@ pub fn run(
         let train_loss = loss(backend, data.train, data.train_target)?;
         let val_loss = loss(backend, data.validation, data.validation_target)?;
         if exploded(train_loss, state.initial_loss) || exploded(val_loss, state.initial_loss) {
-            let rate = trained_records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let outcome = Outcome::Diverged {
-                epoch,
-                train_loss,
-                val_loss,
-            };
-            return Ok((outcome, state, last_good, rate));
+            return Ok(Finished {
+                outcome: Outcome::Diverged {
+                    epoch,
+                    train_loss,
+                    val_loss,
+                },
+                state,
+                network: last_good,
+                records_per_second: rate(trained_records),
+            });
         }
         let record = EpochRecord {
             epoch,
@@ -126,8 +139,12 @@ pub fn run(
         last_good = backend.network()?;
         after_epoch(&record, &state, &last_good)?;
     }
-    let rate = trained_records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok((Outcome::Finished, state, last_good, rate))
+    Ok(Finished {
+        outcome: Outcome::Finished,
+        state,
+        network: last_good,
+        records_per_second: rate(trained_records),
+    })
 }
 
 #[cfg(test)]
@@ -164,17 +181,20 @@ mod tests {
             history: Vec::new(),
         };
         let mut epochs_seen = 0;
-        let (outcome, state, last_good, _) = run(&mut backend, &data, state, |_, _, _| {
+        let finished = run(&mut backend, &data, state, |_, _, _| {
             epochs_seen += 1;
             Ok(())
         })
         .unwrap();
-        assert!(matches!(outcome, Outcome::Diverged { epoch: 1, .. }));
+        assert!(matches!(
+            finished.outcome,
+            Outcome::Diverged { epoch: 1, .. }
+        ));
         assert_eq!(epochs_seen, 0);
-        assert!(state.history.is_empty());
+        assert!(finished.state.history.is_empty());
         // The weights before the bad epoch, as uploaded (f64 -> f32 -> f64).
         let as_uploaded: Network<f64> = network.cast::<f32>().cast();
-        assert_eq!(last_good, as_uploaded);
+        assert_eq!(finished.network, as_uploaded);
     }
 
     #[test]

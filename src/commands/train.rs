@@ -306,7 +306,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     let started = Instant::now();
     let mut checkpoint_written = false;
-    let (outcome, state, network, records_per_second) = train::run(
+    let train::Finished {
+        outcome,
+        state,
+        network,
+        records_per_second,
+    } = train::run(
         backend.as_mut(),
         &loaded,
         state,
