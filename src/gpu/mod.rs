@@ -180,9 +180,11 @@ impl GpuBackend {
     }
 
     fn build_plan(&self, records: usize, learnrate: f32) -> Result<BatchPlan> {
-        if records > self.options.max_records {
+        // Split layers were cut so that `max_records` records' activations fit a binding; an
+        // unsplit network takes any batch its regions fit (Region::new says when not).
+        if records > self.options.max_records && self.layout.iter().any(|b| b.len() > 1) {
             return Err(Error::Gpu(format!(
-                "a batch of {records} records exceeds the {} this backend was laid out for",
+                "a batch of {records} records exceeds the {} this backend's split layers were laid out for",
                 self.options.max_records
             )));
         }
