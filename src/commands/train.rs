@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use backprop::backend::CpuPrecision;
-use backprop::data::{self, Dataset, PipelineOptions, Source, SplitKind};
+use backprop::data::{self, Dataset, Encoder, PipelineOptions, Source, SplitKind};
 use backprop::model_file::{self, SavedModel};
 use backprop::report::plot;
 use backprop::train::{self, Loaded, Outcome, TrainConfig, TrainingState, EXPLODED_FACTOR};
@@ -241,32 +241,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
     };
 
-    let (network, resumed) = if args.resume {
-        let saved = model_file::load(&args.checkpoint).context("--resume")?;
-        let Some(state) = saved.training else {
-            bail!(
-                "{}: holds no training state to resume",
-                args.checkpoint.display()
-            );
-        };
-        if saved.encoder != encoder
-            || saved.network.layer_sizes() != layer_sizes
-            || saved.network.output_activation() != args.output
-        {
-            bail!("{}: the checkpoint was made with other data or flags (layers {:?}, {} output); resume with the same ones", args.checkpoint.display(), saved.network.layer_sizes(), saved.network.output_activation());
-        }
-        let same_run = TrainConfig {
-            epochs: state.config.epochs,
-            ..config.clone()
-        } == state.config;
-        if !same_run {
-            bail!("{}: the checkpoint was made with --batch {} --lr {} --seed {}; resume with the same", args.checkpoint.display(), state.config.batch, state.config.learnrate, state.config.seed);
-        }
-        (saved.network, Some(state))
-    } else {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-        (Network::random(&layer_sizes, args.output, &mut rng)?, None)
-    };
+    let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, &config)?;
 
     let mut backend = args.backend.create(&network, CpuPrecision::F32)?;
     let description = backend.description();
@@ -384,47 +359,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("{} records without a target were left out", splits.dropped);
     }
     let unit_label = unit.clone().unwrap_or_else(|| "data units".into());
-    println!(
-        "{:<11} {:>19}  {}",
-        "",
-        "MSE (standardised)",
-        names
-            .iter()
-            .map(|n| format!("{:>22}", format!("RMSE {n} ({unit_label})")))
-            .collect::<String>()
-    );
-    let mut summary = serde_json::Map::new();
-    for (name, y, part) in &parts {
-        let mse = cpu::mean_squared_error(y.view(), part.target.view());
-        let rmse: Vec<f64> = encoder
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(j, t)| {
-                let col = |a: &Array2<f64>| a.index_axis(Axis(1), j).to_owned();
-                let diff = col(y) - col(&part.target);
-                (diff.mapv(|d| d * d).mean().unwrap_or(f64::NAN)).sqrt() * t.std
-            })
-            .collect();
-        let acc = accuracy(y.view(), part.target.view());
-        println!(
-            "{name:<11} {mse:>19.4}  {}{}",
-            rmse.iter()
-                .map(|r| format!("{r:>22.2}"))
-                .collect::<String>(),
-            acc.map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
-        );
-        summary.insert(format!("{name}_loss"), json!(mse));
-        let rmse_by_name: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .zip(&rmse)
-            .map(|(n, r)| (n.clone(), json!(r)))
-            .collect();
-        summary.insert(format!("{name}_rmse_original_units"), json!(rmse_by_name));
-        if let Some(a) = acc {
-            summary.insert(format!("{name}_accuracy"), json!(a));
-        }
-    }
+    let summary = print_summary(&encoder, &parts, &unit_label);
 
     if let Some(path) = &args.metrics {
         let mut metrics = summary.clone();
@@ -476,4 +411,92 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The network to start from: the checkpoint's with `--resume` (which must come from the same
+/// data, layers and flags), else seed 004's random initialisation.
+fn initial_network(
+    args: &TrainArgs,
+    encoder: &Encoder,
+    layer_sizes: &[usize],
+    config: &TrainConfig,
+) -> Result<(Network<f64>, Option<TrainingState>)> {
+    if args.resume {
+        let saved = model_file::load(&args.checkpoint).context("--resume")?;
+        let Some(state) = saved.training else {
+            bail!(
+                "{}: holds no training state to resume",
+                args.checkpoint.display()
+            );
+        };
+        if saved.encoder != *encoder
+            || saved.network.layer_sizes() != *layer_sizes
+            || saved.network.output_activation() != args.output
+        {
+            bail!("{}: the checkpoint was made with other data or flags (layers {:?}, {} output); resume with the same ones", args.checkpoint.display(), saved.network.layer_sizes(), saved.network.output_activation());
+        }
+        let same_run = TrainConfig {
+            epochs: state.config.epochs,
+            ..config.clone()
+        } == state.config;
+        if !same_run {
+            bail!("{}: the checkpoint was made with --batch {} --lr {} --seed {}; resume with the same", args.checkpoint.display(), state.config.batch, state.config.learnrate, state.config.seed);
+        }
+        Ok((saved.network, Some(state)))
+    } else {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+        Ok((Network::random(layer_sizes, args.output, &mut rng)?, None))
+    }
+}
+
+/// Prints the loss of each split in standardised units and the RMSE in the data's units (plus
+/// accuracy for one-hot targets) and returns the same figures for `--metrics`.
+fn print_summary(
+    encoder: &Encoder,
+    parts: &[(&str, Array2<f64>, &Dataset)],
+    unit_label: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let names = encoder.target_names();
+    println!(
+        "{:<11} {:>19}  {}",
+        "",
+        "MSE (standardised)",
+        names
+            .iter()
+            .map(|n| format!("{:>22}", format!("RMSE {n} ({unit_label})")))
+            .collect::<String>()
+    );
+    let mut summary = serde_json::Map::new();
+    for (name, y, part) in parts {
+        let mse = cpu::mean_squared_error(y.view(), part.target.view());
+        let rmse: Vec<f64> = encoder
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let col = |a: &Array2<f64>| a.index_axis(Axis(1), j).to_owned();
+                let diff = col(y) - col(&part.target);
+                (diff.mapv(|d| d * d).mean().unwrap_or(f64::NAN)).sqrt() * t.std
+            })
+            .collect();
+        let acc = accuracy(y.view(), part.target.view());
+        println!(
+            "{name:<11} {mse:>19.4}  {}{}",
+            rmse.iter()
+                .map(|r| format!("{r:>22.2}"))
+                .collect::<String>(),
+            acc.map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
+        );
+        summary.insert(format!("{name}_loss"), json!(mse));
+        let rmse_by_name: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(&rmse)
+            .map(|(n, r)| (n.clone(), json!(r)))
+            .collect();
+        summary.insert(format!("{name}_rmse_original_units"), json!(rmse_by_name));
+        if let Some(a) = acc {
+            summary.insert(format!("{name}_accuracy"), json!(a));
+        }
+    }
+    summary
 }
