@@ -284,13 +284,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let train::Finished {
         outcome,
         state,
-        network,
         records_per_second,
     } = train::run(
         backend.as_mut(),
         &loaded,
         state,
-        |record, state, network| {
+        |record, state, backend| {
             bar.set_position(record.epoch as u64);
             bar.set_message(format!(
                 "train {:.4} val {:.4}",
@@ -301,7 +300,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     model_file::save(
                         &args.checkpoint,
                         &SavedModel {
-                            network: network.clone(),
+                            network: backend.network()?,
                             encoder: encoder.clone(),
                             training: Some(state.clone()),
                         },
@@ -404,7 +403,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model_file::save(
             path,
             &SavedModel {
-                network,
+                network: backend.network()?,
                 encoder,
                 training: Some(state),
             },
