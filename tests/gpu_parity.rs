@@ -439,3 +439,27 @@ fn what_cannot_be_split_is_refused_with_a_reason() {
         .to_string();
     assert!(err.contains("exceeds the 4"), "{err}");
 }
+
+#[test]
+fn gather_matches_its_cpu_twin_exactly() {
+    let Some(device) = device() else { return };
+    for (i, &(records, columns)) in [(1, 1), (7, 3), (131, 65), (1000, 1), (3, 257)]
+        .iter()
+        .enumerate()
+    {
+        let source = random((records, columns), -1.0, 1.0, 1000 + i as u64);
+        let order = backprop::train::epoch_order(i as u64, 1, records);
+        let got = device.twins().gather(source.view(), &order).unwrap();
+        // A copy, no arithmetic: equal to the bit.
+        assert_eq!(
+            got,
+            source.select(ndarray::Axis(0), &order),
+            "{records}x{columns}"
+        );
+    }
+    let source = random((4, 2), -1.0, 1.0, 7);
+    assert!(
+        device.twins().gather(source.view(), &[0, 1, 2, 4]).is_err(),
+        "row 4 of 4 is refused"
+    );
+}

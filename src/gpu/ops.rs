@@ -173,4 +173,23 @@ impl KernelTwins<'_> {
         )?;
         self.run(d, &w, (inputs, units), &[&x, &e, &w, &unused])
     }
+
+    /// GPU twin of `source.select(Axis(0), order)`: the rows of an epoch in shuffled order.
+    /// `order` must index rows of `source` (checked here, as `backend::check_epoch` does).
+    pub fn gather(&self, source: ArrayView2<f32>, order: &[usize]) -> Result<Array2<f32>> {
+        let (records, columns) = source.dim();
+        crate::backend::check_epoch(records, order, 1)?;
+        let indices: Vec<u32> = order
+            .iter()
+            .map(|&r| u32::try_from(r).map_err(|_| Error::Shape(format!("row {r} exceeds 2^32"))))
+            .collect::<Result<_>>()?;
+        let src = upload(self.ctx, "source", source)?;
+        let idx = Region::new(self.ctx, "order", records, true)?;
+        idx.upload(self.ctx, &indices)?;
+        let out = Region::new(self.ctx, "gathered", records * columns, true)?;
+        let d = self
+            .kernels
+            .gather(self.ctx, &src, &idx, &out, (records, columns))?;
+        self.run(d, &out, (records, columns), &[&src, &idx, &out])
+    }
 }
