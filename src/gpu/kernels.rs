@@ -412,6 +412,14 @@ impl Kernels {
     }
 }
 
+/// An epoch's order as the `u32` row indices `gather` reads.
+pub fn gather_indices(order: &[usize]) -> Result<Vec<u32>> {
+    order
+        .iter()
+        .map(|&r| u32::try_from(r).map_err(|_| Error::Shape(format!("record {r} exceeds 2^32"))))
+        .collect()
+}
+
 fn expect_len(region: &Region, len: usize) -> Result<()> {
     if region.len() == len {
         Ok(())

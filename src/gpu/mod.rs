@@ -756,13 +756,9 @@ impl Backend for GpuBackend {
             .shuffled
             .as_ref()
             .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
-        let indices: Vec<u32> = order
-            .iter()
-            .map(|&r| {
-                u32::try_from(r).map_err(|_| Error::Shape(format!("record {r} exceeds 2^32")))
-            })
-            .collect::<Result<_>>()?;
-        shuffled.order.upload(ctx, &indices)?;
+        shuffled
+            .order
+            .upload(ctx, &kernels::gather_indices(order)?)?;
 
         let mut encoder = self.encoder("epoch");
         {

@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_all, Region};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Dispatch, Kernels, Part};
+use crate::gpu::kernels::{gather_indices, Dispatch, Kernels, Part};
 use crate::model::Activation;
 
 /// Runs single kernels on one device.
@@ -179,10 +179,7 @@ impl KernelTwins<'_> {
     pub fn gather(&self, source: ArrayView2<f32>, order: &[usize]) -> Result<Array2<f32>> {
         let (records, columns) = source.dim();
         crate::backend::check_epoch(records, order, 1)?;
-        let indices: Vec<u32> = order
-            .iter()
-            .map(|&r| u32::try_from(r).map_err(|_| Error::Shape(format!("row {r} exceeds 2^32"))))
-            .collect::<Result<_>>()?;
+        let indices = gather_indices(order)?;
         let src = upload(self.ctx, "source", source)?;
         let idx = Region::new(self.ctx, "order", records, true)?;
         idx.upload(self.ctx, &indices)?;
