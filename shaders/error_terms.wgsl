@@ -9,6 +9,17 @@
 @group(0) @binding(1) var<storage, read> target_values: array<f32>;    // records x outputs
 @group(0) @binding(2) var<storage, read> output_layer_out: array<f32>; // records x outputs
 @group(0) @binding(3) var<storage, read_write> output_error_term_out: array<f32>;
+// The non-finite watch: status[0] is the batch being computed (the host copies its number in
+// before each batch of an epoch), status[1] the first batch whose output held a NaN or an
+// infinity (u32 max while none did). Read once per epoch, so a NaN is reported with the batch
+// it appeared in instead of surfacing as a NaN loss.
+@group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>, 2>;
+
+// NaN and infinity are the values whose exponent bits are all ones; a bit test, because a
+// compiler may assume float comparisons never see NaN.
+fn is_non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
 
 @compute @workgroup_size(256)
 fn output_error_term(
@@ -21,6 +32,9 @@ fn output_error_term(
         return;
     }
     let y = output_layer_out[i];
+    if (is_non_finite(y)) {
+        atomicMin(&status[1], atomicLoad(&status[0]));
+    }
     let error = target_values[i] - y;
     var term = error;
     if ((dims.flag & FLAG_IDENTITY) == 0u) {

@@ -50,20 +50,6 @@ impl BenchSize {
             .find(|(name, ..)| *name == self.label)
             .map(|(.., ms)| *ms)
     }
-
-    /// The bytes the CPU backend holds for this size in f32: weights, activations and error
-    /// terms, the batch, and its f64 copy at the interface.
-    pub fn cpu_bytes(&self) -> u64 {
-        let b = self.records as u64;
-        let weights: u64 = self
-            .layer_sizes
-            .windows(2)
-            .map(|w| (w[0] * w[1]) as u64)
-            .sum();
-        let units: u64 = self.layer_sizes[1..].iter().map(|&u| u as u64).sum();
-        let io = (self.layer_sizes[0] + self.layer_sizes[self.layer_sizes.len() - 1]) as u64;
-        4 * (2 * weights + 3 * b * units + b * io) + 8 * b * io
-    }
 }
 
 /// Parses `S,M` or `1024x784x256x10` (records x inputs x hidden... x outputs), comma-separated.

@@ -131,8 +131,26 @@ pub fn backward<T: Float>(
         target.dim(),
     )?;
     let layer_outputs = forward(network, x);
-    let terms = error_terms(network, &layer_outputs, target);
-    Ok(terms
+    Ok(deltas_from_outputs(
+        network,
+        x,
+        &layer_outputs,
+        target,
+        learnrate,
+    ))
+}
+
+/// The second half of [`backward`]: the deltas of every layer from the forward pass's
+/// `layer_outputs` (so a caller can look at the outputs first).
+pub fn deltas_from_outputs<T: Float>(
+    network: &Network<T>,
+    x: ArrayView2<T>,
+    layer_outputs: &[Array2<T>],
+    target: ArrayView2<T>,
+    learnrate: T,
+) -> Vec<Array2<T>> {
+    let terms = error_terms(network, layer_outputs, target);
+    terms
         .iter()
         .enumerate()
         .map(|(l, term)| {
@@ -143,7 +161,7 @@ pub fn backward<T: Float>(
             };
             delta_weights(learnrate, term.view(), layer_input)
         })
-        .collect())
+        .collect()
 }
 
 /// The seeds' loss on a batch: the mean over records and outputs of `(target - output)^2`.

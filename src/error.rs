@@ -30,6 +30,26 @@ pub enum Error {
     #[error("invalid value for {flag}: {message}")]
     Argument { flag: String, message: String },
 
+    /// A value that the backend's precision cannot hold (or NaN/infinity on the way in).
+    #[error("`{array}` at index {index:?}: {message}")]
+    Value {
+        array: String,
+        index: Vec<usize>,
+        message: String,
+    },
+
+    /// A computed result that is NaN or infinite: where it first appeared.
+    #[error("non-finite result: {0}")]
+    NonFinite(String),
+
+    /// A run that would need more memory than there is, refused before allocating.
+    #[error("{0}")]
+    Memory(String),
+
+    /// SIGINT or SIGTERM arrived; the run stopped at a clean point.
+    #[error("interrupted by {name}{detail}", name = signal_name(*signal))]
+    Interrupted { signal: i32, detail: String },
+
     #[error("no usable GPU adapter: {0}")]
     NoAdapter(String),
 
@@ -45,5 +65,29 @@ impl Error {
             path: path.into(),
             cause,
         }
+    }
+
+    pub(crate) fn argument(flag: &str, message: impl Into<String>) -> Self {
+        Error::Argument {
+            flag: flag.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The conventional exit status of a process stopped by this error: 128 + the signal for
+    /// an interruption (130 for SIGINT, 143 for SIGTERM), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted { signal, .. } => u8::try_from(128 + signal).unwrap_or(1),
+            _ => 1,
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        other => format!("signal {other}"),
     }
 }

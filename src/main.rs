@@ -40,6 +40,9 @@ fn main() -> std::process::ExitCode {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     let cli = Cli::parse();
+    if let Err(e) = backprop::guard::interrupt::install() {
+        commands::errln!("warning: SIGINT/SIGTERM will stop the run abruptly: {e}");
+    }
     let result = match cli.command {
         Command::Train(args) => commands::train::run(*args),
         Command::Predict(args) => commands::predict::run(args),
@@ -51,8 +54,12 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            commands::errln!("error: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<backprop::Error>())
+                .map_or(1, backprop::Error::exit_code);
+            std::process::ExitCode::from(code)
         }
     }
 }

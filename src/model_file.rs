@@ -76,14 +76,19 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
 }
 
 pub fn load(path: &Path) -> Result<SavedModel> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(path, &crate::io::read_input(path)?)
+}
+
+/// A model from the bytes of a safetensors file; `path` is what messages call it. The
+/// safetensors crate checks every tensor's offsets and shape against the bytes present.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<SavedModel> {
     let error = |message: String| Error::File {
         path: path.into(),
         message,
     };
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| error(format!("not a safetensors model ({e})")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| error(format!("not a safetensors model ({e})")))?;
     let json = header
         .metadata()

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, DataId};
 use crate::cpu::mean_squared_error;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::guard::interrupt;
 
 /// A training loss this many times the untrained network's counts as diverged.
 pub const EXPLODED_FACTOR: f64 = 1e3;
@@ -51,11 +52,14 @@ impl TrainingState {
 /// How a run ended.
 pub enum Outcome {
     Finished,
-    /// A loss turned NaN or exploded at `epoch`; the weights are those of the last good epoch.
+    /// A loss turned NaN or exploded at `epoch` (the weights in the backend are unusable; the
+    /// last checkpoint holds the good ones). `first_non_finite_batch` is the batch of that
+    /// epoch whose output first held a NaN or an infinity, when one did.
     Diverged {
         epoch: usize,
         train_loss: f64,
         val_loss: f64,
+        first_non_finite_batch: Option<usize>,
     },
 }
 
@@ -111,18 +115,38 @@ pub fn run(
     let mut trained_records = 0usize;
     let rate = |records: usize| records as f64 / started.elapsed().as_secs_f64().max(1e-9);
     let config = state.config.clone();
+    // From here the first SIGINT/SIGTERM stops training between batches (see guard::interrupt).
+    let _polling = interrupt::Polling::start();
     for epoch in state.epochs_done() + 1..=config.epochs {
+        let interrupted = |e: Error| match e {
+            Error::Interrupted { signal, .. } => Error::Interrupted {
+                signal,
+                detail: format!(
+                    " during epoch {epoch} of {}; {} epochs were complete",
+                    config.epochs,
+                    epoch - 1
+                ),
+            },
+            other => other,
+        };
+        interrupt::check().map_err(interrupted)?;
         let order = epoch_order(config.seed, epoch, n);
-        backend.train_epoch(data.train, &order, config.batch, config.learnrate)?;
+        let first_non_finite_batch = backend
+            .train_epoch(data.train, &order, config.batch, config.learnrate)
+            .map_err(interrupted)?;
         trained_records += n;
         let train_loss = loss(backend, data.train, data.train_target)?;
         let val_loss = loss(backend, data.validation, data.validation_target)?;
-        if exploded(train_loss, state.initial_loss) || exploded(val_loss, state.initial_loss) {
+        if first_non_finite_batch.is_some()
+            || exploded(train_loss, state.initial_loss)
+            || exploded(val_loss, state.initial_loss)
+        {
             return Ok(Finished {
                 outcome: Outcome::Diverged {
                     epoch,
                     train_loss,
                     val_loss,
+                    first_non_finite_batch,
                 },
                 state,
                 records_per_second: rate(trained_records),

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::outln;
 use anyhow::Result;
 use serde::Serialize;
 
 use backprop::backend::KernelTimes;
-use backprop::bench::{fp32_peak, parse_sizes, problem, time_steps, Timing};
+use backprop::bench::{fp32_peak, parse_sizes, problem, time_steps, BenchSize, Timing};
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
+use backprop::guard::memory::{host_available, MemoryPlan};
 use backprop::{Backend, CpuBackend};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -59,31 +61,44 @@ struct Row {
     error: Option<String>,
 }
 
-/// MemAvailable from /proc/meminfo, where there is one.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn measure(
     backend: &mut dyn Backend,
     args: &BenchArgs,
     x: &ndarray::Array2<f64>,
     target: &ndarray::Array2<f64>,
 ) -> Result<(Timing, Option<KernelTimes>)> {
-    let budget = Duration::from_secs_f64(args.budget);
+    let budget = Duration::try_from_secs_f64(args.budget).unwrap_or(Duration::MAX);
     let timing = time_steps(backend, x, target, args.steps as usize, budget)?;
     let kernels = backend.kernel_times(x.view(), target.view(), 0.01)?;
     Ok((timing, kernels))
 }
 
+/// The host memory one size needs: the random problem (network and batch in f64) and, when the
+/// CPU is benchmarked, its backend's copies and activations.
+fn problem_plan(size: &BenchSize, cpu: bool) -> backprop::Result<MemoryPlan> {
+    let mut plan = backprop::backend::memory_plan(&size.layer_sizes, size.records, 4, cpu)?;
+    let (inputs, outputs) = (
+        size.layer_sizes[0],
+        size.layer_sizes[size.layer_sizes.len() - 1],
+    );
+    plan.add(
+        "the batch (f64)",
+        &[size.records, inputs.saturating_add(outputs)],
+        8,
+    )?;
+    Ok(plan)
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
-    if !(args.budget.is_finite() && args.budget >= 0.0) {
+    if !(args.budget.is_finite() && args.budget >= 0.0)
+        || Duration::try_from_secs_f64(args.budget).is_err()
+    {
         return Err(backprop::Error::Argument {
             flag: "--budget".into(),
-            message: format!("{} is not a number of seconds >= 0", args.budget),
+            message: format!(
+                "{:e} is not a number of seconds from 0 to 1e19",
+                args.budget
+            ),
         }
         .into());
     }
@@ -96,7 +111,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         });
     let mut rows: Vec<Row> = Vec::new();
     for size in &sizes {
-        let (network, x, target) = problem(size)?;
+        // The problem's arrays and, for the CPU, the backend's copies: refused as a row of the
+        // table (the run goes on) before anything is allocated.
+        let fits = problem_plan(size, args.backend.contains(&BenchBackend::Cpu))
+            .and_then(|plan| plan.check("host memory", host_available()?.as_ref()));
+        let problem = fits.and_then(|()| problem(size));
         let mut cpu_ms = None;
         for &which in &args.backend {
             let mut row = Row {
@@ -118,17 +137,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 error: None,
             };
             let mut peak = None;
+            let (network, x, target) = match &problem {
+                Ok(p) => p,
+                Err(e) => {
+                    row.error = Some(format!("does not fit: {e}"));
+                    if !args.json {
+                        print_row(&row, rows.is_empty())?;
+                    }
+                    rows.push(row);
+                    continue;
+                }
+            };
             let created: std::result::Result<Box<dyn Backend>, String> = match which {
                 BenchBackend::Cpu => {
                     row.device = "cpu (f32)".into();
-                    match available_memory() {
-                        Some(free) if size.cpu_bytes() > free => Err(format!(
-                            "does not fit: needs {:.1} GiB, {:.1} GiB available",
-                            size.cpu_bytes() as f64 / (1u64 << 30) as f64,
-                            free as f64 / (1u64 << 30) as f64
-                        )),
-                        _ => Ok(Box::new(CpuBackend::<f32>::new(&network))),
-                    }
+                    Ok(Box::new(CpuBackend::<f32>::new(network)))
                 }
                 BenchBackend::Gpu => match &device {
                     Some(Ok(device)) => {
@@ -138,7 +161,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             max_records: size.records,
                             ..GpuOptions::default()
                         };
-                        GpuBackend::new(device.clone(), &network, options)
+                        GpuBackend::new(device.clone(), network, options)
                             .map(|b| Box::new(b) as Box<dyn Backend>)
                             .map_err(|e| format!("does not fit: {e}"))
                     }
@@ -146,9 +169,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     None => Err("no GPU opened".into()),
                 },
             };
-            match created.and_then(|mut b| {
-                measure(b.as_mut(), &args, &x, &target).map_err(|e| e.to_string())
-            }) {
+            match created
+                .and_then(|mut b| measure(b.as_mut(), &args, x, target).map_err(|e| e.to_string()))
+            {
                 Ok((timing, kernels)) => {
                     let seconds = timing.median_ms * 1e-3;
                     row.gflop_per_s = Some(size.flops_per_step() / seconds / 1e9);
@@ -170,28 +193,34 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Err(e) => row.error = Some(e),
             }
             if !args.json {
-                print_row(&row, rows.is_empty());
+                print_row(&row, rows.is_empty())?;
             }
             rows.push(row);
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(())
 }
 
-fn print_row(row: &Row, header: bool) {
+fn print_row(row: &Row, header: bool) -> Result<()> {
     if header {
-        println!(
+        outln!(
             "{:<18} {:<7} {:>11} {:>21} {:>9} {:>7} {:>8}  device",
-            "size", "backend", "median ms", "min - max ms", "GFLOP/s", "% peak", "GPU/CPU"
-        );
+            "size",
+            "backend",
+            "median ms",
+            "min - max ms",
+            "GFLOP/s",
+            "% peak",
+            "GPU/CPU"
+        )?;
     }
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
-    match &row.timing {
-        Some(t) => println!(
+    let line = match &row.timing {
+        Some(t) => outln!(
             "{:<18} {:<7} {:>11.4} {:>21} {:>9} {:>7} {:>8}  {}",
             row.size,
             row.backend,
@@ -202,23 +231,25 @@ fn print_row(row: &Row, header: bool) {
             opt(row.gpu_speedup_over_cpu, 2),
             row.device
         ),
-        None => println!(
+        None => outln!(
             "{:<18} {:<7} {}",
             row.size,
             row.backend,
             row.error.as_deref().unwrap_or("not measured")
         ),
-    }
+    };
+    line?;
     if let Some(kernels) = &row.kernel_ms {
         let parts: Vec<String> = kernels
             .iter()
             .map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN)))
             .collect();
-        println!(
+        outln!(
             "{:<18} {:<7} kernels (ms, one step): {}",
             "",
             "",
             parts.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }

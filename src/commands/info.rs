@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 
+use super::outln;
+
 use backprop::gpu::context::list_adapters;
 
 #[derive(clap::Args)]
@@ -14,18 +16,18 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> Result<()> {
     let adapters = list_adapters();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        outln!("{}", serde_json::to_string_pretty(&adapters)?)?;
         return Ok(());
     }
     if adapters.is_empty() {
-        println!("no GPU adapter found: wgpu reaches no Vulkan, Metal or DX12 driver here.");
-        println!("`--backend auto` computes on the CPU backend.");
+        outln!("no GPU adapter found: wgpu reaches no Vulkan, Metal or DX12 driver here.")?;
+        outln!("`--backend auto` computes on the CPU backend.")?;
         return Ok(());
     }
     const MIB: f64 = 1024.0 * 1024.0;
     for (i, a) in adapters.iter().enumerate() {
-        println!("[{i}] {}", a.name);
-        println!(
+        outln!("[{i}] {}", a.name)?;
+        outln!(
             "    type                {}{}",
             a.device_type,
             if a.software {
@@ -33,33 +35,35 @@ pub fn run(args: InfoArgs) -> Result<()> {
             } else {
                 ""
             }
-        );
-        println!("    backend             {}", a.backend);
-        println!("    driver              {} {}", a.driver, a.driver_info);
-        println!(
+        )?;
+        outln!("    backend             {}", a.backend)?;
+        outln!("    driver              {} {}", a.driver, a.driver_info)?;
+        outln!(
             "    max storage binding {:.0} MiB",
             a.max_storage_buffer_binding_size as f64 / MIB
-        );
-        println!(
+        )?;
+        outln!(
             "    max buffer          {:.0} MiB",
             a.max_buffer_size as f64 / MIB
-        );
-        println!(
+        )?;
+        outln!(
             "    workgroup storage   {} bytes",
             a.max_compute_workgroup_storage_size
-        );
-        println!(
+        )?;
+        outln!(
             "    invocations/group   {}",
             a.max_compute_invocations_per_workgroup
-        );
-        println!(
+        )?;
+        outln!(
             "    groups/dimension    {}",
             a.max_compute_workgroups_per_dimension
-        );
-        println!(
+        )?;
+        outln!(
             "    features            timestamp_query={} subgroups={} shader_f16={}",
-            a.timestamp_query, a.subgroups, a.shader_f16
-        );
+            a.timestamp_query,
+            a.subgroups,
+            a.shader_f16
+        )?;
     }
     Ok(())
 }

@@ -7,10 +7,56 @@ pub mod step;
 pub mod train;
 pub mod validate;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Result;
 
 use backprop::backend::{BackendChoice, CpuPrecision};
 use backprop::{Backend, Network};
+
+/// Set once standard output's reader has gone away.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `e` says the reader of a pipe has gone (`backprop train | head -1`).
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Writes to standard output with `write`. A closed pipe ends the output: this and every later
+/// write is dropped, and the command goes on to finish its work (its files are saved) and exits
+/// 0, as a filter's reader asked for no more. Any other failure (a full disk) is an error.
+pub fn to_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if is_broken_pipe(&e) => {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("writing to standard output: {e}")),
+    }
+}
+
+/// `println!` through [`to_stdout`]: `outln!(...)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::to_stdout(|out| writeln!(out, $($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// `eprintln!` that never panics: with standard error closed there is nobody to tell.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use errln;
 
 /// The backend flags every computing subcommand shares.
 #[derive(clap::Args)]
@@ -25,6 +71,12 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// Whether the computing may happen in host memory (the CPU backend, or `auto` falling
+    /// back to it): the memory planner then counts the backend's copies on the host.
+    pub fn may_compute_on_host(&self) -> bool {
+        self.backend != BackendChoice::Gpu
+    }
+
     /// Creates the backend and says on stderr which one computes (and why, for `auto`).
     pub fn create(
         &self,
@@ -34,9 +86,9 @@ impl BackendArgs {
         let selected =
             backprop::backend::create(self.backend, self.adapter.as_deref(), network, precision)?;
         if let Some(note) = selected.note {
-            eprintln!("{note}");
+            errln!("{note}");
         }
-        eprintln!("backend: {}", selected.backend.description());
+        errln!("backend: {}", selected.backend.description());
         Ok(selected.backend)
     }
 }

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use backprop::backend::CpuPrecision;
-use backprop::data::{read_csv, Source};
+use backprop::backend::{self, CpuPrecision};
+use backprop::data::{self, read_csv, Source};
+use backprop::guard::memory::host_available;
+use backprop::guard::paths::FilePlan;
 use backprop::model_file;
 use backprop::Error;
+
+use super::{errln, to_stdout};
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
@@ -27,15 +31,34 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    FilePlan::new()
+        .input("--model", Some(&args.model))
+        .input("--data", args.data.as_deref())
+        .output("--out", args.out.as_deref())
+        .check()?;
     let saved = model_file::load(&args.model)?;
     let source = args.data.clone().map_or(Source::BuiltIn, Source::File);
     let table = read_csv(&source)?;
     let all_rows: Vec<usize> = (0..table.rows.len()).collect();
+    let available = host_available()?;
+    data::encoding_plan(&saved.encoder, all_rows.len())?
+        .check("host memory", available.as_ref())
+        .map_err(|e| table.file_error(e.to_string()))?;
     let encoded = saved.encoder.transform(&table, &all_rows, false)?;
+    backend::memory_plan(
+        &saved.network.layer_sizes(),
+        1,
+        4,
+        args.backend.may_compute_on_host(),
+    )?
+    .check("host memory", available.as_ref())?;
     let mut backend = args.backend.create(&saved.network, CpuPrecision::F32)?;
-    let predicted = saved
-        .encoder
-        .destandardize(&backend.predict(encoded.x.view())?);
+    let feature_names = saved.encoder.feature_names();
+    let y = backend
+        .predict(encoded.x.view())
+        .map_err(|e| encoded.locate(e, &table.source, "input", &feature_names))?;
+    let predicted = saved.encoder.destandardize(&y);
+    encoded.check_predictions(&table.source, "model's", &feature_names, predicted.view())?;
 
     // The error, over the rows whose target cells are filled, in the data's units.
     let encoder = &saved.encoder;
@@ -67,7 +90,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             }
             if n > 0 {
                 let mse = sum / n as f64;
-                eprintln!(
+                errln!(
                     "{}: {n} records, MSE {mse:.4}, RMSE {:.4} (standardised MSE {:.4})",
                     t.column,
                     mse.sqrt(),
@@ -77,7 +100,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
     }
 
-    let write = |w: &mut dyn std::io::Write| -> Result<()> {
+    let write = |w: &mut dyn std::io::Write| -> csv::Result<()> {
         let mut out = csv::Writer::from_writer(w);
         let mut header = table.columns.clone();
         header.extend(
@@ -103,7 +126,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
             })
         })
         .with_context(|| format!("writing {}", path.display()))?,
-        None => write(&mut std::io::stdout().lock())?,
+        // csv wraps I/O errors; unwrap them so a closed pipe is seen as one.
+        None => to_stdout(|out| {
+            write(out).map_err(|e| match e.into_kind() {
+                csv::ErrorKind::Io(io) => io,
+                other => std::io::Error::other(format!("{other:?}")),
+            })
+        })?,
     }
     Ok(())
 }

@@ -5,10 +5,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ndarray::{Array2, ArrayD, IxDyn};
 
-use backprop::backend::CpuPrecision;
+use backprop::backend::{self, CpuPrecision};
+use backprop::guard::memory::host_available;
+use backprop::guard::numeric::check_finite_result;
+use backprop::guard::paths::FilePlan;
 use backprop::io::{self, WeightsFile};
 use backprop::report::numpy_format::format_array;
 use backprop::{delta_names, seed, Activation, Error};
+
+use super::outln;
 
 #[derive(clap::Args)]
 pub struct StepArgs {
@@ -44,18 +49,44 @@ struct Problem {
     x: Array2<f64>,
     target: Array2<f64>,
     learnrate: f64,
+    /// Where the arrays came from, for messages.
+    names: String,
 }
 
 pub fn run(args: StepArgs) -> Result<()> {
+    FilePlan::new()
+        .input("--weights", args.weights.as_deref())
+        .input("--input", args.input.as_deref())
+        .input("--target", args.target.as_deref())
+        .output("--out", args.out.as_deref())
+        .check()?;
     let problem = load(&args)?;
+    backend::memory_plan(
+        &problem.weights.network.layer_sizes(),
+        problem.x.nrows(),
+        8,
+        args.backend.may_compute_on_host(),
+    )?
+    .check("host memory", host_available()?.as_ref())?;
     let mut backend = args
         .backend
-        .create(&problem.weights.network, CpuPrecision::F64)?;
+        .create(&problem.weights.network, CpuPrecision::F64)
+        .with_context(|| problem.names.clone())?;
     let deltas = backend
         .delta_weights(problem.x.view(), problem.target.view(), problem.learnrate)
+        .with_context(|| problem.names.clone())
         .context("computing the backward pass")?;
 
     let names = delta_names(deltas.len());
+    for (name, delta) in names.iter().zip(&deltas) {
+        check_finite_result(name, "the backward pass", delta.view()).with_context(|| {
+            format!(
+                "{}: the values are too large for {}; nothing was written",
+                problem.names,
+                backend.description()
+            )
+        })?;
+    }
     let shaped: Vec<(String, ArrayD<f64>)> = names
         .into_iter()
         .zip(deltas)
@@ -76,11 +107,11 @@ pub fn run(args: StepArgs) -> Result<()> {
             .iter()
             .map(|(name, delta)| (name.clone(), to_json(delta)))
             .collect();
-        println!("{}", serde_json::Value::Object(object));
+        outln!("{}", serde_json::Value::Object(object))?;
     } else {
         for (name, delta) in shaped.iter().rev() {
-            println!("Change in weights for {} ({name}):", layer_words(name));
-            println!("{}", format_array(delta.view()));
+            outln!("Change in weights for {} ({name}):", layer_words(name))?;
+            outln!("{}", format_array(delta.view()))?;
         }
     }
     Ok(())
@@ -104,6 +135,7 @@ fn load(args: &StepArgs) -> Result<Problem> {
             x: seed.x,
             target: seed.target,
             learnrate: args.lr.unwrap_or(seed.learnrate),
+            names: "the seed exercise".into(),
         });
     };
     let weights = io::read_weights_npz(weights_path, args.output)?;
@@ -137,6 +169,12 @@ fn load(args: &StepArgs) -> Result<Problem> {
         x,
         target,
         learnrate,
+        names: format!(
+            "{}, {} and {}",
+            weights_path.display(),
+            input_path.display(),
+            target_path.display()
+        ),
     })
 }
 

@@ -10,12 +10,18 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use serde_json::json;
 
-use backprop::backend::CpuPrecision;
-use backprop::data::{self, Dataset, Encoder, PipelineOptions, Source, SplitKind};
+use backprop::backend::{self, CpuPrecision};
+use backprop::data::{
+    self, Dataset, Encoder, PipelineOptions, Source, SplitKind, DEFAULT_MAX_CATEGORIES,
+};
+use backprop::guard::memory::host_available;
+use backprop::guard::paths::FilePlan;
 use backprop::model_file::{self, SavedModel};
 use backprop::report::plot;
 use backprop::train::{self, Loaded, Outcome, TrainConfig, TrainingState, EXPLODED_FACTOR};
-use backprop::{cpu, Activation, Error, Network};
+use backprop::{cpu, Activation, Backend, Error, Network};
+
+use super::{errln, outln};
 
 /// Defaults that train the built-in data past the seed project's bar (training loss < 0.09,
 /// validation loss < 0.18) well within two minutes on two CPU cores.
@@ -62,9 +68,13 @@ pub struct TrainArgs {
     /// Records per mini-batch; each batch steps by the mean of its records' deltas.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
-    /// Learning rate.
+    /// Learning rate: a finite number above 0.
     #[arg(long, default_value_t = DEFAULT_LR, allow_negative_numbers = true)]
     lr: f64,
+    /// Refuse a categorical column with more distinct values than this (one-hot encoding makes
+    /// one feature per value).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CATEGORIES)]
+    max_categories: usize,
     /// Output activation: identity for regression (targets standardised), sigmoid for targets
     /// in [0, 1] (one-hot targets also report accuracy).
     #[arg(long, value_enum, default_value_t = Activation::Identity)]
@@ -77,11 +87,11 @@ pub struct TrainArgs {
     /// Write each epoch's losses and the final test loss as JSON.
     #[arg(long, value_name = "FILE.json")]
     metrics: Option<PathBuf>,
-    /// Draw the training and validation loss curves (PNG).
-    #[arg(long, value_name = "FILE.png")]
+    /// Draw the training and validation loss curves (.png or .svg).
+    #[arg(long, value_name = "FILE.png|svg")]
     plot: Option<PathBuf>,
-    /// Draw the test set's predictions against the truth over time (PNG).
-    #[arg(long, value_name = "FILE.png")]
+    /// Draw the test set's predictions against the truth over time (.png or .svg).
+    #[arg(long, value_name = "FILE.png|svg")]
     plot_predictions: Option<PathBuf>,
     /// Save the trained model (safetensors: weights, layer sizes, activations, encoding).
     #[arg(long, value_name = "FILE.safetensors")]
@@ -103,6 +113,26 @@ fn argument(flag: &str, message: String) -> anyhow::Error {
         message,
     }
     .into()
+}
+
+/// Every file the run reads and writes, checked before any work (`guard::paths`).
+fn files(args: &TrainArgs) -> FilePlan {
+    let writes_checkpoints = args.checkpoint_every.is_some();
+    let checkpoint = Some(args.checkpoint.as_path());
+    let mut plan = FilePlan::new()
+        .input("--data", args.data.as_deref())
+        .output("--metrics", args.metrics.as_deref())
+        .output("--plot", args.plot.as_deref())
+        .output("--plot-predictions", args.plot_predictions.as_deref())
+        .output("--save", args.save.as_deref());
+    if args.resume {
+        plan = plan.input("--checkpoint", checkpoint);
+    }
+    match (writes_checkpoints, args.resume) {
+        (true, true) => plan.updated("--checkpoint", checkpoint),
+        (true, false) => plan.output("--checkpoint", checkpoint),
+        (false, _) => plan,
+    }
 }
 
 fn check_flags(args: &TrainArgs) -> Result<()> {
@@ -133,12 +163,43 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             "name the target column(s) of --data".into(),
         ));
     }
+    if args.max_categories == 0 {
+        return Err(argument("--max-categories", "must be at least 1".into()));
+    }
+    for (flag, path) in [
+        ("--plot", &args.plot),
+        ("--plot-predictions", &args.plot_predictions),
+    ] {
+        if let Some(path) = path {
+            plot::Format::of(path).map_err(|e| argument(flag, e.to_string()))?;
+        }
+    }
     Ok(())
+}
+
+/// Warns when the learning rate is so small that a step cannot change any weight in fp32: an
+/// update smaller than half a unit in the last place of a weight rounds away. The weights start
+/// near `n_in^-0.5` and the error terms and standardised inputs are of order one, so a learning
+/// rate below `2^-25 · n_in^-0.5` leaves every weight as it was.
+fn warn_if_learning_rate_is_lost(lr: f64, layer_sizes: &[usize]) {
+    let widest = layer_sizes[..layer_sizes.len() - 1]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1);
+    let typical_weight = (widest as f64).powf(-0.5);
+    let half_ulp = typical_weight * f64::from(f32::EPSILON) / 2.0;
+    if lr < half_ulp {
+        errln!(
+            "warning: --lr {lr:e} is so small that no weight can change in fp32 (a step of about lr x 1 is below half a unit in the last place, {half_ulp:.1e}, of weights of size {typical_weight:.2}); training will leave the network as it is"
+        );
+    }
 }
 
 /// The data options, with the built-in data's defaults filled in.
 fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
     let standardize_targets = args.output == Activation::Identity;
+    let max_categories = args.max_categories;
     match &args.data {
         Some(path) => (
             Source::File(path.clone()),
@@ -148,6 +209,7 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                 drop: args.drop.clone(),
                 date: args.date.clone(),
                 standardize_targets,
+                max_categories,
             },
             None,
         ),
@@ -167,6 +229,7 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                     drop: or(&args.drop, &["casual", "registered"]),
                     date: args.date.clone().or(Some("dteday".into())),
                     standardize_targets,
+                    max_categories,
                 },
                 Some("rides per hour".into()),
             )
@@ -218,6 +281,7 @@ fn accuracy(y: ArrayView2<f64>, target: ArrayView2<f64>) -> Option<f64> {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     check_flags(&args)?;
+    files(&args).check()?;
     let (source, options, unit) = pipeline(&args);
     let split = args.split.unwrap_or(if options.date.is_some() {
         SplitKind::Time
@@ -240,16 +304,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
         learnrate: args.lr,
         seed: args.seed,
     };
+    backend::memory_plan(
+        &layer_sizes,
+        args.batch.min(splits.train.len()),
+        4,
+        args.backend.may_compute_on_host(),
+    )?
+    .check("host memory", host_available()?.as_ref())?;
+    warn_if_learning_rate_is_lost(args.lr, &layer_sizes);
 
     let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, &config)?;
 
     let mut backend = args.backend.create(&network, CpuPrecision::F32)?;
     let description = backend.description();
+    let source_name = source.name();
+    let feature_names = encoder.feature_names();
+    let load = |backend: &mut dyn Backend, part: &str, set: &Dataset| {
+        backend
+            .load_data(set.x.view(), set.target.view())
+            .map_err(|e| set.locate(e, &source_name, part, &feature_names))
+    };
     let loaded = Loaded {
-        train: backend.load_data(splits.train.x.view(), splits.train.target.view())?,
+        train: load(backend.as_mut(), "training", &splits.train)?,
         train_target: splits.train.target.view(),
-        validation: backend
-            .load_data(splits.validation.x.view(), splits.validation.target.view())?,
+        validation: load(backend.as_mut(), "validation", &splits.validation)?,
         validation_target: splits.validation.target.view(),
     };
     let state = match resumed {
@@ -257,11 +335,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config: config.clone(),
             ..state
         },
-        None => TrainingState {
-            config: config.clone(),
-            initial_loss: train::loss(backend.as_mut(), loaded.train, loaded.train_target)?,
-            history: Vec::new(),
-        },
+        None => {
+            let initial_loss = train::loss(backend.as_mut(), loaded.train, loaded.train_target)?;
+            if !initial_loss.is_finite() {
+                bail!(
+                    "{}: the untrained network's loss on the training data is {initial_loss}: the inputs are too large for fp32 (largest feature {})",
+                    source_name.display(),
+                    largest_feature(&splits.train, &feature_names)
+                );
+            }
+            TrainingState {
+                config: config.clone(),
+                initial_loss,
+                history: Vec::new(),
+            }
+        }
     };
     if state.epochs_done() >= config.epochs {
         bail!(
@@ -280,12 +368,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut checkpoint_written = false;
-    let train::Finished {
-        outcome,
-        state,
-        records_per_second,
-    } = train::run(
+    let mut last_checkpoint: Option<usize> = None;
+    let finished = train::run(
         backend.as_mut(),
         &loaded,
         state,
@@ -305,37 +389,60 @@ pub fn run(args: TrainArgs) -> Result<()> {
                             training: Some(state.clone()),
                         },
                     )?;
-                    checkpoint_written = true;
+                    last_checkpoint = Some(record.epoch);
                 }
             }
             Ok(())
         },
-    )?;
+    );
     bar.finish_and_clear();
+    let kept = match last_checkpoint {
+        Some(epoch) => format!(
+            "; the last complete checkpoint, {} (epoch {epoch}), is kept",
+            args.checkpoint.display()
+        ),
+        None => "; nothing was written".into(),
+    };
+    let train::Finished {
+        outcome,
+        state,
+        records_per_second,
+    } = finished.with_context(|| kept.trim_start_matches("; ").to_string())?;
     let seconds = started.elapsed().as_secs_f64();
 
     if let Outcome::Diverged {
         epoch,
         train_loss,
         val_loss,
+        first_non_finite_batch,
     } = outcome
     {
-        let kept = if checkpoint_written {
-            format!(
-                "; the last good checkpoint, {}, is kept",
-                args.checkpoint.display()
-            )
-        } else {
-            String::new()
+        let (which, loss) =
+            if train_loss.is_finite() && val_loss.is_finite() && val_loss > train_loss {
+                ("validation", val_loss)
+            } else {
+                ("training", train_loss)
+            };
+        let what = match first_non_finite_batch {
+            Some(batch) => format!(
+                "output_layer_out first held a NaN or an infinity in batch {} of {} (records {} to {} of the epoch's shuffled order)",
+                batch + 1,
+                splits.train.len().div_ceil(args.batch),
+                batch * args.batch + 1,
+                ((batch + 1) * args.batch).min(splits.train.len())
+            ),
+            None => format!(
+                "the {which} loss {loss:.4e} is over {EXPLODED_FACTOR}x the untrained network's {:.4}",
+                state.initial_loss
+            ),
         };
         bail!(
-            "training diverged at epoch {epoch}: training loss {train_loss:.4e}, validation loss {val_loss:.4e} (NaN, or over {EXPLODED_FACTOR}x the untrained {:.4}); try a smaller learning rate, e.g. --lr {}{kept}",
-            state.initial_loss,
-            args.lr / 4.0
+            "training diverged at epoch {epoch}: {what}; {}{kept}",
+            divergence_cause(&splits.train, &feature_names, args.lr)
         );
     }
 
-    let test = backend.load_data(splits.test.x.view(), splits.test.target.view())?;
+    let test = load(backend.as_mut(), "test", &splits.test)?;
     let parts = [
         (
             "training",
@@ -349,19 +456,33 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         ("test", backend.predict_data(test)?, &splits.test),
     ];
-    let names = encoder.target_names();
-    println!(
-        "trained {:?} ({} output) for {} epochs on {description}: {} training records, {:.0} records/s, {:.1} s",
-        layer_sizes, args.output, config.epochs, splits.train.len(), records_per_second, seconds
-    );
-    if splits.dropped > 0 {
-        println!("{} records without a target were left out", splits.dropped);
+    // The model first: a closed standard output or a later failure must not lose it.
+    if let Some(path) = &args.save {
+        model_file::save(
+            path,
+            &SavedModel {
+                network: backend.network()?,
+                encoder: encoder.clone(),
+                training: Some(state.clone()),
+            },
+        )?;
     }
+    for (name, y, part) in &parts {
+        part.check_predictions(&source_name, name, &feature_names, y.view())
+            .with_context(|| match &args.save {
+                Some(path) => format!(
+                    "the model was saved to {}, but no metrics or plots were written",
+                    path.display()
+                ),
+                None => "no metrics or plots were written".into(),
+            })?;
+    }
+    let names = encoder.target_names();
     let unit_label = unit.clone().unwrap_or_else(|| "data units".into());
-    let summary = print_summary(&encoder, &parts, &unit_label);
+    let summary = summarise(&encoder, &parts);
 
     if let Some(path) = &args.metrics {
-        let mut metrics = summary.clone();
+        let mut metrics = summary.json(&names);
         metrics.insert("backend".into(), json!(description));
         metrics.insert("layer_sizes".into(), json!(layer_sizes));
         metrics.insert("config".into(), json!(config));
@@ -379,7 +500,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         plot::loss_curves(
             path,
             &state.history,
-            &format!("{} on {}", names.join(", "), source.name().display()),
+            &format!("{} on {}", names.join(", "), source_name.display()),
         )?;
     }
     if let Some(path) = &args.plot_predictions {
@@ -399,17 +520,51 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &format!("{} ({unit_label})", names[0]),
         )?;
     }
-    if let Some(path) = &args.save {
-        model_file::save(
-            path,
-            &SavedModel {
-                network: backend.network()?,
-                encoder,
-                training: Some(state),
-            },
-        )?;
+
+    outln!(
+        "trained {:?} ({} output) for {} epochs on {description}: {} training records, {:.0} records/s, {:.1} s",
+        layer_sizes, args.output, config.epochs, splits.train.len(), records_per_second, seconds
+    )?;
+    if splits.dropped > 0 {
+        outln!("{} records without a target were left out", splits.dropped)?;
     }
-    Ok(())
+    summary.print(&names, &unit_label)
+}
+
+/// The feature farthest from its training mean over a data set, as `name = value at line N`.
+fn largest_feature(set: &Dataset, feature_names: &[String]) -> String {
+    let mut best = (0usize, 0usize, 0.0f64);
+    for ((r, c), &v) in set.x.indexed_iter() {
+        if v.abs() > best.2.abs() {
+            best = (r, c, v);
+        }
+    }
+    format!(
+        "`{}` = {:.3e} at line {}",
+        feature_names.get(best.1).cloned().unwrap_or_default(),
+        best.2,
+        set.lines.get(best.0).copied().unwrap_or_default()
+    )
+}
+
+/// Standardised features this many deviations from their mean are outliers that can overflow
+/// fp32 by themselves; below it, a diverging run is the learning rate's doing.
+const LARGE_FEATURE: f64 = 1e4;
+
+/// What made a run diverge: outlying inputs when some feature is enormous, else the step size.
+fn divergence_cause(train: &Dataset, feature_names: &[String], lr: f64) -> String {
+    let largest = train.x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest > LARGE_FEATURE {
+        format!(
+            "the inputs are the likely cause, not the learning rate: {} standard deviations from the training mean; look for outliers in that column, or drop it",
+            largest_feature(train, feature_names)
+        )
+    } else {
+        format!(
+            "the inputs are standardised (no feature beyond {largest:.1} standard deviations), so the step is too large: try a smaller learning rate, e.g. --lr {}",
+            lr / 4.0
+        )
+    }
 }
 
 /// The network to start from: the checkpoint's with `--resume` (which must come from the same
@@ -448,54 +603,89 @@ fn initial_network(
     }
 }
 
-/// Prints the loss of each split in standardised units and the RMSE in the data's units (plus
-/// accuracy for one-hot targets) and returns the same figures for `--metrics`.
-fn print_summary(
-    encoder: &Encoder,
-    parts: &[(&str, Array2<f64>, &Dataset)],
-    unit_label: &str,
-) -> serde_json::Map<String, serde_json::Value> {
-    let names = encoder.target_names();
-    println!(
-        "{:<11} {:>19}  {}",
-        "",
-        "MSE (standardised)",
-        names
-            .iter()
-            .map(|n| format!("{:>22}", format!("RMSE {n} ({unit_label})")))
-            .collect::<String>()
-    );
-    let mut summary = serde_json::Map::new();
-    for (name, y, part) in parts {
-        let mse = cpu::mean_squared_error(y.view(), part.target.view());
-        let rmse: Vec<f64> = encoder
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(j, t)| {
-                let col = |a: &Array2<f64>| a.index_axis(Axis(1), j).to_owned();
-                let diff = col(y) - col(&part.target);
-                (diff.mapv(|d| d * d).mean().unwrap_or(f64::NAN)).sqrt() * t.std
-            })
-            .collect();
-        let acc = accuracy(y.view(), part.target.view());
-        println!(
-            "{name:<11} {mse:>19.4}  {}{}",
-            rmse.iter()
-                .map(|r| format!("{r:>22.2}"))
-                .collect::<String>(),
-            acc.map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
-        );
-        summary.insert(format!("{name}_loss"), json!(mse));
-        let rmse_by_name: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .zip(&rmse)
-            .map(|(n, r)| (n.clone(), json!(r)))
-            .collect();
-        summary.insert(format!("{name}_rmse_original_units"), json!(rmse_by_name));
-        if let Some(a) = acc {
-            summary.insert(format!("{name}_accuracy"), json!(a));
+/// The figures of each split: the loss in standardised units, the RMSE in the data's units
+/// per target, and accuracy for one-hot targets.
+struct Summary {
+    rows: Vec<SummaryRow>,
+}
+
+struct SummaryRow {
+    name: &'static str,
+    mse: f64,
+    rmse: Vec<f64>,
+    accuracy: Option<f64>,
+}
+
+fn summarise(encoder: &Encoder, parts: &[(&'static str, Array2<f64>, &Dataset)]) -> Summary {
+    let rows = parts
+        .iter()
+        .map(|(name, y, part)| {
+            let rmse = encoder
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    let col = |a: &Array2<f64>| a.index_axis(Axis(1), j).to_owned();
+                    let diff = col(y) - col(&part.target);
+                    (diff.mapv(|d| d * d).mean().unwrap_or(0.0)).sqrt() * t.std
+                })
+                .collect();
+            SummaryRow {
+                name,
+                mse: cpu::mean_squared_error(y.view(), part.target.view()),
+                rmse,
+                accuracy: accuracy(y.view(), part.target.view()),
+            }
+        })
+        .collect();
+    Summary { rows }
+}
+
+impl Summary {
+    /// The same figures for `--metrics`.
+    fn json(&self, names: &[String]) -> serde_json::Map<String, serde_json::Value> {
+        let mut summary = serde_json::Map::new();
+        for row in &self.rows {
+            summary.insert(format!("{}_loss", row.name), json!(row.mse));
+            let rmse_by_name: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .zip(&row.rmse)
+                .map(|(n, r)| (n.clone(), json!(r)))
+                .collect();
+            summary.insert(
+                format!("{}_rmse_original_units", row.name),
+                json!(rmse_by_name),
+            );
+            if let Some(a) = row.accuracy {
+                summary.insert(format!("{}_accuracy", row.name), json!(a));
+            }
         }
+        summary
     }
-    summary
+
+    fn print(&self, names: &[String], unit_label: &str) -> Result<()> {
+        outln!(
+            "{:<11} {:>19}  {}",
+            "",
+            "MSE (standardised)",
+            names
+                .iter()
+                .map(|n| format!("{:>22}", format!("RMSE {n} ({unit_label})")))
+                .collect::<String>()
+        )?;
+        for row in &self.rows {
+            outln!(
+                "{:<11} {:>19.4}  {}{}",
+                row.name,
+                row.mse,
+                row.rmse
+                    .iter()
+                    .map(|r| format!("{r:>22.2}"))
+                    .collect::<String>(),
+                row.accuracy
+                    .map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! `backprop validate`: random problems of awkward shapes on a backend against the f64 CPU
 //! reference, as a table; exits non-zero on any failure.
 
+use super::{errln, outln};
 use anyhow::{bail, Result};
 
 use backprop::gpu::context::GpuContext;
@@ -42,7 +43,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let description = device
         .as_ref()
         .map_or_else(|| "cpu (f32)".to_string(), |d| d.ctx.describe());
-    eprintln!("backend: {description}");
+    errln!("backend: {description}");
     let mut rows: Vec<Row> = Vec::new();
     for (i, case) in cases(args.cases as usize, args.seed).iter().enumerate() {
         let (network, x, target) = problem(case, args.seed.wrapping_add(i as u64))?;
@@ -67,9 +68,9 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         )?);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        print_table(&rows);
+        print_table(&rows)?;
     }
     let failed = rows.iter().filter(|r| !r.pass).count();
     if failed > 0 {
@@ -78,18 +79,22 @@ pub fn run(args: ValidateArgs) -> Result<()> {
             rows.len()
         );
     }
-    eprintln!("all {} comparisons within tolerance", rows.len());
+    errln!("all {} comparisons within tolerance", rows.len());
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row]) -> Result<()> {
     let case_width = rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
-    println!(
+    outln!(
         "{:<case_width$}  {:<16}  {:>12}  {:>12}  {:>10}  result",
-        "case", "tensor", "max abs err", "max rel err", "tolerance"
-    );
+        "case",
+        "tensor",
+        "max abs err",
+        "max rel err",
+        "tolerance"
+    )?;
     for r in rows {
-        println!(
+        outln!(
             "{:<case_width$}  {:<16}  {:>12.3e}  {:>12.3e}  {:>10.2e}  {}",
             r.case,
             r.tensor,
@@ -97,6 +102,7 @@ fn print_table(rows: &[Row]) {
             r.max_rel_error,
             r.tolerance,
             if r.pass { "pass" } else { "FAIL" }
-        );
+        )?;
     }
+    Ok(())
 }

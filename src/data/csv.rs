@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::guard::memory::{host_available, MemoryPlan};
 
 /// Where the data comes from.
 #[derive(Clone, Debug)]
@@ -55,14 +56,20 @@ impl Table {
     }
 }
 
-/// Reads `source`; ragged rows, an empty file, a missing header and duplicate column names
-/// are errors naming the line.
+/// Reads `source`: ragged rows, an empty file, a missing header, duplicate column names and
+/// bytes that are not UTF-8 are errors naming the line (and column).
 pub fn read_csv(source: &Source) -> Result<Table> {
-    let path = source.name();
-    let bytes = match source {
-        Source::File(p) => std::fs::read(p).map_err(|e| Error::io(p, e))?,
-        Source::BuiltIn => super::BIKE_SHARING_CSV.to_vec(),
-    };
+    match source {
+        Source::File(p) => parse_csv(source.name(), &crate::io::read_input(p)?),
+        Source::BuiltIn => parse_csv(source.name(), super::BIKE_SHARING_CSV),
+    }
+}
+
+/// Bytes held per cell of a [`Table`] beyond its text (a `String`).
+const CELL_OVERHEAD: u64 = std::mem::size_of::<String>() as u64;
+
+/// Parses CSV text; `path` is what messages call it.
+pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
     let file_error = |message: String| Error::File {
         path: path.clone(),
         message,
@@ -70,13 +77,43 @@ pub fn read_csv(source: &Source) -> Result<Table> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(file_error("the file is empty".into()));
     }
+    // Every separator may start a cell: an upper bound on the table's size, checked before
+    // the table is built (a file of commas is small on disk and large as strings).
+    let separators = bytes.iter().filter(|&&b| b == b',' || b == b'\n').count() as u64;
+    let mut plan = MemoryPlan::new();
+    plan.add_bytes("the CSV's text", bytes.len() as u64);
+    plan.add_bytes(
+        "its cells",
+        separators.saturating_add(1).saturating_mul(CELL_OVERHEAD),
+    );
+    plan.check("host memory", host_available()?.as_ref())
+        .map_err(|e| file_error(e.to_string()))?;
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
+    let csv_error = |e: ::csv::Error| {
+        match e.kind() {
+        ::csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => file_error(format!(
+            "line {}: {len} cells where the header has {expected_len}",
+            pos.as_ref().map_or(0, |p| p.line())
+        )),
+        ::csv::ErrorKind::Utf8 { pos, err } => file_error(format!(
+            "line {}, column {}: the cell is not UTF-8 text (invalid byte after {} valid ones); save the file as UTF-8",
+            pos.as_ref().map_or(1, |p| p.line()),
+            err.field() + 1,
+            err.valid_up_to()
+        )),
+        _ => file_error(e.to_string()),
+    }
+    };
     let columns: Vec<String> = reader
         .headers()
-        .map_err(|e| file_error(format!("cannot read the header: {e}")))?
+        .map_err(csv_error)?
         .iter()
         .map(|c| c.trim().to_string())
         .collect();
@@ -88,23 +125,16 @@ pub fn read_csv(source: &Source) -> Result<Table> {
             )));
         }
         if columns[..i].contains(c) {
-            return Err(file_error(format!("line 1: column `{c}` appears twice")));
+            return Err(file_error(format!(
+                "line 1, column {}: column `{c}` appears twice",
+                i + 1
+            )));
         }
     }
     let mut rows = Vec::new();
     let mut lines = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| match e.kind() {
-            ::csv::ErrorKind::UnequalLengths {
-                pos,
-                expected_len,
-                len,
-            } => file_error(format!(
-                "line {}: {len} cells where the header has {expected_len}",
-                pos.as_ref().map_or(0, |p| p.line())
-            )),
-            _ => file_error(e.to_string()),
-        })?;
+        let record = record.map_err(csv_error)?;
         lines.push(record.position().map_or(0, |p| p.line()));
         rows.push(record.iter().map(|c| c.trim().to_string()).collect());
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 pub const MISSING: &str = "(missing)";
 
 /// What the user said about the columns.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PipelineOptions {
     pub targets: Vec<String>,
     pub categorical: Vec<String>,
@@ -21,6 +21,25 @@ pub struct PipelineOptions {
     pub date: Option<String>,
     /// Standardise the targets (regression, identity output); sigmoid targets stay in [0, 1].
     pub standardize_targets: bool,
+    /// A categorical column with more distinct values than this is refused (one-hot encoding
+    /// it would make one feature per value: a column of IDs is a matrix of records squared).
+    pub max_categories: usize,
+}
+
+/// The default of [`PipelineOptions::max_categories`] (`--max-categories`).
+pub const DEFAULT_MAX_CATEGORIES: usize = 1000;
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            targets: Vec::new(),
+            categorical: Vec::new(),
+            drop: Vec::new(),
+            date: None,
+            standardize_targets: false,
+            max_categories: DEFAULT_MAX_CATEGORIES,
+        }
+    }
 }
 
 /// One input column and how it becomes features.
@@ -99,6 +118,22 @@ fn parse_number(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// A cell written as a number that float64 cannot hold (`1e400`): an error, never silently
+/// infinity or text. The words `inf` and `nan` are text here, like any other word.
+fn overflows(cell: &str) -> bool {
+    cell.bytes().any(|b| b.is_ascii_digit()) && cell.parse::<f64>().is_ok_and(|v| !v.is_finite())
+}
+
+fn number_error(table: &Table, row: usize, column: usize, what: &str) -> Error {
+    let cell = &table.rows[row][column];
+    let message = if overflows(cell) {
+        format!("{what}`{cell}` is beyond float64's range (±1.8e308)")
+    } else {
+        format!("{what}`{cell}` is not a number")
+    };
+    cell_error(table, row, column, message)
+}
+
 fn parse_date(cell: &str) -> Option<NaiveDate> {
     ["%Y-%m-%d", "%Y/%m/%d"]
         .iter()
@@ -170,6 +205,22 @@ impl Schema {
                 message: "name at least one target column".into(),
             });
         }
+        for (flag, names) in [
+            ("--target", &options.targets),
+            ("--categorical", &options.categorical),
+            ("--drop", &options.drop),
+        ] {
+            if let Some((i, name)) = names
+                .iter()
+                .enumerate()
+                .find(|(i, n)| names[..*i].contains(n))
+            {
+                return Err(Error::argument(
+                    flag,
+                    format!("`{name}` is named twice (as item {})", i + 1),
+                ));
+            }
+        }
         let targets = options
             .targets
             .iter()
@@ -227,12 +278,7 @@ impl Schema {
                 if row[t].is_empty() {
                     complete = false;
                 } else if parse_number(&row[t]).is_none() {
-                    return Err(cell_error(
-                        table,
-                        r,
-                        t,
-                        format!("target `{}` is not a number", row[t]),
-                    ));
+                    return Err(number_error(table, r, t, "target "));
                 }
             }
             if complete {
@@ -260,6 +306,9 @@ impl Schema {
                     .enumerate()
                     .filter(|(_, row)| !row[c].is_empty())
             };
+            if let Some((r, _)) = cells().find(|(_, row)| overflows(&row[c])) {
+                return Err(number_error(table, r, c, ""));
+            }
             let numbers = cells()
                 .filter(|(_, row)| parse_number(&row[c]).is_some())
                 .count();
@@ -279,6 +328,14 @@ impl Schema {
             } else {
                 numeric.push(c);
             }
+        }
+
+        if numeric.is_empty() && categorical.is_empty() && date.is_none() {
+            return Err(table.file_error(format!(
+                "no feature column is left: of {}, the targets are {} and the rest is dropped; a network needs at least one input",
+                table.columns.join(", "),
+                options.targets.join(", ")
+            )));
         }
 
         let all_filled = |c: usize, test: &dyn Fn(usize, &str) -> bool| {
@@ -324,21 +381,44 @@ fn time_key(date: NaiveDate, hour: Option<u32>) -> f64 {
     days as f64 * 24.0 + f64::from(hour.unwrap_or(0))
 }
 
-fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut n, mut sum, mut sum_sq) = (0.0, 0.0, 0.0);
-    for v in values {
-        n += 1.0;
-        sum += v;
-        sum_sq += v * v;
+/// The mean and standard deviation of `values`, computed in two passes over values scaled by
+/// their largest magnitude: no cancellation (`Σx²/n − mean²` loses every digit of
+/// `1e9 + noise`) and no overflow (`1e300²`). A column with a single value has std 1, which
+/// keeps it at 0 instead of dividing by 0. `column` names the column in the error when the
+/// statistics are still not finite.
+fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
+    if values.is_empty() {
+        return Ok((0.0, 1.0));
     }
-    if n == 0.0 {
-        return (0.0, 1.0);
+    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if scale == 0.0 {
+        return Ok((0.0, 1.0));
     }
-    let mean = sum / n;
-    let var = (sum_sq / n - mean * mean).max(0.0);
-    // A constant column carries no information; std 1 keeps it at 0 instead of dividing by 0.
-    let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-    (mean, std)
+    let n = values.len() as f64;
+    let scaled_mean = values.iter().map(|v| v / scale).sum::<f64>() / n;
+    let scaled_var = values
+        .iter()
+        .map(|v| (v / scale - scaled_mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let mean = scaled_mean * scale;
+    let std = scaled_var.sqrt() * scale;
+    if !(mean.is_finite() && std.is_finite()) {
+        return Err(Error::Value {
+            array: column.into(),
+            index: Vec::new(),
+            message: format!(
+                "its mean ({mean:e}) or standard deviation ({std:e}) is beyond float64's range"
+            ),
+        });
+    }
+    // A spread below a few units in the last place of the mean is rounding, not information.
+    let std = if std > mean.abs() * 4.0 * f64::EPSILON {
+        std
+    } else {
+        1.0
+    };
+    Ok((mean, std))
 }
 
 impl Encoder {
@@ -348,7 +428,7 @@ impl Encoder {
         schema: &Schema,
         options: &PipelineOptions,
         train_rows: &[usize],
-    ) -> Encoder {
+    ) -> Result<Encoder> {
         let cell = |r: usize, c: usize| table.rows[r][c].as_str();
         let filled = |r: usize, c: usize| -> String {
             let value = cell(r, c);
@@ -365,13 +445,23 @@ impl Encoder {
         for c in 0..table.columns.len() {
             let column = table.columns[c].clone();
             if schema.numeric.contains(&c) {
-                let (mean, std) =
-                    mean_std(train_rows.iter().filter_map(|&r| parse_number(cell(r, c))));
+                let values: Vec<f64> = train_rows
+                    .iter()
+                    .filter_map(|&r| parse_number(cell(r, c)))
+                    .collect();
+                let (mean, std) = mean_std(&column, &values)?;
                 features.push(Feature::Numeric { column, mean, std });
             } else if schema.categorical.contains(&c) {
                 let mut levels: Vec<String> = train_rows.iter().map(|&r| filled(r, c)).collect();
                 levels.sort();
                 levels.dedup();
+                if levels.len() > options.max_categories {
+                    return Err(table.file_error(format!(
+                        "column `{column}` has {} distinct values in the training records; one-hot encoding makes one feature per value (over --max-categories {}): drop it with --drop {column}, or raise --max-categories",
+                        levels.len(),
+                        options.max_categories
+                    )));
+                }
                 features.push(Feature::Categorical { column, levels });
             } else if Some(c) == schema.date {
                 let years = schema
@@ -384,7 +474,7 @@ impl Encoder {
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
-                let (mean, std) = mean_std(years.into_iter());
+                let (mean, std) = mean_std(&column, &years)?;
                 features.push(Feature::DateYear {
                     column: column.clone(),
                     mean,
@@ -397,26 +487,27 @@ impl Encoder {
             .targets
             .iter()
             .map(|&t| {
+                let column = table.columns[t].clone();
                 let (mean, std) = if options.standardize_targets {
-                    mean_std(train_rows.iter().filter_map(|&r| parse_number(cell(r, t))))
+                    let values: Vec<f64> = train_rows
+                        .iter()
+                        .filter_map(|&r| parse_number(cell(r, t)))
+                        .collect();
+                    mean_std(&column, &values)?
                 } else {
                     (0.0, 1.0)
                 };
-                TargetColumn {
-                    column: table.columns[t].clone(),
-                    mean,
-                    std,
-                }
+                Ok(TargetColumn { column, mean, std })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let name = |c: usize| table.columns[c].clone();
-        Encoder {
+        Ok(Encoder {
             features,
             targets,
             date: schema.date.map(name),
             weekday_columns: schema.weekday_columns.iter().map(|&c| name(c)).collect(),
             hour: schema.hour.map(name),
-        }
+        })
     }
 
     pub fn n_features(&self) -> usize {
@@ -501,9 +592,8 @@ impl Encoder {
                         x[[i, at]] = if cell.is_empty() {
                             0.0
                         } else {
-                            let v = parse_number(cell).ok_or_else(|| {
-                                cell_error(table, r, c, format!("`{cell}` is not a number"))
-                            })?;
+                            let v =
+                                parse_number(cell).ok_or_else(|| number_error(table, r, c, ""))?;
                             (v - mean) / std
                         };
                     }
@@ -533,9 +623,8 @@ impl Encoder {
                 at += feature.width();
             }
             for (j, (&c, t)) in target_cols.iter().zip(&self.targets).enumerate() {
-                let v = parse_number(&row[c]).ok_or_else(|| {
-                    cell_error(table, r, c, format!("target `{}` is not a number", row[c]))
-                })?;
+                let v =
+                    parse_number(&row[c]).ok_or_else(|| number_error(table, r, c, "target "))?;
                 target[[i, j]] = (v - t.mean) / t.std;
             }
         }

@@ -15,8 +15,10 @@ pub mod split;
 
 use ndarray::Array2;
 
+use crate::guard::memory::{host_available, MemoryPlan};
+
 pub use self::csv::{read_csv, Source, Table};
-pub use encode::{Encoder, PipelineOptions};
+pub use encode::{Encoder, PipelineOptions, DEFAULT_MAX_CATEGORIES};
 pub use split::{Split, SplitKind};
 
 /// The built-in default: the UCI hourly bike-sharing data (Fanaee-T and Gama, CC BY 4.0).
@@ -53,6 +55,19 @@ pub struct Splits {
     pub dropped: usize,
 }
 
+/// The memory `records` encoded records take: features and targets in f64, and the f32 copy
+/// a backend keeps of them.
+pub fn encoding_plan(encoder: &Encoder, records: usize) -> crate::Result<MemoryPlan> {
+    let mut plan = MemoryPlan::new();
+    let width = encoder.n_features() + encoder.targets.len();
+    plan.add(
+        format!("{records} encoded records x {width} features"),
+        &[records, width],
+        8 + 4,
+    )?;
+    Ok(plan)
+}
+
 /// Reads, types, splits and encodes a CSV: the encoder is fitted on the training split only.
 /// Each part is in time order when there is a date.
 pub fn prepare(
@@ -64,7 +79,10 @@ pub fn prepare(
     let table = read_csv(source)?;
     let schema = encode::Schema::detect(&table, options)?;
     let mut parts = split::split(&schema.usable_rows, schema.dates.as_deref(), kind, seed)?;
-    let encoder = Encoder::fit(&table, &schema, options, &parts.train);
+    let encoder = Encoder::fit(&table, &schema, options, &parts.train)?;
+    encoding_plan(&encoder, schema.usable_rows.len())?
+        .check("host memory", host_available()?.as_ref())
+        .map_err(|e| table.file_error(e.to_string()))?;
     let encode = |rows: &mut Vec<usize>| -> crate::Result<Dataset> {
         if schema.dates.is_some() {
             rows.sort_by(|&a, &b| {
@@ -82,4 +100,69 @@ pub fn prepare(
         dropped: table.rows.len() - schema.usable_rows.len(),
     };
     Ok((encoder, splits))
+}
+
+impl Dataset {
+    /// The feature of record `row` farthest from the training data (in standard deviations,
+    /// as the model sees it): its name and value.
+    fn most_extreme_feature(&self, row: usize, feature_names: &[String]) -> (String, f64) {
+        self.x
+            .row(row)
+            .iter()
+            .enumerate()
+            .fold((String::new(), 0.0), |best, (j, &v)| {
+                if v.abs() > best.1.abs() || v.is_nan() {
+                    (feature_names.get(j).cloned().unwrap_or_default(), v)
+                } else {
+                    best
+                }
+            })
+    }
+
+    /// Fails at the first prediction that is NaN or infinite, naming the CSV line it belongs to
+    /// and the feature that took it there.
+    pub fn check_predictions(
+        &self,
+        source: &std::path::Path,
+        part: &str,
+        feature_names: &[String],
+        predictions: ndarray::ArrayView2<f64>,
+    ) -> crate::Result<()> {
+        let Some((index, v)) = crate::guard::numeric::first_non_finite(predictions) else {
+            return Ok(());
+        };
+        let row = index[0];
+        let (feature, z) = self.most_extreme_feature(row, feature_names);
+        Err(crate::Error::NonFinite(format!(
+            "{}: line {}: the {part} prediction is {v}: the record is far outside the training data (feature `{feature}` is {z:.3e} standard deviations from its training mean); no output was written with it",
+            source.display(),
+            self.lines.get(row).copied().unwrap_or_default()
+        )))
+    }
+
+    /// Turns a backend's refusal of a value (`Error::Value` at [record, feature]) into one that
+    /// names the CSV line and the feature.
+    pub fn locate(
+        &self,
+        error: crate::Error,
+        source: &std::path::Path,
+        part: &str,
+        feature_names: &[String],
+    ) -> crate::Error {
+        match error {
+            crate::Error::Value {
+                array,
+                index,
+                message,
+            } if index.len() == 2 && array == "input" => crate::Error::File {
+                path: source.into(),
+                message: format!(
+                    "line {}: {part} record, feature `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
+                    self.lines.get(index[0]).copied().unwrap_or_default(),
+                    feature_names.get(index[1]).cloned().unwrap_or_default(),
+                ),
+            },
+            other => other,
+        }
+    }
 }

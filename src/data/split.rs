@@ -31,6 +31,13 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
+/// The sizes of the test and validation sets of a random split of `n` records.
+fn random_sizes(n: usize) -> (usize, usize) {
+    let part = |fraction: f64| ((n as f64 * fraction).round() as usize).min(n);
+    let test = part(RANDOM_TEST_FRACTION);
+    (test, part(RANDOM_VALIDATION_FRACTION).min(n - test))
+}
+
 /// Splits `rows` (indices into the table). `dates` holds one date per table row.
 pub fn split(
     rows: &[usize],
@@ -70,9 +77,7 @@ pub fn split(
         SplitKind::Random => {
             let mut shuffled = rows.to_vec();
             shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            let n = shuffled.len() as f64;
-            let n_test = (n * RANDOM_TEST_FRACTION).round() as usize;
-            let n_validation = (n * RANDOM_VALIDATION_FRACTION).round() as usize;
+            let (n_test, n_validation) = random_sizes(shuffled.len());
             let test = shuffled.drain(..n_test).collect();
             let validation = shuffled.drain(..n_validation).collect();
             Split {
@@ -88,12 +93,28 @@ pub fn split(
         ("test", &parts.test),
     ] {
         if part.is_empty() {
+            let why = match kind {
+                SplitKind::Time => format!(
+                    "the time split needs more than {} days of data ({TEST_DAYS} for testing, the {VALIDATION_DAYS} before them for validation)",
+                    TEST_DAYS + VALIDATION_DAYS
+                ),
+                SplitKind::Random => format!(
+                    "the random split puts {:.0}% of the records in the test set and {:.0}% in validation, so it needs at least {} records",
+                    RANDOM_TEST_FRACTION * 100.0,
+                    RANDOM_VALIDATION_FRACTION * 100.0,
+                    (1..)
+                        .find(|&n| {
+                            let (test, validation) = random_sizes(n);
+                            test > 0 && validation > 0 && test + validation < n
+                        })
+                        .unwrap_or(0)
+                ),
+            };
             return Err(Error::Argument {
                 flag: "--split".into(),
                 message: format!(
-                    "the {name} set would be empty ({} records in all); the time split needs more than {} days of data",
-                    rows.len(),
-                    TEST_DAYS + VALIDATION_DAYS
+                    "the {name} set would be empty ({} records with a target in all); {why}",
+                    rows.len()
                 ),
             });
         }
@@ -137,6 +158,19 @@ mod tests {
             .collect();
         all.sort();
         assert_eq!(all, rows);
+    }
+
+    #[test]
+    fn a_random_split_of_too_few_records_says_how_many_it_needs() {
+        let err = split(&[0, 1, 2], None, SplitKind::Random, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("random split") && err.contains("at least 5 records"),
+            "{err}"
+        );
+        assert!(!err.contains("days"), "{err}");
+        assert!(split(&[0, 1, 2, 3, 4], None, SplitKind::Random, 0).is_ok());
     }
 
     #[test]

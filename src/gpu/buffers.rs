@@ -7,7 +7,7 @@ use std::ops::Range;
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, Reservation};
 
 /// The bit pattern written into guard bands: a quiet NaN whose payload no arithmetic produces,
 /// so a stray kernel write shows as a changed pattern even when it writes a NaN.
@@ -28,6 +28,8 @@ pub struct Region {
     len: usize,
     guard_bytes: u64,
     label: String,
+    /// This buffer's share of the device's memory budget.
+    _reservation: Reservation,
 }
 
 impl Region {
@@ -37,7 +39,9 @@ impl Region {
         if len == 0 {
             return Err(Error::Shape(format!("`{label}` would hold no values")));
         }
-        let bytes = len as u64 * F32_BYTES;
+        let bytes = (len as u64)
+            .checked_mul(F32_BYTES)
+            .ok_or_else(|| Error::Memory(format!("`{label}` would need over 2^64 bytes")))?;
         if bytes > ctx.max_binding_bytes {
             return Err(Error::Gpu(format!(
                 "`{label}` needs {bytes} bytes in one storage binding, but {} allows {}",
@@ -57,6 +61,7 @@ impl Region {
                 ctx.info.name, ctx.limits.max_buffer_size
             )));
         }
+        let reservation = ctx.reserve(label, size)?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -77,6 +82,7 @@ impl Region {
             len,
             guard_bytes,
             label: label.to_string(),
+            _reservation: reservation,
         };
         if guarded {
             let band = vec![SENTINEL_BITS; (guard_bytes / F32_BYTES) as usize];
@@ -154,6 +160,11 @@ impl Region {
     /// Reads the region back.
     pub fn read(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         Ok(read_all(ctx, &[self], false)?.remove(0))
+    }
+
+    /// Reads back a region of u32 values (indices, the status watch).
+    pub fn read_u32(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
+        Ok(self.read(ctx)?.into_iter().map(f32::to_bits).collect())
     }
 
     /// Fails naming the region and the first changed guard value if a kernel wrote outside it.

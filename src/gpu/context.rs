@@ -1,11 +1,21 @@
 //! Adapter discovery and device setup: which GPUs wgpu reaches, which one we take, and a device
 //! created with the adapter's own limits (wgpu's defaults are far lower, see GPU.md).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::{Adapter, AdapterInfo, Backends, DeviceType, Limits};
 
 use crate::error::{Error, Result};
+use crate::guard::memory::{env_bytes, host_available, human, Available};
+
+/// Caps the binding size the kernels use (to exercise split layers on small networks).
+pub const MAX_BINDING_VAR: &str = "BACKPROP_MAX_BINDING_BYTES";
+/// Sets the GPU memory a run may allocate, where the driver's figure is wrong or missing.
+pub const GPU_MEMORY_VAR: &str = "BACKPROP_GPU_MEMORY";
+/// The budget of an adapter that reports no memory size (Metal, DX12, GL): documented in
+/// README; `BACKPROP_GPU_MEMORY` overrides it.
+pub const DEFAULT_GPU_MEMORY: u64 = 8 << 30;
 
 /// One adapter as `backprop info` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -55,6 +65,57 @@ fn is_software(info: &AdapterInfo) -> bool {
     info.device_type == DeviceType::Cpu
 }
 
+/// The device memory a run may use: `BACKPROP_GPU_MEMORY` when set; for a software rasterizer,
+/// the host's available memory (its "device" memory is host memory); else the largest
+/// device-local heap the Vulkan driver reports; else [`DEFAULT_GPU_MEMORY`].
+fn memory_budget(adapter: &Adapter, info: &AdapterInfo) -> Result<Available> {
+    if let Some(bytes) = env_bytes(GPU_MEMORY_VAR)? {
+        return Ok(Available {
+            bytes,
+            source: GPU_MEMORY_VAR.into(),
+        });
+    }
+    let host = host_available()?;
+    let heap = vulkan_device_local_bytes(adapter).map(|bytes| Available {
+        bytes,
+        source: "the driver's largest device-local heap".into(),
+    });
+    let budget = match (is_software(info), host, heap) {
+        (true, Some(host), Some(heap)) if heap.bytes < host.bytes => heap,
+        (true, Some(host), _) => host,
+        (_, _, Some(heap)) => heap,
+        _ => Available {
+            bytes: DEFAULT_GPU_MEMORY,
+            source: format!(
+                "no size reported; the default is {}",
+                human(DEFAULT_GPU_MEMORY)
+            ),
+        },
+    };
+    Ok(budget)
+}
+
+#[cfg(any(target_os = "linux", windows))]
+fn vulkan_device_local_bytes(adapter: &Adapter) -> Option<u64> {
+    // SAFETY: the hal adapter is only borrowed for two read-only queries of its physical
+    // device, through the instance that created it, while `adapter` keeps both alive.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    let properties =
+        unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    let count = (properties.memory_heap_count as usize).min(properties.memory_heaps.len());
+    properties.memory_heaps[..count]
+        .iter()
+        .filter(|h| h.flags.contains(ash::vk::MemoryHeapFlags::DEVICE_LOCAL))
+        .map(|h| h.size)
+        .max()
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+fn vulkan_device_local_bytes(_adapter: &Adapter) -> Option<u64> {
+    None
+}
+
 fn instance() -> wgpu::Instance {
     // Vulkan, Metal and DX12 (and WebGPU in a browser); WGPU_BACKEND overrides, e.g. `gl`.
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -81,6 +142,10 @@ pub struct GpuContext {
     /// The largest storage binding the kernels may use: the adapter's limit unless capped (by
     /// `BACKPROP_MAX_BINDING_BYTES`, or by setting this field before building a backend).
     pub max_binding_bytes: u64,
+    /// The device memory all buffers together may take, and who said so.
+    pub memory_budget: Available,
+    /// Bytes of buffers alive (see `Region::new`, which refuses beyond the budget).
+    allocated: Arc<AtomicU64>,
 }
 
 impl GpuContext {
@@ -156,10 +221,14 @@ impl GpuContext {
         }));
         // BACKPROP_MAX_BINDING_BYTES lowers the binding size the kernels use, so the path that
         // splits wide layers across bindings can be exercised on small networks.
-        let cap = std::env::var("BACKPROP_MAX_BINDING_BYTES")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&v| v >= 4);
+        let cap = env_bytes(MAX_BINDING_VAR)?;
+        if cap.is_some_and(|c| c < 4) {
+            return Err(Error::argument(
+                MAX_BINDING_VAR,
+                "must be at least 4 bytes (one value)",
+            ));
+        }
+        let memory_budget = memory_budget(&adapter, &info)?;
         Ok(GpuContext {
             device,
             queue,
@@ -167,8 +236,37 @@ impl GpuContext {
             max_binding_bytes: cap.map_or(limits.max_storage_buffer_binding_size, |c| {
                 c.min(limits.max_storage_buffer_binding_size)
             }),
+            memory_budget,
+            allocated: Arc::new(AtomicU64::new(0)),
             info,
             limits,
+        })
+    }
+
+    /// Books `bytes` of device memory for `label`, or refuses (before the buffer is created)
+    /// when the budget would be exceeded, naming every number. The booking lasts as long as
+    /// the returned [`Reservation`].
+    pub fn reserve(&self, label: &str, bytes: u64) -> Result<Reservation> {
+        let budget = self.memory_budget.bytes;
+        let booked = self
+            .allocated
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(bytes).filter(|&total| total <= budget)
+            });
+        booked
+            .map(|_| Reservation {
+                tally: self.allocated.clone(),
+                bytes,
+            })
+            .map_err(|used| {
+            Error::Memory(format!(
+                "`{label}` needs {} more of GPU memory on {}, where {} are in use of {} ({}); use smaller sizes, or set {GPU_MEMORY_VAR} if that figure is wrong",
+                human(bytes),
+                self.info.name,
+                human(used),
+                human(budget),
+                self.memory_budget.source
+            ))
         })
     }
 
@@ -215,5 +313,17 @@ impl GpuContext {
             "gpu: {} ({:?}, {})",
             self.info.name, self.info.device_type, self.info.backend
         )
+    }
+}
+
+/// Device memory booked for one buffer; given back when dropped with it.
+pub struct Reservation {
+    tally: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.tally.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }

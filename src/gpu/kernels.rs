@@ -18,6 +18,12 @@ const ERROR_TERMS: &str = include_str!("../../shaders/error_terms.wgsl");
 const WEIGHT_UPDATE: &str = include_str!("../../shaders/weight_update.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 
+/// The values of the non-finite watch (`status` in `error_terms.wgsl`): the batch being
+/// computed, and the first batch whose output was not finite.
+pub const STATUS_LEN: usize = 2;
+/// `status[1]` while no output was NaN or infinite.
+pub const NO_NON_FINITE_BATCH: u32 = u32::MAX;
+
 /// The output tile of `matmul_tile.wgsl` (64 x 64) and the element-wise workgroup size.
 const TILE: u32 = 64;
 const ELEMENTWISE_GROUP: u32 = 256;
@@ -293,13 +299,16 @@ impl Kernels {
         )
     }
 
-    /// `output_error_term = (target - y) * f'(y)` element-wise over records x outputs.
+    /// `output_error_term = (target - y) * f'(y)` element-wise over records x outputs; a
+    /// non-finite `y` is recorded in `status` (see `error_terms.wgsl`).
+    #[allow(clippy::too_many_arguments)]
     pub fn output_error_term(
         &self,
         ctx: &GpuContext,
         target: &Region,
         output_layer_out: &Region,
         output_error_term: &Region,
+        status: &Region,
         (records, outputs): (usize, usize),
         activation: Activation,
     ) -> Result<Dispatch> {
@@ -307,6 +316,7 @@ impl Kernels {
         expect_len(target, len)?;
         expect_len(output_layer_out, len)?;
         expect_len(output_error_term, len)?;
+        expect_len(status, STATUS_LEN)?;
         let (m, n) = (dim("records", records)?, dim("outputs", outputs)?);
         let dims = Dims {
             m,
@@ -321,7 +331,12 @@ impl Kernels {
             ("output_error_term", &self.output_error_term),
             dims,
             Self::elementwise_grid(ctx, len)?,
-            &[(1, target), (2, output_layer_out), (3, output_error_term)],
+            &[
+                (1, target),
+                (2, output_layer_out),
+                (3, output_error_term),
+                (8, status),
+            ],
         )
     }
 

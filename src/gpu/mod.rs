@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{check_epoch, Backend, DataId, KernelTimes};
+use crate::backend::{check_epoch, records_per_pass, Backend, DataId, KernelTimes};
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::guard::interrupt;
+use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::model::{weight_names, Activation, Network};
 use buffers::{map_read, split, BlockMatrix, Region};
 use context::GpuContext;
@@ -92,6 +94,8 @@ struct ResidentData {
 }
 
 struct Shuffled {
+    /// `0, 1, 2, …` as u32: batch `i` copies its number from here into the status watch.
+    batch_numbers: Region,
     order: Region,
     x: Region,
     target: Region,
@@ -114,6 +118,8 @@ pub struct GpuBackend {
     deltas: Option<Vec<BlockMatrix>>,
     /// Bound as `deltas` by in-place updates, which never touch it.
     unused_deltas: Region,
+    /// The non-finite watch of the output error term kernel (see `error_terms.wgsl`).
+    status: Region,
     /// One plan per batch size in use (an epoch needs its batch size and the remainder).
     plans: HashMap<usize, BatchPlan>,
     data: Vec<ResidentData>,
@@ -127,7 +133,17 @@ impl GpuBackend {
         options: GpuOptions,
     ) -> Result<Self> {
         let ctx = &device.ctx;
+        check_network(network, Precision::F32)?;
         let layer_sizes = network.layer_sizes();
+        let options = GpuOptions {
+            max_records: records_per_pass(
+                &layer_sizes,
+                4,
+                options.max_records,
+                Some(ctx.memory_budget.bytes),
+            )?,
+            ..options
+        };
         let layout = plan_layout(&layer_sizes, ctx.max_binding_bytes / 4, options.max_records)?;
         let names = weight_names(network.weights().len());
         let weights = network
@@ -147,7 +163,10 @@ impl GpuBackend {
             })
             .collect::<Result<Vec<_>>>()?;
         let unused_deltas = Region::new(ctx, "unused deltas", 1, options.guard_regions)?;
+        let status = Region::new(ctx, "status", kernels::STATUS_LEN, options.guard_regions)?;
+        status.upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
         Ok(GpuBackend {
+            status,
             options,
             layer_sizes,
             output_activation: network.output_activation(),
@@ -235,6 +254,7 @@ impl GpuBackend {
             target.block(0, 0),
             layer_outputs[last].block(0, 0),
             error_terms[last].block(0, 0),
+            &self.status,
             (records, self.n_outputs()),
             self.output_activation,
         )?;
@@ -334,6 +354,10 @@ impl GpuBackend {
         learnrate: f32,
     ) -> Result<usize> {
         let records = x.nrows();
+        check_representable("input", x, Precision::F32)?;
+        if let Some(target) = target {
+            check_representable("target", target, Precision::F32)?;
+        }
         self.plan_for(records, learnrate)?;
         let plan = self.plan(records)?;
         plan.x.upload(&self.device.ctx, x)?;
@@ -431,6 +455,12 @@ impl GpuBackend {
             self.layer_sizes[self.layer_sizes.len() - 1],
         );
         let order = Region::new(ctx, &format!("data {id} order"), records, guarded)?;
+        let batch_numbers =
+            Region::new(ctx, &format!("data {id} batch numbers"), records, guarded)?;
+        batch_numbers.upload(
+            ctx,
+            &kernels::gather_indices(&(0..records).collect::<Vec<_>>())?,
+        )?;
         let x = Region::new(
             ctx,
             &format!("data {id} shuffled x"),
@@ -447,6 +477,7 @@ impl GpuBackend {
         let gather_target =
             kernels.gather(ctx, &data.target, &order, &target, (records, n_outputs))?;
         data.shuffled = Some(Shuffled {
+            batch_numbers,
             order,
             x,
             target,
@@ -465,7 +496,7 @@ impl GpuBackend {
     pub fn check_guards(&self) -> Result<()> {
         let mut regions: Vec<&Region> =
             self.weights.iter().flat_map(BlockMatrix::regions).collect();
-        regions.push(&self.unused_deltas);
+        regions.extend([&self.unused_deltas, &self.status]);
         regions.extend(self.deltas.iter().flatten().flat_map(BlockMatrix::regions));
         for plan in self.plans.values() {
             let matrices = [&plan.x, &plan.target].into_iter();
@@ -478,7 +509,7 @@ impl GpuBackend {
             regions.extend([&data.x, &data.target]);
             regions.extend(data.predictions.iter());
             if let Some(s) = &data.shuffled {
-                regions.extend([&s.order, &s.x, &s.target]);
+                regions.extend([&s.batch_numbers, &s.order, &s.x, &s.target]);
             }
         }
         regions
@@ -555,10 +586,21 @@ fn plan_layout(
 ) -> Result<Vec<Vec<Range<usize>>>> {
     let max_elements = usize::try_from(max_elements).unwrap_or(usize::MAX);
     let last = layer_sizes.len() - 1;
+    // The smallest binding that can hold a layout at all: a pass's inputs and outputs whole,
+    // and a one-unit block of every hidden layer.
+    let (first, last_units) = (layer_sizes[0], layer_sizes[layer_sizes.len() - 1]);
+    let minimum = max_records
+        .saturating_mul(first.max(last_units))
+        .saturating_mul(4);
     let too_wide = |what: String| {
         Error::Gpu(format!(
-            "{what} does not fit one storage binding of {} values; {} records at a time",
-            max_elements, max_records
+            "{what} does not fit one storage binding of {} bytes at {max_records} records at a time; this network needs bindings of at least {minimum} bytes{}",
+            max_elements.saturating_mul(4),
+            if std::env::var_os(context::MAX_BINDING_VAR).is_some() {
+                format!(" ({} is set: raise it to at least {minimum})", context::MAX_BINDING_VAR)
+            } else {
+                String::new()
+            }
         ))
     };
     let mut layout: Vec<Vec<Range<usize>>> = Vec::with_capacity(layer_sizes.len());
@@ -717,6 +759,8 @@ impl Backend for GpuBackend {
 
     fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
         self.check_batch(x.dim(), target.dim())?;
+        check_representable("input", x, Precision::F32)?;
+        check_representable("target", target, Precision::F32)?;
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
         let id = self.data.len();
         let x_region = Region::new(ctx, &format!("data {id} x"), x.len(), guarded)?;
@@ -739,7 +783,7 @@ impl Backend for GpuBackend {
         order: &[usize],
         batch: usize,
         learnrate: f64,
-    ) -> Result<()> {
+    ) -> Result<Option<usize>> {
         let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
         // The gather kernel trusts the order: this check is what keeps it in bounds.
         check_epoch(records, order, batch)?;
@@ -759,6 +803,8 @@ impl Backend for GpuBackend {
         shuffled
             .order
             .upload(ctx, &kernels::gather_indices(order)?)?;
+        self.status
+            .upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
 
         let mut encoder = self.encoder("epoch");
         {
@@ -769,6 +815,8 @@ impl Backend for GpuBackend {
         for (i, chunk) in order.chunks(batch).enumerate() {
             let start = i * batch;
             let plan = self.plan(chunk.len())?;
+            self.status
+                .copy_from(&mut encoder, &shuffled.batch_numbers, i, 0, 1)?;
             plan.x.block(0, 0).copy_from(
                 &mut encoder,
                 &shuffled.x,
@@ -785,12 +833,14 @@ impl Backend for GpuBackend {
             )?;
             self.record_step(&mut encoder, chunk.len(), true)?;
             if (i + 1) % BATCHES_PER_SUBMISSION == 0 {
+                interrupt::check()?;
                 let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
                 self.submit(full);
             }
         }
         self.submit(encoder);
-        Ok(())
+        let first_bad = self.status.read_u32(ctx)?[1];
+        Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
     }
 
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {

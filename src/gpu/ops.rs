@@ -7,7 +7,9 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_all, Region};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{gather_indices, Dispatch, Kernels, Part};
+use crate::gpu::kernels::{
+    gather_indices, Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN,
+};
 use crate::model::Activation;
 
 /// Runs single kernels on one device.
@@ -83,10 +85,12 @@ impl KernelTwins<'_> {
         let t = upload(self.ctx, "target", target)?;
         let y = upload(self.ctx, "output_layer_out", output_layer_out)?;
         let term = Region::new(self.ctx, "output_error_term", target.len(), true)?;
+        let status = Region::new(self.ctx, "status", STATUS_LEN, true)?;
+        status.upload(self.ctx, &[0, NO_NON_FINITE_BATCH])?;
         let d = self
             .kernels
-            .output_error_term(self.ctx, &t, &y, &term, shape, activation)?;
-        self.run(d, &term, shape, &[&t, &y, &term])
+            .output_error_term(self.ctx, &t, &y, &term, &status, shape, activation)?;
+        self.run(d, &term, shape, &[&t, &y, &term, &status])
     }
 
     /// GPU twin of [`crate::cpu::hidden_error_term`].

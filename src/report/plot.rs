@@ -1,9 +1,11 @@
 //! PNG plots with plotters: the loss curves and predictions against the truth over time.
-//! The font is embedded (no system fonts needed), and each PNG is written atomically.
+//! The font is embedded (no system fonts needed); each plot is a PNG or an SVG, by its
+//! extension, written atomically.
 
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
@@ -31,33 +33,69 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Renders into a temporary `.png` beside `path`, then renames it into place.
-fn draw_png(
-    path: &Path,
-    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
-) -> Result<()> {
-    register_font();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".backprop-")
-        .suffix(".png")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
-    {
-        let root = BitMapBackend::new(tmp.path(), (1000, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-        draw(root.clone())?;
-        root.present().map_err(|e| plot_error(path, e))?;
+/// The file formats a plot can be written in, chosen by the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    /// `.png` or `.svg` (any case); anything else is refused before any work is done.
+    pub fn of(path: &Path) -> Result<Format> {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("png") => Ok(Format::Png),
+            Some("svg") => Ok(Format::Svg),
+            other => Err(Error::File {
+                path: path.into(),
+                message: format!(
+                    "{}: plots are written as .png or .svg",
+                    other.map_or("no extension".to_string(), |e| format!("extension .{e}"))
+                ),
+            }),
+        }
     }
-    crate::io::persist(tmp, path)
+}
+
+/// A plot that can be drawn on any plotters backend.
+trait Drawing {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, path: &Path) -> Result<()>;
+}
+
+/// Renders `drawing` into a temporary file beside `path` in the format its extension names,
+/// then renames it into place.
+fn render(path: &Path, drawing: &impl Drawing) -> Result<()> {
+    register_font();
+    let format = Format::of(path)?;
+    let suffix = match format {
+        Format::Png => ".png",
+        Format::Svg => ".svg",
+    };
+    let (tmp, registered, target) = crate::io::temporary_beside(path, suffix)?;
+    let size = (1000, 600);
+    match format {
+        Format::Png => {
+            let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
+            drawing.draw(root.clone(), path)?;
+            root.present().map_err(|e| plot_error(path, e))?;
+        }
+        Format::Svg => {
+            let root = SVGBackend::new(tmp.path(), size).into_drawing_area();
+            drawing.draw(root.clone(), path)?;
+            root.present().map_err(|e| plot_error(path, e))?;
+        }
+    }
+    crate::io::persist(tmp, &target)?;
+    drop(registered);
+    Ok(())
 }
 
 /// The boxed legend both plots carry.
-fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
     path: &Path,
 ) -> Result<()> {
     chart
@@ -71,7 +109,18 @@ fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
 
 /// Training and validation loss per epoch (log scale when they span more than a decade).
 pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<()> {
-    draw_png(path, |root| {
+    render(path, &LossCurves { history, title })
+}
+
+struct LossCurves<'a> {
+    history: &'a [EpochRecord],
+    title: &'a str,
+}
+
+impl Drawing for LossCurves<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, path: &Path) -> Result<()> {
+        let (history, title) = (self.history, self.title);
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
         let losses = history.iter().flat_map(|r| [r.train_loss, r.val_loss]);
         let max = losses.clone().fold(f64::MIN_POSITIVE, f64::max) * 1.05;
         let min = losses.fold(f64::INFINITY, f64::min).min(max) * 0.95;
@@ -111,7 +160,7 @@ pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<
                 });
         }
         draw_legend(&mut chart, path)
-    })
+    }
 }
 
 /// Predictions and truth for each record in time order (`hours` since the first record).
@@ -123,7 +172,36 @@ pub fn predictions(
     title: &str,
     unit: &str,
 ) -> Result<()> {
-    draw_png(path, |root| {
+    render(
+        path,
+        &Predictions {
+            hours,
+            truth,
+            predicted,
+            title,
+            unit,
+        },
+    )
+}
+
+struct Predictions<'a> {
+    hours: &'a [f64],
+    truth: &'a [f64],
+    predicted: &'a [f64],
+    title: &'a str,
+    unit: &'a str,
+}
+
+impl Drawing for Predictions<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, path: &Path) -> Result<()> {
+        let (hours, truth, predicted, title, unit) = (
+            self.hours,
+            self.truth,
+            self.predicted,
+            self.title,
+            self.unit,
+        );
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
         let values = truth.iter().chain(predicted).copied();
         let max = values.clone().fold(f64::MIN, f64::max);
         let min = values.fold(f64::MAX, f64::min);
@@ -158,5 +236,5 @@ pub fn predictions(
                 });
         }
         draw_legend(&mut chart, path)
-    })
+    }
 }

@@ -1,0 +1,214 @@
+//! Files in and out. Every reader takes its bytes through [`read_input`], which refuses what
+//! is not a file and anything larger than the memory there is, and then checks each declared
+//! size against the bytes present ([`npy`], [`npz`], safetensors in `model_file`, CSV in
+//! `data`). Every writer goes through [`write_atomic`]: a temporary file beside the
+//! destination, renamed into place once complete, so a failure or an interruption never leaves
+//! half a file or a stray temporary.
+
+pub mod npy;
+pub mod npz;
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayD, Ix2};
+
+use crate::error::{Error, Result};
+use crate::guard::interrupt;
+use crate::guard::memory::{host_available, MemoryPlan};
+use crate::guard::numeric::{check_representable, Precision};
+use crate::guard::paths::{directory_of, resolve};
+use crate::model::{weight_names, Activation, Network};
+
+pub use npz::{write_npz, NpzFile};
+
+/// A temporary file beside the file `path` finally names (symlinks followed), registered so an
+/// interruption removes it. Returns the file, its registration and the final path.
+pub fn temporary_beside(
+    path: &Path,
+    suffix: &str,
+) -> Result<(tempfile::NamedTempFile, interrupt::Temporary, PathBuf)> {
+    let target = resolve(path)?;
+    let dir = directory_of(&target).to_path_buf();
+    let (tmp, registered) = interrupt::temporary(
+        || {
+            tempfile::Builder::new()
+                .prefix(".backprop-")
+                .suffix(suffix)
+                .tempfile_in(&dir)
+        },
+        |t| t.path(),
+    )
+    .map_err(|e| Error::io(path, e))?;
+    Ok((tmp, registered, target))
+}
+
+/// Writes `path` atomically: `write` fills a temporary file in the directory of the file `path`
+/// finally names, which replaces that file only once it is complete and on disk. A symlink is
+/// written through, never replaced by a regular file.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> Result<()>,
+) -> Result<()> {
+    let (mut tmp, registered, target) = temporary_beside(path, "")?;
+    {
+        let mut writer = BufWriter::new(tmp.as_file_mut());
+        write(&mut writer)?;
+        writer.flush().map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    persist(tmp, &target)?;
+    drop(registered);
+    Ok(())
+}
+
+/// Renames a finished temporary file onto `target` (already resolved) with the permissions
+/// the file it replaces had, or those an ordinary new file gets (temporaries are 0600).
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(target).map_or(0o644, |m| m.permissions().mode());
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(target, e))?;
+    }
+    tmp.persist(target)
+        .map_err(|e| Error::io(target, e.error))?;
+    Ok(())
+}
+
+/// Reads a whole input file. A directory is an error that says so; a regular file larger than
+/// the memory available is refused before reading; a pipe or device is read up to that bound.
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if metadata.is_dir() {
+        return Err(Error::File {
+            path: path.into(),
+            message: "is a directory, not a file".into(),
+        });
+    }
+    let available = host_available()?;
+    if metadata.is_file() {
+        let mut plan = MemoryPlan::new();
+        plan.add_bytes(format!("reading {}", path.display()), metadata.len());
+        plan.check("host memory", available.as_ref())
+            .map_err(|e| Error::File {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+    }
+    let limit = available.map_or(u64::MAX, |a| a.bytes);
+    let mut bytes = Vec::new();
+    File::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::File {
+            path: path.into(),
+            message: format!("holds more than the {limit} bytes of memory available"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads one `.npy` file (float64 or float32) as f64; NaN and infinities are refused.
+pub fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let error = |message: String| Error::Array {
+        path: path.into(),
+        array: name.clone(),
+        message,
+    };
+    let values = npy::parse(&read_input(path)?).map_err(error)?;
+    check_representable(&name, values.view(), Precision::F64).map_err(|e| error(e.to_string()))?;
+    Ok(values)
+}
+
+/// The weights of a network read from an `.npz` archive, with each matrix's shape as stored
+/// (a 1-D `weights_hidden_to_output` is one output unit, as in the seeds).
+pub struct WeightsFile {
+    pub network: Network<f64>,
+    pub stored_shapes: Vec<Vec<usize>>,
+}
+
+/// Reads `weights_input_to_hidden` … `weights_hidden_to_output` (see [`weight_names`]).
+pub fn read_weights_npz(path: &Path, output_activation: Activation) -> Result<WeightsFile> {
+    let mut npz = NpzFile::open(path)?;
+    let n_layers = (2..=npz.names().len().max(2))
+        .find(|&n| weight_names(n).iter().all(|name| npz.contains(name)))
+        .ok_or_else(|| Error::File {
+            path: path.into(),
+            message: format!(
+                "found arrays {:?} but expected {:?} (one hidden layer) or {:?} (two; and so on)",
+                npz.names(),
+                weight_names(2),
+                weight_names(3)
+            ),
+        })?;
+    let names = weight_names(n_layers);
+    let mut weights = Vec::with_capacity(n_layers);
+    let mut stored_shapes = Vec::with_capacity(n_layers);
+    for (l, name) in names.iter().enumerate() {
+        let array = npz.array(name)?;
+        stored_shapes.push(array.shape().to_vec());
+        let is_last = l + 1 == n_layers;
+        let matrix = match array.ndim() {
+            2 => array.into_dimensionality::<Ix2>().ok(),
+            1 if is_last => {
+                let n = array.len();
+                array.into_shape_with_order((n, 1)).ok()
+            }
+            _ => None,
+        };
+        weights.push(matrix.ok_or_else(|| Error::Array {
+            path: path.into(),
+            array: name.clone(),
+            message: format!(
+                "has shape {:?}; weight matrices are 2-D (inputs x outputs){}",
+                stored_shapes[l],
+                if is_last {
+                    ", or 1-D for one output unit"
+                } else {
+                    ""
+                }
+            ),
+        })?);
+    }
+    let network = Network::new(weights, output_activation).map_err(|e| Error::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    Ok(WeightsFile {
+        network,
+        stored_shapes,
+    })
+}
+
+/// A 2-D view of records: a 1-D array is one record (as `x` in the seeds).
+pub fn records(path: &Path, array: &str, values: ArrayD<f64>) -> Result<Array2<f64>> {
+    match values.ndim() {
+        1 => {
+            let n = values.len();
+            Ok(values
+                .into_shape_with_order((1, n))
+                .map_err(|e| Error::Shape(e.to_string()))?)
+        }
+        2 => Ok(values
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| Error::Shape(e.to_string()))?),
+        _ => Err(Error::Array {
+            path: path.into(),
+            array: array.into(),
+            message: format!(
+                "has shape {:?}; expected 1-D (one record) or 2-D (records x features)",
+                values.shape()
+            ),
+        }),
+    }
+}
