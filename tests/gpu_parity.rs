@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::validate::{self, F32_UNIT_ROUNDOFF as U};
-use backprop::{cpu, Activation, Backend, CpuBackend};
+use backprop::{cpu, Activation, Backend, CpuBackend, Network};
 use ndarray::{Array2, ArrayView2, Zip};
 use rand::Rng;
 
@@ -320,6 +320,40 @@ fn epochs_over_resident_data_track_the_reference() {
     bad[50] = 103;
     assert!(gpu.train_epoch(g, &bad, 10, 0.8).is_err());
     assert!(gpu.train_epoch(g, &bad[..100], 10, 0.8).is_err());
+}
+
+#[test]
+fn the_first_batch_with_a_non_finite_output_is_reported_by_both_backends() {
+    let Some(device) = device() else { return };
+    // Records of -100s drive every sigmoid hidden unit to 0 in fp32, so the identity output
+    // (hidden-to-output weights of 3e38) is 0 and nothing changes; record 17, of +100s, turns
+    // them to 1 and its output to 9e38, infinite in fp32. In batches of 8 taken in order,
+    // record 17 is in batch 2.
+    let network = Network::new(
+        vec![Array2::ones((2, 3)), Array2::from_elem((3, 1), 3e38)],
+        Activation::Identity,
+    )
+    .unwrap();
+    let mut x = Array2::from_elem((40, 2), -100.0);
+    x.row_mut(17).fill(100.0);
+    let target = Array2::zeros((40, 1));
+    let order: Vec<usize> = (0..40).collect();
+    let mut gpu = guarded_backend(&device, &network);
+    let mut cpu = CpuBackend::<f32>::new(&network);
+    for backend in [&mut gpu as &mut dyn Backend, &mut cpu] {
+        let clean = backend
+            .load_data(
+                x.slice(ndarray::s![..16, ..]),
+                target.slice(ndarray::s![..16, ..]),
+            )
+            .unwrap();
+        let first = backend.train_epoch(clean, &order[..16], 8, 0.1).unwrap();
+        assert_eq!(first, None, "{}", backend.description());
+        let data = backend.load_data(x.view(), target.view()).unwrap();
+        let first = backend.train_epoch(data, &order, 8, 0.1).unwrap();
+        assert_eq!(first, Some(2), "{}", backend.description());
+    }
+    gpu.check_guards().unwrap();
 }
 
 #[test]

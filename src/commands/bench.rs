@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     steps: u32,
     /// Seconds one size may spend on one backend before sampling stops (after three samples).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_hyphen_values = true)]
     budget: f64,
     /// Print the rows as JSON.
     #[arg(long)]

@@ -28,7 +28,7 @@ pub struct StepArgs {
     #[arg(long, value_name = "T.npy", requires_all = ["weights", "input"])]
     target: Option<PathBuf>,
     /// Learning rate (the seeds' `learnrate`); the seed exercise uses 0.5.
-    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    #[arg(long, value_name = "LR", allow_hyphen_values = true)]
     lr: Option<f64>,
     /// The output layer's activation.
     #[arg(long, value_enum, default_value_t = Activation::Sigmoid)]

@@ -69,7 +69,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
     /// Learning rate: a finite number above 0.
-    #[arg(long, default_value_t = DEFAULT_LR, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_LR, allow_hyphen_values = true)]
     lr: f64,
     /// Refuse a categorical column with more distinct values than this (one-hot encoding makes
     /// one feature per value).

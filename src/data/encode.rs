@@ -642,6 +642,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn standardisation_keeps_its_digits_on_a_large_offset_and_its_range_on_huge_values() {
+        // 1e9 + i/1000: Σx²/n − mean² cancels 18 digits here and is off by ~200 in the
+        // variance; the exact figures are mean 1e9 + 0.4995, std 0.001·√((n² − 1)/12).
+        let n = 1000;
+        let values: Vec<f64> = (0..n).map(|i| 1e9 + f64::from(i) / 1000.0).collect();
+        let (mean, std) = mean_std("c", &values).unwrap();
+        let exact_std = 0.001 * ((f64::from(n).powi(2) - 1.0) / 12.0).sqrt();
+        assert!((mean - (1e9 + 0.4995)).abs() < 1e-6, "{mean}");
+        assert!((std / exact_std - 1.0).abs() < 1e-6, "{std} vs {exact_std}");
+        // Values whose squares overflow f64 still have a mean and a spread.
+        let (mean, std) = mean_std("c", &[1e300, -1e300, 3e300]).unwrap();
+        assert!((mean / 1e300 - 1.0).abs() < 1e-12 && std.is_finite() && std > 1e300);
+        // A constant column has std 1 (it stays 0 after standardising), an empty one too.
+        assert_eq!(mean_std("c", &[5.0; 3]).unwrap(), (5.0, 1.0));
+        assert_eq!(mean_std("c", &[]).unwrap(), (0.0, 1.0));
+    }
+
+    #[test]
     fn clock_hours_parse() {
         assert_eq!(parse_hour("12am"), Some(0));
         assert_eq!(parse_hour("6am"), Some(6));

@@ -76,10 +76,19 @@ pub fn prepare(
     kind: SplitKind,
     seed: u64,
 ) -> crate::Result<(Encoder, Splits)> {
-    let table = read_csv(source)?;
-    let schema = encode::Schema::detect(&table, options)?;
+    prepare_table(&read_csv(source)?, options, kind, seed)
+}
+
+/// [`prepare`] on a table already read.
+pub fn prepare_table(
+    table: &Table,
+    options: &PipelineOptions,
+    kind: SplitKind,
+    seed: u64,
+) -> crate::Result<(Encoder, Splits)> {
+    let schema = encode::Schema::detect(table, options)?;
     let mut parts = split::split(&schema.usable_rows, schema.dates.as_deref(), kind, seed)?;
-    let encoder = Encoder::fit(&table, &schema, options, &parts.train)?;
+    let encoder = Encoder::fit(table, &schema, options, &parts.train)?;
     encoding_plan(&encoder, schema.usable_rows.len())?
         .check("host memory", host_available()?.as_ref())
         .map_err(|e| table.file_error(e.to_string()))?;
@@ -87,11 +96,11 @@ pub fn prepare(
         if schema.dates.is_some() {
             rows.sort_by(|&a, &b| {
                 schema
-                    .time_key(&table, a)
-                    .total_cmp(&schema.time_key(&table, b))
+                    .time_key(table, a)
+                    .total_cmp(&schema.time_key(table, b))
             });
         }
-        encoder.transform(&table, rows, true)
+        encoder.transform(table, rows, true)
     };
     let splits = Splits {
         train: encode(&mut parts.train)?,
