@@ -1003,17 +1003,19 @@ fn hostile_inputs_get_a_clear_error_and_leave_every_file_as_it_was() {
 
 // ---- paths that must succeed ----------------------------------------------------------------
 
-/// Runs `args` in `dir` with standard output closed by its reader before anything is written.
-fn with_closed_stdout(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    child.wait_with_output().unwrap()
+/// A command line (split on spaces) run in `dir`.
+fn command(dir: &Path, args: &str) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(args.split_whitespace()).current_dir(dir);
+    cmd
+}
+
+/// Runs `args` in `dir` and expects success; returns standard error.
+fn run_ok(dir: &Path, args: &str) -> String {
+    let out = command(dir, args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args}: {stderr}");
+    stderr
 }
 
 #[test]
@@ -1021,99 +1023,30 @@ fn a_closed_standard_output_ends_the_output_and_the_model_is_still_saved() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     model(d);
-    let runs: [&[&str]; 6] = [
-        &[
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--data",
-            "d.csv",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-            "--epochs",
-            "2",
-            "--save",
-            "saved.st",
-        ],
-        &["step", "--backend", "cpu"],
-        &["step", "--backend", "cpu", "--json"],
-        &[
-            "predict",
-            "--backend",
-            "cpu",
-            "--model",
-            "m.safetensors",
-            "--data",
-            "d.csv",
-        ],
-        &[
-            "bench",
-            "--backend",
-            "cpu",
-            "--sizes",
-            "2x3x4x1",
-            "--steps",
-            "1",
-        ],
-        &["info"],
+    let saving = train("--epochs 2 --save saved.st");
+    let runs = [
+        saving.as_str(),
+        "step --backend cpu",
+        "step --backend cpu --json",
+        "predict --backend cpu --model m.safetensors --data d.csv",
+        "bench --backend cpu --sizes 2x3x4x1 --steps 1",
+        "info",
     ];
     for args in runs {
-        let out = with_closed_stdout(d, args);
+        let mut child = command(d, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
     }
     let saved = model_file::load(&d.join("saved.st")).unwrap();
     assert_eq!(saved.training.unwrap().history.len(), 2);
-}
-
-/// Starts a long training run that checkpoints every epoch, waits for its first checkpoint,
-/// sends `signal`, and returns its exit code.
-fn interrupt_training(dir: &Path, signal: &str) -> Option<i32> {
-    let child = Command::new(binary())
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--data",
-            "d.csv",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-            "--epochs",
-            "1000000",
-            "--checkpoint",
-            "ck.st",
-            "--checkpoint-every",
-            "1",
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !dir.join("ck.st").exists() && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    let pid = child.id().to_string();
-    // The shell's own `kill`: no procps needed on a minimal machine.
-    let sent = Command::new("sh")
-        .args(["-c", &format!("kill {signal} {pid}")])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("interrupted by"), "{stderr}");
-    assert!(stderr.contains("checkpoint"), "{stderr}");
-    out.status.code()
 }
 
 fn stray_temporaries(dir: &Path) -> Vec<String> {
@@ -1130,7 +1063,30 @@ fn sigint_and_sigterm_stop_training_cleanly_and_the_checkpoint_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         data_csv(d);
-        assert_eq!(interrupt_training(d, signal), Some(code), "{signal}");
+        let child = command(
+            d,
+            &train("--epochs 1000000 --checkpoint ck.st --checkpoint-every 1"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let started = Instant::now();
+        while !d.join("ck.st").exists() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        // The shell's own `kill`: no procps needed on a minimal machine.
+        let sent = Command::new("sh")
+            .args(["-c", &format!("kill {signal} {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {stderr}");
+        assert!(stderr.contains("interrupted by"), "{stderr}");
+        assert!(stderr.contains("checkpoint"), "{stderr}");
         assert!(
             stray_temporaries(d).is_empty(),
             "{:?}",
@@ -1139,33 +1095,12 @@ fn sigint_and_sigterm_stop_training_cleanly_and_the_checkpoint_resumes() {
         let saved = model_file::load(&d.join("ck.st")).unwrap();
         let done = saved.training.unwrap().history.len();
         assert!(done >= 1);
-        let resumed = Command::new(binary())
-            .args([
-                "train",
-                "--backend",
-                "cpu",
-                "--quiet",
-                "--data",
-                "d.csv",
-                "--target",
-                "cnt",
-                "--date",
-                "dteday",
-                "--checkpoint",
-                "ck.st",
-                "--checkpoint-every",
-                "1",
-                "--resume",
-                "--epochs",
-            ])
-            .arg((done + 1).to_string())
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(
-            resumed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&resumed.stderr)
+        run_ok(
+            d,
+            &train(&format!(
+                "--checkpoint ck.st --checkpoint-every 1 --resume --epochs {}",
+                done + 1
+            )),
         );
     }
 }
@@ -1178,44 +1113,15 @@ fn a_symlinked_output_is_written_through_and_stays_a_link() {
     std::fs::create_dir(d.join("models")).unwrap();
     write(d, "models/real.st", b"old");
     std::os::unix::fs::symlink("models/real.st", d.join("link.st")).unwrap();
-    let out = Command::new(binary())
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--data",
-            "d.csv",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-            "--epochs",
-            "1",
-            "--save",
-            "link.st",
-            "--plot",
-            "loss.svg",
-        ])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(std::fs::symlink_metadata(d.join("link.st"))
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    run_ok(d, &train("--epochs 1 --save link.st --plot loss.svg"));
+    let link = std::fs::symlink_metadata(d.join("link.st")).unwrap();
+    assert!(link.file_type().is_symlink());
     assert!(model_file::load(&d.join("models/real.st")).is_ok());
     assert!(stray_temporaries(d).is_empty() && stray_temporaries(&d.join("models")).is_empty());
     let svg = std::fs::read_to_string(d.join("loss.svg")).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("validation"),
-        "{}",
-        &svg[..200.min(svg.len())]
+        "{svg:.200}"
     );
 }
 
@@ -1223,52 +1129,29 @@ fn a_symlinked_output_is_written_through_and_stays_a_link() {
 fn the_default_run_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = |epochs: &str, resume: bool| {
-        let mut cmd = Command::new(binary());
-        cmd.args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--epochs",
-            epochs,
-            "--checkpoint",
-            "ck.st",
-            "--checkpoint-every",
-            "1",
-            "--save",
-            "m.st",
-        ])
-        .current_dir(d);
-        if resume {
-            cmd.arg("--resume");
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    let run = |epochs: u32, resume: &str| {
+        run_ok(
+            d,
+            &format!("train --backend cpu --quiet --epochs {epochs} --checkpoint ck.st --checkpoint-every 1 --save m.st {resume}"),
         );
         model_file::load(&d.join("m.st")).unwrap()
     };
-    let straight = run("3", false);
-    run("2", false);
-    let resumed = run("3", true);
+    let straight = run(3, "");
+    run(2, "");
+    let resumed = run(3, "--resume");
     assert_eq!(straight.network, resumed.network);
     assert_eq!(straight.encoder, resumed.encoder);
 }
 
 #[test]
 fn step_output_ends_with_a_newline() {
-    for args in [
-        &["step", "--backend", "cpu"][..],
-        &["step", "--backend", "cpu", "--json"],
-    ] {
-        let out = Command::new(binary()).args(args).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for args in ["step --backend cpu", "step --backend cpu --json"] {
+        let out = command(dir.path(), args).output().unwrap();
         assert!(out.status.success());
         assert!(
             out.stdout.ends_with(b"]\n") || out.stdout.ends_with(b"}\n"),
-            "{args:?}"
+            "{args}"
         );
     }
 }
@@ -1277,28 +1160,7 @@ fn step_output_ends_with_a_newline() {
 fn a_learning_rate_too_small_for_fp32_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     data_csv(dir.path());
-    let out = Command::new(binary())
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--data",
-            "d.csv",
-            "--target",
-            "cnt",
-            "--date",
-            "dteday",
-            "--epochs",
-            "1",
-            "--lr",
-            "1e-12",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = run_ok(dir.path(), &train("--epochs 1 --lr 1e-12"));
     assert!(
         stderr.contains("warning: --lr 1e-12 is so small that no weight can change"),
         "{stderr}"

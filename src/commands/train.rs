@@ -407,7 +407,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         outcome,
         state,
         records_per_second,
-    } = finished.with_context(|| kept.trim_start_matches("; ").to_string())?;
+    } = finished.map_err(|e| match e {
+        Error::Interrupted { signal, detail } => anyhow::Error::from(Error::Interrupted {
+            signal,
+            detail: format!("{detail}{kept}"),
+        }),
+        other => anyhow::Error::from(other).context(kept.trim_start_matches("; ").to_string()),
+    })?;
     let seconds = started.elapsed().as_secs_f64();
 
     if let Outcome::Diverged {

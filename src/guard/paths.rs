@@ -203,19 +203,20 @@ impl FilePlan {
             let Some(id) = identity(&resolved) else {
                 continue;
             };
-            if !updated {
-                if let Some((input_flag, input, _)) =
-                    inputs.iter().find(|(_, _, i)| i.as_ref() == Some(&id))
-                {
-                    return refuse(
-                        flag,
-                        path,
-                        format!(
-                            "is the same file as {input_flag} {}; an output never replaces an input",
-                            input.display()
-                        ),
-                    );
-                }
+            // A file rewritten on purpose may be its own input, but no other.
+            let is_itself = |f: &str, p: &Path| updated && f == flag && p == path.as_path();
+            if let Some((input_flag, input, _)) = inputs
+                .iter()
+                .find(|(f, p, i)| i.as_ref() == Some(&id) && !is_itself(f, p))
+            {
+                return refuse(
+                    flag,
+                    path,
+                    format!(
+                        "is the same file as {input_flag} {}; an output never replaces an input",
+                        input.display()
+                    ),
+                );
             }
             if let Some((other_flag, other, _)) = written.iter().find(|(_, _, i)| *i == id) {
                 return refuse(
@@ -228,25 +229,6 @@ impl FilePlan {
                 );
             }
             written.push((flag, path, id));
-        }
-        // A file rewritten on purpose must still not be any other input.
-        for (flag, path) in &self.updated {
-            let Some(id) = identity(&resolve(path)?) else {
-                continue;
-            };
-            if let Some((input_flag, input, _)) = inputs
-                .iter()
-                .find(|(f, p, i)| i.as_ref() == Some(&id) && (*f != flag || *p != path))
-            {
-                return refuse(
-                    flag,
-                    path,
-                    format!(
-                        "is the same file as {input_flag} {}; an output never replaces an input",
-                        input.display()
-                    ),
-                );
-            }
         }
         Ok(())
     }
