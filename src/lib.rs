@@ -8,7 +8,9 @@ pub mod backend;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod float;
 pub mod gpu;
 pub mod guard;
 pub mod io;
@@ -20,6 +22,7 @@ pub mod seed;
 pub mod train;
 pub mod validate;
 
-pub use backend::{Backend, CpuBackend};
+pub use backend::Backend;
+pub use cpu::CpuBackend;
 pub use error::{Error, Result};
 pub use model::{delta_names, weight_names, Activation, Float, Network};

@@ -5,7 +5,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::model::Float;
+use crate::float::Float;
 
 /// Products below this many multiply-adds go through ndarray's `dot`, whose set-up costs less
 /// than gemm's packing and dispatch for small batches such as the bike data's 32 x 61 x 25.

@@ -10,23 +10,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-/// The element types the CPU reference runs in: f64 is the oracle, f32 is what the GPU computes in.
-pub trait Float:
-    num_traits::Float
-    + num_traits::FromPrimitive
-    + ndarray::LinalgScalar
-    + ndarray::ScalarOperand
-    + fmt::Debug
-    + fmt::Display
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl Float for f32 {}
-impl Float for f64 {}
+pub use crate::float::Float;
 
 /// The output layer's activation. Hidden layers are always sigmoid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

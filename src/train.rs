@@ -170,7 +170,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::CpuBackend;
+    use crate::cpu::CpuBackend;
     use crate::model::{Activation, Network};
     use ndarray::Array2;
 

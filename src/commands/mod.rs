@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
-use backprop::backend::{BackendChoice, CpuPrecision};
+use backprop::device::{BackendChoice, CpuPrecision};
 use backprop::{Backend, Network};
 
 /// Set once standard output's reader has gone away.
@@ -84,7 +84,7 @@ impl BackendArgs {
         precision: CpuPrecision,
     ) -> Result<Box<dyn Backend>> {
         let selected =
-            backprop::backend::create(self.backend, self.adapter.as_deref(), network, precision)?;
+            backprop::device::create(self.backend, self.adapter.as_deref(), network, precision)?;
         if let Some(note) = selected.note {
             errln!("{note}");
         }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use backprop::backend::{self, CpuPrecision};
+use backprop::backend;
 use backprop::data::{self, read_csv, Source};
+use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
 use backprop::guard::paths::FilePlan;
 use backprop::model_file;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ndarray::{Array2, ArrayD, IxDyn};
 
-use backprop::backend::{self, CpuPrecision};
+use backprop::backend;
+use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
 use backprop::guard::numeric::check_finite_result;
 use backprop::guard::paths::FilePlan;

@@ -10,10 +10,11 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use serde_json::json;
 
-use backprop::backend::{self, CpuPrecision};
+use backprop::backend;
 use backprop::data::{
     self, Dataset, Encoder, PipelineOptions, Source, SplitKind, DEFAULT_MAX_CATEGORIES,
 };
+use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
 use backprop::guard::paths::FilePlan;
 use backprop::model_file::{self, SavedModel};

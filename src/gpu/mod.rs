@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{check_epoch, records_per_pass, Backend, DataId, KernelTimes};
+use crate::backend::{check_epoch, records_per_pass, unknown, Backend, DataId, KernelTimes};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::interrupt;
@@ -884,8 +884,4 @@ impl Backend for GpuBackend {
         self.submit(encoder);
         to_f64(predictions.read(&self.device.ctx)?, (records, n_outputs))
     }
-}
-
-fn unknown(data: DataId) -> Error {
-    Error::Shape(format!("no data set {} was loaded", data.0))
 }

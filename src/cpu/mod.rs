@@ -6,6 +6,10 @@
 //! the mean of its per-record deltas (seed 004's `delta / n_records`), so a batch of one is the
 //! seed exercise exactly.
 
+mod backend;
+
+pub use backend::CpuBackend;
+
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::error::{Error, Result};

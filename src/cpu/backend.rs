@@ -1,0 +1,172 @@
+//! The CPU backend: the reference formulas of `cpu/mod.rs` run in precision `T` (f64 as the
+//! oracle, f32 to train), with loaded data sets kept as arrays.
+
+use ndarray::{Array2, ArrayView2, Axis};
+
+use crate::backend::{check_epoch, records_per_pass, unknown, Backend, DataId, RECORDS_PER_PASS};
+use crate::cpu;
+use crate::error::Result;
+use crate::float::Float;
+use crate::guard::interrupt;
+use crate::guard::memory::host_available;
+use crate::guard::numeric::{check_representable, first_non_finite, Precision};
+use crate::model::Network;
+
+/// The CPU backend: the reference of `cpu.rs` run in precision `T`.
+pub struct CpuBackend<T> {
+    network: Network<T>,
+    data: Vec<(Array2<T>, Array2<T>)>,
+    /// Records one forward pass of a prediction computes at a time (see [`records_per_pass`]).
+    predict_chunk: usize,
+}
+
+impl<T: Float> CpuBackend<T> {
+    /// The backend holding `network` in precision `T`; `backend::create` checks first that
+    /// every weight fits `T` (`guard::numeric`).
+    pub fn new(network: &Network<f64>) -> Self {
+        let layer_sizes = network.layer_sizes();
+        let budget = host_available().ok().flatten().map(|a| a.bytes);
+        let value_bytes = std::mem::size_of::<T>() as u64;
+        CpuBackend {
+            network: network.cast(),
+            data: Vec::new(),
+            predict_chunk: records_per_pass(&layer_sizes, value_bytes, RECORDS_PER_PASS, budget)
+                .unwrap_or(1),
+        }
+    }
+
+    /// `x` and `target` in `T`, after checking that every value fits it.
+    fn convert(x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<(Array2<T>, Array2<T>)> {
+        let precision = Precision::of::<T>();
+        check_representable("input", x, precision)?;
+        check_representable("target", target, precision)?;
+        Ok((cast(x), cast(target)))
+    }
+
+    fn backward(
+        &self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Vec<Array2<T>>> {
+        let (x, target) = Self::convert(x, target)?;
+        cpu::backward(
+            &self.network,
+            x.view(),
+            target.view(),
+            T::from_f64(learnrate).unwrap_or_else(T::nan),
+        )
+    }
+
+    /// The network's output for `x`, computed `predict_chunk` records at a time.
+    fn forward_in_chunks(&self, x: ArrayView2<T>) -> Array2<f64> {
+        let mut out = Array2::zeros((x.nrows(), self.network.n_outputs()));
+        for start in (0..x.nrows()).step_by(self.predict_chunk) {
+            let end = (start + self.predict_chunk).min(x.nrows());
+            let outputs = cpu::forward(&self.network, x.slice(ndarray::s![start..end, ..]));
+            out.slice_mut(ndarray::s![start..end, ..])
+                .assign(&cast::<T, f64>(outputs[outputs.len() - 1].view()));
+        }
+        out
+    }
+}
+
+fn cast<T: Float, U: Float>(a: ArrayView2<T>) -> Array2<U> {
+    a.mapv(|v| U::from(v).unwrap_or_else(U::nan))
+}
+
+impl<T: Float> Backend for CpuBackend<T> {
+    fn description(&self) -> String {
+        format!("cpu ({})", std::any::type_name::<T>())
+    }
+
+    fn delta_weights(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Vec<Array2<f64>>> {
+        let deltas = self.backward(x, target, learnrate)?;
+        Ok(deltas.iter().map(|d| cast(d.view())).collect())
+    }
+
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<()> {
+        let deltas = self.backward(x, target, learnrate)?;
+        self.network.apply_deltas(&deltas)
+    }
+
+    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
+        cpu::check_batch(n_inputs, n_outputs, x.dim(), (x.nrows(), n_outputs))?;
+        check_representable("input", x, Precision::of::<T>())?;
+        Ok(self.forward_in_chunks(cast::<f64, T>(x).view()))
+    }
+
+    fn network(&mut self) -> Result<Network<f64>> {
+        Ok(self.network.cast())
+    }
+
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+        let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
+        cpu::check_batch(n_inputs, n_outputs, x.dim(), target.dim())?;
+        self.data.push(Self::convert(x, target)?);
+        Ok(DataId(self.data.len() - 1))
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<Option<usize>> {
+        let (x, target) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
+        check_epoch(x.nrows(), order, batch)?;
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        for (b, records) in order.chunks(batch).enumerate() {
+            interrupt::check()?;
+            let x_batch = x.select(Axis(0), records);
+            let target_batch = target.select(Axis(0), records);
+            let layer_outputs = cpu::forward(&self.network, x_batch.view());
+            if first_non_finite(layer_outputs[layer_outputs.len() - 1].view()).is_some() {
+                return Ok(Some(b));
+            }
+            let deltas = cpu::deltas_from_outputs(
+                &self.network,
+                x_batch.view(),
+                &layer_outputs,
+                target_batch.view(),
+                learnrate,
+            );
+            self.network.apply_deltas(&deltas)?;
+        }
+        Ok(None)
+    }
+
+    fn train_steps(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+        count: usize,
+    ) -> Result<()> {
+        // The batch is converted to the backend's precision once, as the GPU uploads it once.
+        let (x, target) = Self::convert(x, target)?;
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        for _ in 0..count {
+            let deltas = cpu::backward(&self.network, x.view(), target.view(), learnrate)?;
+            self.network.apply_deltas(&deltas)?;
+        }
+        Ok(())
+    }
+
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
+        let (x, _) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
+        Ok(self.forward_in_chunks(x.view()))
+    }
+}
