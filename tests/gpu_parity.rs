@@ -438,6 +438,59 @@ fn layers_wider_than_a_binding_are_split_along_the_hidden_dimension() {
 }
 
 #[test]
+fn sums_longer_than_the_adapter_loops_are_split_into_blocks() {
+    let Some(device) = device() else { return };
+    // llvmpipe silently stops a long loop (see GpuContext::max_reduction): a hidden layer of
+    // 70,001 units, summed by the output layer, is split there by the adapter's own cap (and is
+    // one block on a real GPU). With a cap of 64 the same blocking runs on every adapter, for
+    // the hidden error term too. Both match the reference.
+    for (sizes, records) in [(vec![3, 70_001, 2], 5), (vec![4, 200, 150, 3], 7)] {
+        let case = validate::Case {
+            records,
+            layer_sizes: sizes.clone(),
+            output: Activation::Identity,
+        };
+        let (network, x, target) = validate::problem(&case, 3).unwrap();
+        let mut ctx = GpuContext::for_tests().unwrap();
+        if sizes[1] < 1000 {
+            ctx.max_reduction = 64;
+        }
+        let capped = ctx.max_reduction;
+        // Passes of `records` records: no layer is wide enough to need a second binding.
+        let options = GpuOptions {
+            guard_regions: true,
+            max_records: records,
+        };
+        let mut gpu = GpuBackend::new(GpuDevice::new(ctx), &network, options).unwrap();
+        let blocks = gpu.blocks_per_layer();
+        assert_eq!(blocks[1] > 1, capped < sizes[1], "{blocks:?}");
+        for row in
+            validate::check_case(&mut gpu, &case, &network, x.view(), target.view(), 0.5).unwrap()
+        {
+            assert!(row.pass, "{row:?}");
+        }
+        gpu.check_guards().unwrap();
+        if capped == usize::MAX {
+            continue;
+        }
+        // A batch longer than the cap is refused by name, never summed short.
+        let long = validate::problem(
+            &validate::Case {
+                records: capped + 1,
+                ..case
+            },
+            4,
+        )
+        .unwrap();
+        let err = gpu
+            .train_step(long.1.view(), long.2.view(), 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--batch"), "{err}");
+    }
+}
+
+#[test]
 fn what_cannot_be_split_is_refused_with_a_reason() {
     let Some(device) = capped_device(256) else {
         return;

@@ -13,6 +13,11 @@ use crate::guard::memory::{env_bytes, host_available, human, Available};
 pub const MAX_BINDING_VAR: &str = "BACKPROP_MAX_BINDING_BYTES";
 /// Sets the GPU memory a run may allocate, where the driver's figure is wrong or missing.
 pub const GPU_MEMORY_VAR: &str = "BACKPROP_GPU_MEMORY";
+/// The longest sum a dispatch computes on llvmpipe. Its 65,535 loop iterations per invocation
+/// hold about 3,600 slices of 16 in the tiled product (18 iterations a slice: the slice, its four
+/// loads, its sixteen multiply-adds): 58,000 terms; a power of two well below that.
+pub const LLVMPIPE_MAX_REDUCTION: usize = 32_768;
+
 /// The budget of an adapter that reports no memory size (Metal, DX12, GL): documented in
 /// README; `BACKPROP_GPU_MEMORY` overrides it.
 pub const DEFAULT_GPU_MEMORY: u64 = 8 << 30;
@@ -142,6 +147,11 @@ pub struct GpuContext {
     /// The largest storage binding the kernels may use: the adapter's limit unless capped (by
     /// `BACKPROP_MAX_BINDING_BYTES`, or by setting this field before building a backend).
     pub max_binding_bytes: u64,
+    /// The longest sum (the K of a product) one dispatch computes correctly. Unbounded on real
+    /// GPUs; Mesa's llvmpipe stops every loop of an invocation after 65,535 iterations in all
+    /// (gallivm's guard against hangs), which silently truncates a long sum, so there longer
+    /// sums are split across dispatches or refused.
+    pub max_reduction: usize,
     /// The device memory all buffers together may take, and who said so.
     pub memory_budget: Available,
     /// Bytes of buffers alive (see `Region::new`, which refuses beyond the budget).
@@ -229,7 +239,13 @@ impl GpuContext {
             ));
         }
         let memory_budget = memory_budget(&adapter, &info)?;
+        let max_reduction = if info.name.to_lowercase().contains("llvmpipe") {
+            LLVMPIPE_MAX_REDUCTION
+        } else {
+            usize::MAX
+        };
         Ok(GpuContext {
+            max_reduction,
             device,
             queue,
             errors,

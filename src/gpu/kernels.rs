@@ -83,6 +83,18 @@ impl Part {
     }
 }
 
+/// Refuses a product whose sum of `k` terms is longer than the adapter computes correctly in
+/// one dispatch (see `GpuContext::max_reduction`): a silently truncated sum is never run.
+fn check_reduction(ctx: &GpuContext, k: usize) -> Result<()> {
+    if k > ctx.max_reduction {
+        return Err(Error::Gpu(format!(
+            "a sum of {k} terms is more than the {} {} computes correctly in one dispatch",
+            ctx.max_reduction, ctx.info.name
+        )));
+    }
+    Ok(())
+}
+
 /// Converts a size to the u32 the kernels index with, naming what overflowed.
 fn dim(what: &str, value: usize) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::Shape(format!("{what} = {value} exceeds 2^32")))
@@ -277,6 +289,7 @@ impl Kernels {
         expect_len(layer_input, records * inputs)?;
         expect_len(weights, inputs * units)?;
         expect_len(layer_out, records * units)?;
+        check_reduction(ctx, inputs)?;
         let (m, k, n) = (
             dim("records", records)?,
             dim("inputs", inputs)?,
@@ -357,6 +370,7 @@ impl Kernels {
         expect_len(weights_to_next, hidden * next)?;
         expect_len(hidden_layer_out, records * hidden)?;
         expect_len(hidden_error_term, records * hidden)?;
+        check_reduction(ctx, next)?;
         let (m, n, k) = (
             dim("records", records)?,
             dim("hidden", hidden)?,
@@ -404,6 +418,7 @@ impl Kernels {
         if !apply {
             expect_len(deltas, inputs * units)?;
         }
+        check_reduction(ctx, records)?;
         let (m, n, k) = (
             dim("inputs", inputs)?,
             dim("units", units)?,

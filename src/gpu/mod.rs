@@ -144,7 +144,12 @@ impl GpuBackend {
             )?,
             ..options
         };
-        let layout = plan_layout(&layer_sizes, ctx.max_binding_bytes / 4, options.max_records)?;
+        let layout = plan_layout(
+            &layer_sizes,
+            ctx.max_binding_bytes / 4,
+            options.max_records,
+            ctx.max_reduction,
+        )?;
         let names = weight_names(network.weights().len());
         let weights = network
             .weights()
@@ -199,6 +204,14 @@ impl GpuBackend {
     }
 
     fn build_plan(&self, records: usize, learnrate: f32) -> Result<BatchPlan> {
+        // The weight update sums over the batch's records in one dispatch.
+        let max_reduction = self.device.ctx.max_reduction;
+        if records > max_reduction {
+            return Err(Error::Gpu(format!(
+                "a batch of {records} records is more than the {max_reduction} terms {} sums correctly in one dispatch: use a smaller --batch",
+                self.device.ctx.info.name
+            )));
+        }
         // Split layers were cut so that `max_records` records' activations fit a binding; an
         // unsplit network takes any batch its regions fit (Region::new says when not).
         if records > self.options.max_records && self.layout.iter().any(|b| b.len() > 1) {
@@ -579,10 +592,15 @@ fn timestamps(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<u64>> {
 /// The unit blocks of every layer. Inputs and outputs stay whole (a batch of `max_records`
 /// must fit one binding); each hidden layer is cut into the fewest blocks whose activations
 /// (`max_records` x block) and weights (previous block x block) fit `max_elements`.
+///
+/// A layer is also cut so that no block is longer than `max_reduction`, the longest sum one
+/// dispatch may compute on this adapter (see `GpuContext::max_reduction`): the blocks' partial
+/// sums are then added up across dispatches, as for a layer too wide for one binding.
 fn plan_layout(
     layer_sizes: &[usize],
     max_elements: u64,
     max_records: usize,
+    max_reduction: usize,
 ) -> Result<Vec<Vec<Range<usize>>>> {
     let max_elements = usize::try_from(max_elements).unwrap_or(usize::MAX);
     let last = layer_sizes.len() - 1;
@@ -611,6 +629,12 @@ fn plan_layout(
             .unwrap_or(1);
         let cap = (max_elements / max_records.max(1)).min(max_elements / widest_before);
         let blocks = if k == 0 || k == last {
+            if n > max_reduction {
+                return Err(Error::Gpu(format!(
+                    "the {} layer's {n} units are more than the {max_reduction} terms this adapter sums correctly in one dispatch, and that layer is not split; use --backend cpu",
+                    if k == 0 { "input" } else { "output" }
+                )));
+            }
             if n > cap {
                 let what = if k == 0 {
                     "the input layer"
@@ -623,7 +647,7 @@ fn plan_layout(
         } else if cap == 0 {
             return Err(too_wide(format!("hidden layer {k}")));
         } else {
-            split(n, cap)
+            split(n, cap.min(max_reduction))
         };
         layout.push(blocks);
     }
@@ -846,7 +870,9 @@ impl Backend for GpuBackend {
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
         let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
-        let chunk = records.min(self.options.max_records);
+        let chunk = records
+            .min(self.options.max_records)
+            .min(self.device.ctx.max_reduction);
         let learnrate = self.plans.get(&chunk).map_or(0.0, |p| p.learnrate);
         self.plan_for(chunk, learnrate)?;
         if records % chunk != 0 {
