@@ -9,12 +9,16 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::guard::memory::MemoryPlan;
+use crate::guard::numeric::Precision;
 use crate::model::Network;
 
 /// One training step, forward pass and weight read-back, on some device.
 pub trait Backend {
     /// What computes: `cpu (f64)` or the GPU adapter's name and API.
     fn description(&self) -> String;
+
+    /// The precision the backend computes in: every value it is given must fit it.
+    fn precision(&self) -> Precision;
 
     /// The mean delta weights of one batch (`delta_w_i_h`, …, `delta_w_h_o`), leaving the
     /// weights unchanged.

@@ -54,9 +54,14 @@ impl BenchSize {
 
 /// Parses `S,M` or `1024x784x256x10` (records x inputs x hidden... x outputs), comma-separated.
 pub fn parse_sizes(spec: &str) -> Result<Vec<BenchSize>> {
+    if spec.trim().is_empty() {
+        return Err(Error::argument(
+            "--sizes",
+            "name at least one size, e.g. S or 64x784x256x10",
+        ));
+    }
     spec.split(',')
         .map(str::trim)
-        .filter(|s| !s.is_empty())
         .map(|s| {
             if let Some((name, records, layers, _)) =
                 NAMED_SIZES.iter().find(|(n, ..)| n.eq_ignore_ascii_case(s))
@@ -167,10 +172,14 @@ mod tests {
         assert_eq!(sizes[1].records, 8192);
         assert_eq!(sizes[2].records, 64);
         assert_eq!(sizes[2].layer_sizes, [7, 5, 3, 2]);
-        for bad in ["Q", "10x5x3", "4x0x2x1", "axbxcxd"] {
+        for bad in ["Q", "10x5x3", "4x0x2x1", "axbxcxd", "S,,M"] {
             let err = parse_sizes(bad).unwrap_err().to_string();
-            assert!(err.contains("--sizes") && err.contains(bad), "{err}");
+            assert!(err.contains("--sizes"), "{err}");
         }
+        assert!(parse_sizes(" ")
+            .unwrap_err()
+            .to_string()
+            .contains("at least one"));
     }
 
     #[test]

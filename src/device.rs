@@ -34,20 +34,23 @@ pub enum CpuPrecision {
     F64,
 }
 
-/// Creates the chosen backend holding `network`. `adapter` is a case-insensitive substring of
-/// an adapter name; `auto` falls back to the CPU when no GPU can be opened.
+/// Creates the chosen backend holding `network`, to step with batches of up to `batch`
+/// records. `adapter` is a case-insensitive substring of an adapter name; `auto` falls back to
+/// the CPU when no GPU can be opened.
 pub fn create(
     choice: BackendChoice,
     adapter: Option<&str>,
     network: &Network<f64>,
     precision: CpuPrecision,
+    batch: usize,
 ) -> Result<Selected> {
     let gpu = || -> Result<Box<dyn Backend>> {
-        let device = GpuDevice::new(GpuContext::open(adapter)?);
+        let ctx = GpuContext::open(adapter)?;
+        let options = GpuOptions::for_batch(&ctx, &network.layer_sizes(), batch)?;
         Ok(Box::new(GpuBackend::new(
-            device,
+            GpuDevice::new(ctx),
             network,
-            GpuOptions::default(),
+            options,
         )?))
     };
     let cpu = || -> Result<Box<dyn Backend>> {

@@ -131,6 +131,16 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<SavedModel> {
         .collect::<Result<Vec<_>>>()?;
     let network =
         Network::new(weights, meta.output_activation).map_err(|e| error(e.to_string()))?;
+    meta.encoder
+        .validate()
+        .map_err(|e| error(format!("its metadata is inconsistent: {e}")))?;
+    if network.n_outputs() != meta.encoder.targets.len() {
+        return Err(error(format!(
+            "the network has {} outputs but the encoder {} target columns",
+            network.n_outputs(),
+            meta.encoder.targets.len()
+        )));
+    }
     if network.n_inputs() != meta.encoder.n_features() {
         return Err(error(format!(
             "the network takes {} inputs but the encoder makes {} features",

@@ -135,6 +135,15 @@ fn model(dir: &Path) {
     .unwrap();
 }
 
+/// A model (see [`model`]) with its saved metadata changed by `edit`.
+fn edit_model(dir: &Path, edit: impl Fn(&mut SavedModel)) {
+    model(dir);
+    let path = dir.join("m.safetensors");
+    let mut saved = model_file::load(&path).unwrap();
+    edit(&mut saved);
+    model_file::save(&path, &saved).unwrap();
+}
+
 fn csv(dir: &Path, text: &str) {
     write(dir, "d.csv", text.as_bytes());
 }
@@ -842,7 +851,7 @@ fn cases() -> Vec<Case> {
             &train(""),
             &[
                 "host memory",
-                "1.0 KiB are available (BACKPROP_MEMORY_LIMIT)",
+                "are available (BACKPROP_MEMORY_LIMIT)",
             ],
         )
         .env("BACKPROP_MEMORY_LIMIT", "1K"),
@@ -979,6 +988,109 @@ fn cases() -> Vec<Case> {
             &["--cases"],
         )
         .code(2),
+        // found by a hostile-input hunt
+        case(
+            "an input that is a device",
+            step_files,
+            "step --backend cpu --weights W.npz --input /dev/zero --target T.npy --out D.npz",
+            &["/dev/zero", "is a device"],
+        ),
+        case(
+            "a model whose target spread is 0",
+            |d: &Path| edit_model(d, |m| m.encoder.targets[0].std = 0.0),
+            "predict --backend cpu --model m.safetensors --data d.csv",
+            &["m.safetensors", "metadata is inconsistent", "`cnt`"],
+        ),
+        case(
+            "a model without targets",
+            |d: &Path| edit_model(d, |m| m.encoder.targets.clear()),
+            "predict --backend cpu --model m.safetensors --data d.csv",
+            &["m.safetensors", "no target column"],
+        ),
+        case(
+            "a model reading a column the data lacks",
+            |d: &Path| edit_model(d, |m| m.encoder.date = Some("nonexistent".into())),
+            "predict --backend cpu --model m.safetensors --data d.csv",
+            &["d.csv", "no column `nonexistent`", "its date"],
+        ),
+        case(
+            "a test target beyond fp32 once standardised",
+            |d: &Path| {
+                let text = common::bike_like_csv(120, 5);
+                let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+                let last = lines
+                    .iter()
+                    .position(|l| l.starts_with("2012-04-29"))
+                    .unwrap();
+                let mut cells: Vec<String> = lines[last].split(',').map(str::to_string).collect();
+                cells[7] = "1e300".into();
+                lines[last] = cells.join(",");
+                csv(d, &lines.join("\n"));
+            },
+            &train("--epochs 1"),
+            &["d.csv", "test record, target `cnt`", "float32"],
+        ),
+        case(
+            "an output ending with a slash",
+            data_csv,
+            &train("--epochs 1000 --save newdir/"),
+            &["--save", "ends with `/`"],
+        ),
+        case(
+            "an output name too long for the file system",
+            data_csv,
+            &train(&format!("--epochs 1000 --save {}.st", "a".repeat(300))),
+            &["--save", "cannot write a file of this name"],
+        ),
+        case(
+            "an unterminated quote",
+            |d: &Path| csv(d, "a,b,cnt\n1,2,3\n4,\"5,6\n7,8,9\n1,2,3\n"),
+            "train --backend cpu --data d.csv --target cnt",
+            &["d.csv", "line 3", "unterminated"],
+        ),
+        case(
+            "one date thousands of years after the rest",
+            |d: &Path| {
+                let mut text = common::bike_like_csv(120, 5);
+                text.push_str("9999-12-31,winter,6am,Fri,Clear,3.0,1,10\n");
+                csv(d, &text);
+            },
+            &train(""),
+            &["--split", "run from 2012-01-01 to 9999-12-31"],
+        ),
+        case(
+            "train --lr beyond fp32",
+            data_csv,
+            &train("--lr 1e39"),
+            &["--lr", "float32"],
+        ),
+        case(
+            "step --lr beyond fp32 on the GPU",
+            step_files,
+            "step --backend gpu --weights W.npz --input X.npy --target T.npy --out D.npz --lr 1e39",
+            &["--lr", "float32"],
+        )
+        .gpu(),
+        case(
+            "an empty adapter name",
+            data_csv,
+            &train("--adapter="),
+            &["--adapter", "empty name"],
+        ),
+        case(
+            "bench with no sizes",
+            |_: &Path| {},
+            "bench --backend cpu --sizes=",
+            &["--sizes", "at least one"],
+        ),
+        case(
+            "a data set wider than a capped binding",
+            data_csv,
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --epochs 1",
+            &["data set of", "BACKPROP_MAX_BINDING_BYTES", "--backend cpu"],
+        )
+        .env("BACKPROP_MAX_BINDING_BYTES", "8KiB")
+        .gpu(),
     ]
 }
 
@@ -1163,6 +1275,62 @@ fn a_learning_rate_too_small_for_fp32_is_a_warning() {
     let stderr = run_ok(dir.path(), &train("--epochs 1 --lr 1e-12"));
     assert!(
         stderr.contains("warning: --lr 1e-12 is so small that no weight can change"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn predict_reports_finite_errors_for_targets_near_the_ends_of_float64() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    model(d);
+    let text = std::fs::read_to_string(d.join("d.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[4].split(',').map(str::to_string).collect();
+    cells[7] = "1e300".into();
+    lines[4] = cells.join(",");
+    write(d, "d.csv", lines.join("\n").as_bytes());
+    let stderr = run_ok(
+        d,
+        "predict --backend cpu --model m.safetensors --data d.csv --out p.csv",
+    );
+    assert!(stderr.contains("cnt: 480 records"), "{stderr}");
+    assert!(
+        !stderr.contains("inf") && !stderr.contains("NaN"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_output_that_is_where_standard_output_goes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data_csv(d);
+    let out = command(d, &train("--epochs 1 --metrics so.txt"))
+        .stdout(std::fs::File::create(d.join("so.txt")).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--metrics") && stderr.contains("standard output"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_binding_cap_fits_the_batch_it_is_given() {
+    let Some(adapter) = gpu_adapter() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), "step --backend gpu")
+        .args(["--adapter", &adapter])
+        .env("BACKPROP_MAX_BINDING_BYTES", "4KiB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("[0.0080404"),
         "{stderr}"
     );
 }

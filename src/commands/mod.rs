@@ -77,14 +77,30 @@ impl BackendArgs {
         self.backend != BackendChoice::Gpu
     }
 
-    /// Creates the backend and says on stderr which one computes (and why, for `auto`).
+    /// Creates the backend, to step with batches of up to `batch` records, and says on stderr
+    /// which one computes (and why, for `auto`).
     pub fn create(
         &self,
         network: &Network<f64>,
         precision: CpuPrecision,
+        batch: usize,
     ) -> Result<Box<dyn Backend>> {
-        let selected =
-            backprop::device::create(self.backend, self.adapter.as_deref(), network, precision)?;
+        if self.adapter.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(backprop::Error::Argument {
+                flag: "--adapter".into(),
+                message:
+                    "an empty name matches every adapter; name one (`backprop info` lists them)"
+                        .into(),
+            }
+            .into());
+        }
+        let selected = backprop::device::create(
+            self.backend,
+            self.adapter.as_deref(),
+            network,
+            precision,
+            batch,
+        )?;
         if let Some(note) = selected.note {
             errln!("{note}");
         }

@@ -11,6 +11,7 @@ use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
 use backprop::guard::paths::FilePlan;
 use backprop::model_file;
+use backprop::report::metrics::{figure, root_mean_square};
 use backprop::Error;
 
 use super::{errln, to_stdout};
@@ -41,9 +42,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let source = args.data.clone().map_or(Source::BuiltIn, Source::File);
     let table = read_csv(&source)?;
     let all_rows: Vec<usize> = (0..table.rows.len()).collect();
-    let available = host_available()?;
     data::encoding_plan(&saved.encoder, all_rows.len())?
-        .check("host memory", available.as_ref())
+        .check("host memory", host_available()?.as_ref())
         .map_err(|e| table.file_error(e.to_string()))?;
     let encoded = saved.encoder.transform(&table, &all_rows, false)?;
     backend::memory_plan(
@@ -52,12 +52,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
         4,
         args.backend.may_compute_on_host(),
     )?
-    .check("host memory", available.as_ref())?;
-    let mut backend = args.backend.create(&saved.network, CpuPrecision::F32)?;
+    .check("host memory", host_available()?.as_ref())?;
+    let mut backend = args
+        .backend
+        .create(&saved.network, CpuPrecision::F32, 1)
+        .with_context(|| args.model.display().to_string())?;
     let feature_names = saved.encoder.feature_names();
     let y = backend
         .predict(encoded.x.view())
-        .map_err(|e| encoded.locate(e, &table.source, "input", &feature_names))?;
+        .map_err(|e| encoded.locate(e, &table.source, "input", &saved.encoder))?;
     let predicted = saved.encoder.destandardize(&y);
     encoded.check_predictions(&table.source, "model's", &feature_names, predicted.view())?;
 
@@ -70,8 +73,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .collect();
     if let Some(columns) = &target_columns {
         for (j, (&c, t)) in columns.iter().zip(&encoder.targets).enumerate() {
-            let mut sum = 0.0;
-            let mut n = 0usize;
+            let mut errors = Vec::new();
             for (r, row) in table.rows.iter().enumerate() {
                 if row[c].is_empty() {
                     continue;
@@ -86,16 +88,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
                         row[c]
                     ),
                 })?;
-                sum += (predicted[[r, j]] - truth).powi(2);
-                n += 1;
+                errors.push(predicted[[r, j]] - truth);
             }
-            if n > 0 {
-                let mse = sum / n as f64;
+            if !errors.is_empty() {
+                let rmse = root_mean_square(&errors);
+                let standardised = rmse.map(|r| r / t.std);
                 errln!(
-                    "{}: {n} records, MSE {mse:.4}, RMSE {:.4} (standardised MSE {:.4})",
+                    "{}: {} records, MSE {}, RMSE {} (standardised MSE {})",
                     t.column,
-                    mse.sqrt(),
-                    mse / (t.std * t.std)
+                    errors.len(),
+                    figure(rmse.map(|r| r * r)),
+                    figure(rmse),
+                    figure(standardised.map(|r| r * r))
                 );
             }
         }

@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use backprop::backend;
 use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
-use backprop::guard::numeric::check_finite_result;
+use backprop::guard::numeric::{check_finite_result, check_flag_value};
 use backprop::guard::paths::FilePlan;
 use backprop::io::{self, WeightsFile};
 use backprop::report::numpy_format::format_array;
@@ -71,8 +71,13 @@ pub fn run(args: StepArgs) -> Result<()> {
     .check("host memory", host_available()?.as_ref())?;
     let mut backend = args
         .backend
-        .create(&problem.weights.network, CpuPrecision::F64)
+        .create(
+            &problem.weights.network,
+            CpuPrecision::F64,
+            problem.x.nrows(),
+        )
         .with_context(|| problem.names.clone())?;
+    check_flag_value("--lr", problem.learnrate, backend.precision())?;
     let deltas = backend
         .delta_weights(problem.x.view(), problem.target.view(), problem.learnrate)
         .with_context(|| problem.names.clone())

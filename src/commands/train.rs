@@ -16,6 +16,7 @@ use backprop::data::{
 };
 use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
+use backprop::guard::numeric::{check_flag_value, Precision};
 use backprop::guard::paths::FilePlan;
 use backprop::model_file::{self, SavedModel};
 use backprop::report::plot;
@@ -149,6 +150,7 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             format!("{} is not a positive finite number", args.lr),
         ));
     }
+    check_flag_value("--lr", args.lr, Precision::F32)?;
     if args.hidden.is_empty() || args.hidden.contains(&0) {
         return Err(argument(
             "--hidden",
@@ -316,14 +318,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, &config)?;
 
-    let mut backend = args.backend.create(&network, CpuPrecision::F32)?;
+    let mut backend = args
+        .backend
+        .create(&network, CpuPrecision::F32, args.batch)?;
     let description = backend.description();
     let source_name = source.name();
     let feature_names = encoder.feature_names();
     let load = |backend: &mut dyn Backend, part: &str, set: &Dataset| {
         backend
             .load_data(set.x.view(), set.target.view())
-            .map_err(|e| set.locate(e, &source_name, part, &feature_names))
+            .map_err(|e| set.locate(e, &source_name, part, &encoder))
     };
     let loaded = Loaded {
         train: load(backend.as_mut(), "training", &splits.train)?,

@@ -76,6 +76,10 @@ fn cast<T: Float, U: Float>(a: ArrayView2<T>) -> Array2<U> {
 }
 
 impl<T: Float> Backend for CpuBackend<T> {
+    fn precision(&self) -> Precision {
+        Precision::of::<T>()
+    }
+
     fn description(&self) -> String {
         format!("cpu ({})", std::any::type_name::<T>())
     }

@@ -1,5 +1,6 @@
 //! Reading a CSV file (or the built-in data) as a header and rows of text cells.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -30,22 +31,38 @@ pub struct Table {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub lines: Vec<u64>,
+    /// Each column's position by name (a file may have hundreds of thousands of columns).
+    index: HashMap<String, usize>,
 }
 
 impl Table {
     /// The index of `name`, or an error naming the columns there are.
     pub fn column(&self, name: &str, flag: &str) -> Result<usize> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
+        self.index
+            .get(name)
+            .copied()
             .ok_or_else(|| Error::Argument {
                 flag: flag.into(),
                 message: format!(
                     "{}: no column `{name}`; the columns are {}",
                     self.source.display(),
-                    self.columns.join(", ")
+                    self.some_columns()
                 ),
             })
+    }
+
+    /// The column names for a message: all of them, or the first 20 and how many there are.
+    pub fn some_columns(&self) -> String {
+        const SHOWN: usize = 20;
+        if self.columns.len() <= SHOWN {
+            self.columns.join(", ")
+        } else {
+            format!(
+                "{}, … ({} in all)",
+                self.columns[..SHOWN].join(", "),
+                self.columns.len()
+            )
+        }
     }
 
     pub fn file_error(&self, message: String) -> Error {
@@ -65,8 +82,9 @@ pub fn read_csv(source: &Source) -> Result<Table> {
     }
 }
 
-/// Bytes held per cell of a [`Table`] beyond its text (a `String`).
-const CELL_OVERHEAD: u64 = std::mem::size_of::<String>() as u64;
+/// Bytes held per cell of a [`Table`] beyond its text: a `String`, and the smallest block the
+/// allocator hands out for its text.
+const CELL_OVERHEAD: u64 = std::mem::size_of::<String>() as u64 + 32;
 
 /// Parses CSV text; `path` is what messages call it.
 pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
@@ -99,8 +117,13 @@ pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
             expected_len,
             len,
         } => file_error(format!(
-            "line {}: {len} cells where the header has {expected_len}",
-            pos.as_ref().map_or(0, |p| p.line())
+            "line {}: {len} cells where the header has {expected_len}{}",
+            pos.as_ref().map_or(0, |p| p.line()),
+            if bytes.contains(&b'"') {
+                " (a cell that opens a quote and never closes it runs on to the next quote, lines later: is one unterminated?)"
+            } else {
+                ""
+            }
         )),
         ::csv::ErrorKind::Utf8 { pos, err } => file_error(format!(
             "line {}, column {}: the cell is not UTF-8 text (invalid byte after {} valid ones); save the file as UTF-8",
@@ -117,6 +140,7 @@ pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
         .iter()
         .map(|c| c.trim().to_string())
         .collect();
+    let mut index = HashMap::with_capacity(columns.len());
     for (i, c) in columns.iter().enumerate() {
         if c.is_empty() {
             return Err(file_error(format!(
@@ -124,7 +148,7 @@ pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
                 i + 1
             )));
         }
-        if columns[..i].contains(c) {
+        if index.insert(c.clone(), i).is_some() {
             return Err(file_error(format!(
                 "line 1, column {}: column `{c}` appears twice",
                 i + 1
@@ -146,5 +170,6 @@ pub fn parse_csv(path: PathBuf, bytes: &[u8]) -> Result<Table> {
         columns,
         rows,
         lines,
+        index,
     })
 }

@@ -2,6 +2,8 @@
 //! categories one-hot, a date turned into a standardised year and a one-hot month, and the
 //! empty-cell policy of `data/mod.rs`.
 
+use std::collections::HashSet;
+
 use chrono::{Datelike, NaiveDate};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -125,8 +127,9 @@ fn overflows(cell: &str) -> bool {
 }
 
 fn number_error(table: &Table, row: usize, column: usize, what: &str) -> Error {
-    let cell = &table.rows[row][column];
-    let message = if overflows(cell) {
+    let raw = &table.rows[row][column];
+    let cell = quoted(raw);
+    let message = if overflows(raw) {
         format!("{what}`{cell}` is beyond float64's range (±1.8e308)")
     } else {
         format!("{what}`{cell}` is not a number")
@@ -174,6 +177,15 @@ fn weekday_matches(cell: &str, date: NaiveDate) -> bool {
     c == full.to_ascii_lowercase() || c == name
 }
 
+/// A cell as messages quote it: whole when short, else its start (a cell may be megabytes).
+fn quoted(cell: &str) -> String {
+    const MAX: usize = 40;
+    match cell.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &cell[..end]),
+        None => cell.to_string(),
+    }
+}
+
 fn cell_error(table: &Table, row: usize, column: usize, message: String) -> Error {
     table.file_error(format!(
         "line {}, column {} (`{}`): {message}",
@@ -210,10 +222,11 @@ impl Schema {
             ("--categorical", &options.categorical),
             ("--drop", &options.drop),
         ] {
+            let mut seen = HashSet::new();
             if let Some((i, name)) = names
                 .iter()
                 .enumerate()
-                .find(|(i, n)| names[..*i].contains(n))
+                .find(|(_, n)| !seen.insert(n.as_str()))
             {
                 return Err(Error::argument(
                     flag,
@@ -230,12 +243,12 @@ impl Schema {
             .categorical
             .iter()
             .map(|c| table.column(c, "--categorical"))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<HashSet<_>>>()?;
         let dropped = options
             .drop
             .iter()
             .map(|c| table.column(c, "--drop"))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<HashSet<_>>>()?;
         let date = options
             .date
             .as_ref()
@@ -263,7 +276,10 @@ impl Schema {
                                 table,
                                 r,
                                 d,
-                                format!("`{}` is not a date like 2012-11-05", table.rows[r][d]),
+                                format!(
+                                    "`{}` is not a date like 2012-11-05",
+                                    quoted(&table.rows[r][d])
+                                ),
                             )
                         })
                     })
@@ -291,8 +307,9 @@ impl Schema {
 
         let mut numeric = Vec::new();
         let mut categorical = Vec::new();
+        let target_set: HashSet<usize> = targets.iter().copied().collect();
         for c in 0..table.columns.len() {
-            if targets.contains(&c) || dropped.contains(&c) || Some(c) == date {
+            if target_set.contains(&c) || dropped.contains(&c) || Some(c) == date {
                 continue;
             }
             if forced.contains(&c) {
@@ -322,7 +339,7 @@ impl Schema {
                     c,
                     format!(
                         "`{}` is not a number, but {numbers} other cells of this column are; fix the cell, or pass --categorical {}",
-                        row[c], table.columns[c]
+                        quoted(&row[c]), table.columns[c]
                     ),
                 ));
             } else {
@@ -333,7 +350,7 @@ impl Schema {
         if numeric.is_empty() && categorical.is_empty() && date.is_none() {
             return Err(table.file_error(format!(
                 "no feature column is left: of {}, the targets are {} and the rest is dropped; a network needs at least one input",
-                table.columns.join(", "),
+                table.some_columns(),
                 options.targets.join(", ")
             )));
         }
@@ -379,6 +396,17 @@ impl Schema {
 fn time_key(date: NaiveDate, hour: Option<u32>) -> f64 {
     let days = date.signed_duration_since(NaiveDate::default()).num_days();
     days as f64 * 24.0 + f64::from(hour.unwrap_or(0))
+}
+
+/// `(v - mean) / std`, or `v / std - mean / std` where the difference overflows (values near
+/// f64's range on both sides of the mean): finite whenever the result is.
+fn standardize(v: f64, mean: f64, std: f64) -> f64 {
+    let z = (v - mean) / std;
+    if z.is_finite() {
+        z
+    } else {
+        v / std - mean / std
+    }
 }
 
 /// The mean and standard deviation of `values`, computed in two passes over values scaled by
@@ -442,16 +470,18 @@ impl Encoder {
             }
         };
         let mut features = Vec::new();
+        let numeric: HashSet<usize> = schema.numeric.iter().copied().collect();
+        let categorical: HashSet<usize> = schema.categorical.iter().copied().collect();
         for c in 0..table.columns.len() {
             let column = table.columns[c].clone();
-            if schema.numeric.contains(&c) {
+            if numeric.contains(&c) {
                 let values: Vec<f64> = train_rows
                     .iter()
                     .filter_map(|&r| parse_number(cell(r, c)))
                     .collect();
                 let (mean, std) = mean_std(&column, &values)?;
                 features.push(Feature::Numeric { column, mean, std });
-            } else if schema.categorical.contains(&c) {
+            } else if categorical.contains(&c) {
                 let mut levels: Vec<String> = train_rows.iter().map(|&r| filled(r, c)).collect();
                 levels.sort();
                 levels.dedup();
@@ -510,6 +540,39 @@ impl Encoder {
         })
     }
 
+    /// Checks what a model file's metadata could get wrong (every statistic finite, every
+    /// spread positive, at least one feature and one target), naming the column.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let statistics = |column: &str, mean: f64, std: f64| {
+            if mean.is_finite() && std.is_finite() && std > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "column `{column}` has mean {mean} and standard deviation {std}; a standard deviation must be finite and above 0"
+                ))
+            }
+        };
+        if self.features.is_empty() {
+            return Err("the encoder makes no features".into());
+        }
+        if self.targets.is_empty() {
+            return Err("the encoder has no target column".into());
+        }
+        for feature in &self.features {
+            match feature {
+                Feature::Numeric { column, mean, std }
+                | Feature::DateYear { column, mean, std } => statistics(column, *mean, *std)?,
+                Feature::Categorical { column, levels } if levels.is_empty() => {
+                    return Err(format!("categorical column `{column}` has no levels"));
+                }
+                Feature::Categorical { .. } | Feature::DateMonth { .. } => {}
+            }
+        }
+        self.targets
+            .iter()
+            .try_for_each(|t| statistics(&t.column, t.mean, t.std))
+    }
+
     pub fn n_features(&self) -> usize {
         self.features.iter().map(Feature::width).sum()
     }
@@ -534,16 +597,25 @@ impl Encoder {
     /// Encodes `rows` of `table`. With `with_targets` every target column must be present (rows
     /// with an empty target must not be among `rows`); without, targets are left empty (0 wide).
     pub fn transform(&self, table: &Table, rows: &[usize], with_targets: bool) -> Result<Dataset> {
-        let find = |name: &str, flag: &str| table.column(name, flag);
+        // A column the encoder reads but the file lacks: the file (a model applied to other
+        // data) is at fault, not a flag.
+        let find = |name: &str, role: &str| {
+            table.column(name, "--data").map_err(|_| {
+                table.file_error(format!(
+                    "no column `{name}`, which the encoder reads as {role}; the columns are {}",
+                    table.some_columns()
+                ))
+            })
+        };
         let date_col = self
             .date
             .as_deref()
-            .map(|d| find(d, "--date"))
+            .map(|d| find(d, "its date"))
             .transpose()?;
         let hour_col = self
             .hour
             .as_deref()
-            .map(|h| find(h, "--data"))
+            .map(|h| find(h, "its clock hour"))
             .transpose()?;
         let columns = self
             .features
@@ -552,13 +624,13 @@ impl Encoder {
                 Feature::Numeric { column, .. }
                 | Feature::Categorical { column, .. }
                 | Feature::DateYear { column, .. }
-                | Feature::DateMonth { column } => find(column, "--data"),
+                | Feature::DateMonth { column } => find(column, "a feature"),
             })
             .collect::<Result<Vec<_>>>()?;
         let target_cols = if with_targets {
             self.targets
                 .iter()
-                .map(|t| find(&t.column, "--target"))
+                .map(|t| find(&t.column, "a target"))
                 .collect::<Result<Vec<_>>>()?
         } else {
             Vec::new()
@@ -576,7 +648,7 @@ impl Encoder {
                             table,
                             r,
                             d,
-                            format!("`{}` is not a date like 2012-11-05", row[d]),
+                            format!("`{}` is not a date like 2012-11-05", quoted(&row[d])),
                         )
                     })
                 })
@@ -594,7 +666,7 @@ impl Encoder {
                         } else {
                             let v =
                                 parse_number(cell).ok_or_else(|| number_error(table, r, c, ""))?;
-                            (v - mean) / std
+                            standardize(v, *mean, *std)
                         };
                     }
                     Feature::Categorical { column, levels } => {
@@ -611,7 +683,7 @@ impl Encoder {
                     }
                     Feature::DateYear { mean, std, .. } => {
                         if let Some(date) = date {
-                            x[[i, at]] = (f64::from(date.year()) - mean) / std;
+                            x[[i, at]] = standardize(f64::from(date.year()), *mean, *std);
                         }
                     }
                     Feature::DateMonth { .. } => {
@@ -625,7 +697,7 @@ impl Encoder {
             for (j, (&c, t)) in target_cols.iter().zip(&self.targets).enumerate() {
                 let v =
                     parse_number(&row[c]).ok_or_else(|| number_error(table, r, c, "target "))?;
-                target[[i, j]] = (v - t.mean) / t.std;
+                target[[i, j]] = standardize(v, t.mean, t.std);
             }
         }
         Ok(Dataset {

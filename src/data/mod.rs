@@ -149,28 +149,35 @@ impl Dataset {
         )))
     }
 
-    /// Turns a backend's refusal of a value (`Error::Value` at [record, feature]) into one that
-    /// names the CSV line and the feature.
+    /// Turns a backend's refusal of a value (`Error::Value` at [record, column] of the inputs
+    /// or the targets) into one that names the CSV line and the column.
     pub fn locate(
         &self,
         error: crate::Error,
         source: &std::path::Path,
         part: &str,
-        feature_names: &[String],
+        encoder: &Encoder,
     ) -> crate::Error {
         match error {
             crate::Error::Value {
                 array,
                 index,
                 message,
-            } if index.len() == 2 && array == "input" => crate::Error::File {
-                path: source.into(),
-                message: format!(
-                    "line {}: {part} record, feature `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
-                    self.lines.get(index[0]).copied().unwrap_or_default(),
-                    feature_names.get(index[1]).cloned().unwrap_or_default(),
-                ),
-            },
+            } if index.len() == 2 && (array == "input" || array == "target") => {
+                let (what, name) = if array == "input" {
+                    ("feature", encoder.feature_names().get(index[1]).cloned())
+                } else {
+                    ("target", encoder.target_names().get(index[1]).cloned())
+                };
+                crate::Error::File {
+                    path: source.into(),
+                    message: format!(
+                        "line {}: {part} record, {what} `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
+                        self.lines.get(index[0]).copied().unwrap_or_default(),
+                        name.unwrap_or_default(),
+                    ),
+                }
+            }
             other => other,
         }
     }

@@ -45,6 +45,7 @@ pub fn split(
     kind: SplitKind,
     seed: u64,
 ) -> Result<Split> {
+    let mut date_span = String::new();
     let parts = match kind {
         SplitKind::Time => {
             let dates = dates.ok_or_else(|| Error::Argument {
@@ -60,6 +61,12 @@ pub fn split(
                     flag: "--split".into(),
                     message: "no records to split".into(),
                 })?;
+            let first = rows.iter().map(|&r| dates[r]).min().unwrap_or(last);
+            date_span = format!(
+                "; the dates run from {first} to {last}, so the test set starts after {} and validation after {} (a date far from the others empties them: a typo?)",
+                last - Duration::days(TEST_DAYS),
+                last - Duration::days(TEST_DAYS + VALIDATION_DAYS)
+            );
             let test_from = last - Duration::days(TEST_DAYS);
             let validation_from = test_from - Duration::days(VALIDATION_DAYS);
             let part = |keep: &dyn Fn(NaiveDate) -> bool| {
@@ -95,7 +102,7 @@ pub fn split(
         if part.is_empty() {
             let why = match kind {
                 SplitKind::Time => format!(
-                    "the time split needs more than {} days of data ({TEST_DAYS} for testing, the {VALIDATION_DAYS} before them for validation)",
+                    "the time split needs more than {} days of data ({TEST_DAYS} for testing, the {VALIDATION_DAYS} before them for validation){date_span}",
                     TEST_DAYS + VALIDATION_DAYS
                 ),
                 SplitKind::Random => format!(

@@ -14,10 +14,13 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{check_epoch, records_per_pass, unknown, Backend, DataId, KernelTimes};
+use crate::backend::{
+    check_epoch, records_per_pass, unknown, Backend, DataId, KernelTimes, RECORDS_PER_PASS,
+};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::interrupt;
+use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::model::{weight_names, Activation, Network};
 use buffers::{map_read, split, BlockMatrix, Region};
@@ -39,8 +42,32 @@ impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
             guard_regions: false,
-            max_records: 4096,
+            max_records: RECORDS_PER_PASS,
         }
+    }
+}
+
+impl GpuOptions {
+    /// The options for training on batches of `batch` records: passes of up to
+    /// `RECORDS_PER_PASS` records (predictions go faster in large slices), fewer where that many
+    /// records' activations would crowd the device's memory budget or where a pass's inputs or
+    /// outputs would not fit one storage binding, and never fewer than `batch`.
+    pub fn for_batch(ctx: &GpuContext, layer_sizes: &[usize], batch: usize) -> Result<Self> {
+        let widest_edge = layer_sizes[0]
+            .max(layer_sizes[layer_sizes.len() - 1])
+            .max(1);
+        let fit_binding =
+            usize::try_from(ctx.max_binding_bytes / 4).unwrap_or(usize::MAX) / widest_edge;
+        let fit_memory = records_per_pass(
+            layer_sizes,
+            4,
+            RECORDS_PER_PASS,
+            Some(ctx.memory_budget.bytes),
+        )?;
+        Ok(GpuOptions {
+            guard_regions: false,
+            max_records: fit_memory.min(fit_binding).max(batch).max(1),
+        })
     }
 }
 
@@ -103,8 +130,54 @@ struct Shuffled {
     gather_target: Dispatch,
 }
 
-/// Batches recorded per submission in an epoch: few submissions, bounded command buffers.
+/// Steps recorded per submission by `train_steps`, and the most per submission in an epoch:
+/// few submissions, bounded command buffers.
 const BATCHES_PER_SUBMISSION: usize = 512;
+
+/// The submissions of an epoch, paced: each holds as many batches as the GPU runs in about
+/// `PACE` (doubling or halving from one to the next, at most `BATCHES_PER_SUBMISSION`), with
+/// at most two in flight. The GPU never waits for the CPU, and a signal is answered between
+/// two submissions, within a fraction of a second even where one batch takes long (lavapipe).
+struct Pacer {
+    per_submission: usize,
+    in_flight: Option<wgpu::SubmissionIndex>,
+    last_done: std::time::Instant,
+}
+
+/// How long one submission of an epoch should run on the GPU.
+const PACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Pacer {
+    fn new(per_submission: usize) -> Self {
+        Pacer {
+            per_submission: per_submission.clamp(1, BATCHES_PER_SUBMISSION),
+            in_flight: None,
+            last_done: std::time::Instant::now(),
+        }
+    }
+
+    /// Submits `encoder`, then waits for the submission before it and adapts the size of the
+    /// next from how long that one ran; an interruption is seen here.
+    fn submit(&mut self, ctx: &GpuContext, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = ctx.queue.submit([encoder.finish()]);
+        if let Some(previous) = self.in_flight.replace(index) {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(previous),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            let ran = self.last_done.elapsed();
+            self.last_done = std::time::Instant::now();
+            if ran < PACE / 2 {
+                self.per_submission = (self.per_submission * 2).min(BATCHES_PER_SUBMISSION);
+            } else if ran > PACE * 2 {
+                self.per_submission = (self.per_submission / 2).max(1);
+            }
+        }
+        interrupt::check()
+    }
+}
 
 pub struct GpuBackend {
     device: Arc<GpuDevice>,
@@ -122,6 +195,8 @@ pub struct GpuBackend {
     status: Region,
     /// One plan per batch size in use (an epoch needs its batch size and the remainder).
     plans: HashMap<usize, BatchPlan>,
+    /// Batches per submission the last epoch settled on (see `Pacer`).
+    batches_per_submission: usize,
     data: Vec<ResidentData>,
 }
 
@@ -135,15 +210,6 @@ impl GpuBackend {
         let ctx = &device.ctx;
         check_network(network, Precision::F32)?;
         let layer_sizes = network.layer_sizes();
-        let options = GpuOptions {
-            max_records: records_per_pass(
-                &layer_sizes,
-                4,
-                options.max_records,
-                Some(ctx.memory_budget.bytes),
-            )?,
-            ..options
-        };
         let layout = plan_layout(
             &layer_sizes,
             ctx.max_binding_bytes / 4,
@@ -180,6 +246,7 @@ impl GpuBackend {
             deltas: None,
             unused_deltas,
             plans: HashMap::new(),
+            batches_per_submission: 1,
             data: Vec::new(),
             device,
         })
@@ -664,6 +731,10 @@ fn to_f64(values: Vec<f32>, shape: (usize, usize)) -> Result<Array2<f64>> {
 }
 
 impl Backend for GpuBackend {
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
     fn description(&self) -> String {
         self.device.ctx.describe()
     }
@@ -787,9 +858,35 @@ impl Backend for GpuBackend {
         check_representable("target", target, Precision::F32)?;
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
         let id = self.data.len();
-        let x_region = Region::new(ctx, &format!("data {id} x"), x.len(), guarded)?;
+        let (records, inputs) = x.dim();
+        // A loaded data set is one binding (the gather kernel reads it whole): say so in the
+        // user's terms, not a buffer's.
+        let widest = inputs.max(target.ncols()) as u64;
+        if (records as u64).saturating_mul(widest).saturating_mul(4) > ctx.max_binding_bytes {
+            return Err(Error::Gpu(format!(
+                "a data set of {records} records x {widest} values is larger than one storage binding of {} on {}{}; data sets are not split across bindings: use fewer records or --backend cpu",
+                human(ctx.max_binding_bytes),
+                ctx.info.name,
+                if std::env::var_os(context::MAX_BINDING_VAR).is_some() {
+                    format!(" (capped by {})", context::MAX_BINDING_VAR)
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        let x_region = Region::new(
+            ctx,
+            &format!("data set {id}: {records} records x {inputs} inputs"),
+            x.len(),
+            guarded,
+        )?;
         x_region.upload(ctx, &to_f32(x))?;
-        let target_region = Region::new(ctx, &format!("data {id} target"), target.len(), guarded)?;
+        let target_region = Region::new(
+            ctx,
+            &format!("data set {id}: {records} targets"),
+            target.len(),
+            guarded,
+        )?;
         target_region.upload(ctx, &to_f32(target))?;
         self.data.push(ResidentData {
             records: x.nrows(),
@@ -836,6 +933,8 @@ impl Backend for GpuBackend {
             shuffled.gather_x.record(&mut pass);
             shuffled.gather_target.record(&mut pass);
         }
+        let mut pacer = Pacer::new(self.batches_per_submission);
+        let mut recorded = 0;
         for (i, chunk) in order.chunks(batch).enumerate() {
             let start = i * batch;
             let plan = self.plan(chunk.len())?;
@@ -856,14 +955,17 @@ impl Backend for GpuBackend {
                 chunk.len() * n_outputs,
             )?;
             self.record_step(&mut encoder, chunk.len(), true)?;
-            if (i + 1) % BATCHES_PER_SUBMISSION == 0 {
-                interrupt::check()?;
+            recorded += 1;
+            if recorded == pacer.per_submission {
                 let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
-                self.submit(full);
+                pacer.submit(ctx, full)?;
+                recorded = 0;
             }
         }
-        self.submit(encoder);
+        pacer.submit(ctx, encoder)?;
+        let per_submission = pacer.per_submission;
         let first_bad = self.status.read_u32(ctx)?[1];
+        self.batches_per_submission = per_submission;
         Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
     }
 

@@ -4,7 +4,9 @@
 //! kernel's OOM killer.
 //!
 //! Host memory available is the smallest of `/proc/meminfo`'s MemAvailable, the cgroup's
-//! limit minus its usage (a container's real ceiling), and `BACKPROP_MEMORY_LIMIT` when set.
+//! limit minus its usage (a container's real ceiling), and `BACKPROP_MEMORY_LIMIT` minus what
+//! the process already holds, when set. It is read again at each stage (file, decoded array,
+//! table, encoding, network), so each stage is compared with what the earlier ones left.
 //! Where none of them can be read (not Linux), only the overflow checks apply.
 
 use crate::error::{Error, Result};
@@ -113,8 +115,22 @@ pub fn host_available() -> Result<Option<Available>> {
     };
     consider(mem_available(), "MemAvailable in /proc/meminfo");
     consider(cgroup_headroom(), "the cgroup's memory limit");
-    consider(env_bytes(MEMORY_LIMIT_VAR)?, MEMORY_LIMIT_VAR);
+    // The limit covers the whole process: what it already holds counts against it.
+    consider(
+        env_bytes(MEMORY_LIMIT_VAR)?.map(|limit| limit.saturating_sub(resident_bytes())),
+        MEMORY_LIMIT_VAR,
+    );
     Ok(best)
+}
+
+/// The memory this process holds now (VmRSS), 0 where it cannot be read.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kib| kib.saturating_mul(KIB))
 }
 
 fn mem_available() -> Option<u64> {

@@ -42,6 +42,21 @@ impl Precision {
     }
 }
 
+/// Checks a flag's value (a learning rate) against the precision it will be computed in.
+pub fn check_flag_value(flag: &str, value: f64, precision: Precision) -> Result<()> {
+    if value.abs() > precision.largest() {
+        return Err(Error::argument(
+            flag,
+            format!(
+                "{value:e} is beyond {}'s range (±{:.3e}), which this backend computes in",
+                precision.name(),
+                precision.largest()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Fails at the first value of `values` that is NaN, infinite, or beyond `precision`'s range,
 /// naming `array` and the value's index.
 pub fn check_representable<D: Dimension>(

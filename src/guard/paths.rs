@@ -144,12 +144,20 @@ impl FilePlan {
                 format!("{}: {message}", path.display()),
             ))
         };
+        // Standard output and error count as inputs: a file they are redirected to
+        // (`> out.txt` and `--metrics out.txt`) must not be replaced under them.
+        let streams = [
+            ("standard output", Path::new("/dev/stdout")),
+            ("standard error", Path::new("/dev/stderr")),
+        ];
         let inputs: Vec<(&str, &Path, Option<Identity>)> = self
             .inputs
             .iter()
+            .map(|(flag, path)| (flag.as_str(), path.as_path()))
+            .chain(streams)
             .filter_map(|(flag, path)| {
                 let m = std::fs::metadata(path).ok()?;
-                Some((flag.as_str(), path.as_path(), Some(inode(&m))))
+                Some((flag, path, Some(inode(&m))))
             })
             .collect();
         let mut written: Vec<(&str, &Path, Identity)> = Vec::new();
@@ -161,6 +169,13 @@ impl FilePlan {
         for ((flag, path), updated) in outputs {
             if path.as_os_str().is_empty() {
                 return refuse(flag, path, "an empty path".into());
+            }
+            if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                return refuse(
+                    flag,
+                    path,
+                    "ends with `/`: names a directory, not a file".into(),
+                );
             }
             let resolved = resolve(path)?;
             match std::fs::metadata(&resolved) {
@@ -189,15 +204,19 @@ impl FilePlan {
                 }
                 Err(e) => return refuse(flag, path, format!("directory {}: {e}", dir.display())),
             }
-            // The only honest test of "can I write here" (read-only mounts, ACLs, quotas).
+            // The only honest test of "can I write here" (read-only mounts, ACLs, quotas), with
+            // a name as long as the output's (a name over the file system's limit fails here).
+            const PROBE: &str = ".backprop-probe-";
+            let name_length = resolved.file_name().map_or(0, |n| n.len());
             if let Err(e) = tempfile::Builder::new()
-                .prefix(".backprop-probe-")
+                .prefix(PROBE)
+                .rand_bytes(name_length.saturating_sub(PROBE.len()).max(6))
                 .tempfile_in(dir)
             {
                 return refuse(
                     flag,
                     path,
-                    format!("cannot write in directory {}: {e}", dir.display()),
+                    format!("cannot write a file of this name in {}: {e}", dir.display()),
                 );
             }
             let Some(id) = identity(&resolved) else {

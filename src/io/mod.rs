@@ -78,14 +78,21 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<()>
     Ok(())
 }
 
-/// Reads a whole input file. A directory is an error that says so; a regular file larger than
-/// the memory available is refused before reading; a pipe or device is read up to that bound.
+/// Reads a whole input file. A directory or a device is an error that says so; a regular file
+/// larger than the memory available is refused before reading; a pipe is read up to that bound.
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if metadata.is_dir() {
         return Err(Error::File {
             path: path.into(),
             message: "is a directory, not a file".into(),
+        });
+    }
+    if is_device(&metadata) {
+        // /dev/zero and /dev/urandom never end: reading them only fills memory.
+        return Err(Error::File {
+            path: path.into(),
+            message: "is a device, not a file".into(),
         });
     }
     let available = host_available()?;
@@ -112,6 +119,20 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
         });
     }
     Ok(bytes)
+}
+
+fn is_device(metadata: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = metadata.file_type();
+        t.is_char_device() || t.is_block_device()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        false
+    }
 }
 
 /// Reads one `.npy` file (float64 or float32) as f64; NaN and infinities are refused.

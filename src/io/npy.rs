@@ -8,6 +8,8 @@
 
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 
+use crate::guard::memory::{host_available, MemoryPlan};
+
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// NumPy itself refuses headers over 10,000 bytes unless told otherwise.
 const MAX_HEADER_BYTES: usize = 65_536;
@@ -58,6 +60,17 @@ pub fn parse(bytes: &[u8]) -> Result<ArrayD<f64>, String> {
             header.shape
         ));
     }
+    // The bytes are present; decoding them takes `count` f64s more (twice the file for float32).
+    let mut plan = MemoryPlan::new();
+    plan.add_bytes(
+        format!("the decoded {:?} array", header.shape),
+        (count as u64).saturating_mul(8),
+    );
+    plan.check(
+        "host memory",
+        host_available().map_err(|e| e.to_string())?.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
     let values: Vec<f64> = match (header.dtype.bytes, header.dtype.big_endian) {
         (8, false) => data
             .chunks_exact(8)
