@@ -8,7 +8,8 @@ struct Dims {
     k: u32,
     flag: u32,
     scale: f32,
-    _pad0: u32,
+    // A product split along K: the length of each workgroup's slice (a multiple of BK).
+    k_slice: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -35,4 +36,30 @@ fn sigmoid(x: f32) -> f32 {
 // one grid dimension holds at most 65,535 workgroups.
 fn element_index(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return (group.y * groups.x + group.x) * 256u + local;
+}
+
+// The non-finite watch: status[0] is the batch being computed (the host copies its number in
+// before each batch of an epoch), status[1] the first batch whose output held a NaN or an
+// infinity (u32 max while none did). Read once per epoch, so a NaN is reported with the batch
+// it appeared in instead of surfacing as a NaN loss.
+@group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>, 2>;
+
+// NaN and infinity are the values whose exponent bits are all ones; a bit test, because a
+// compiler may assume float comparisons never see NaN.
+fn watch_non_finite(y: f32) {
+    if ((bitcast<u32>(y) & 0x7f800000u) == 0x7f800000u) {
+        atomicMin(&status[1], atomicLoad(&status[0]));
+    }
+}
+
+// output_error_term, twin of the function of that name in src/cpu.rs:
+//     error = target - output_layer_out
+//     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid output)
+//     output_error_term = error                                               (identity output)
+fn output_error_term_of(target_value: f32, y: f32) -> f32 {
+    let error = target_value - y;
+    if ((dims.flag & FLAG_IDENTITY) == 0u) {
+        return error * y * (1.0 - y);
+    }
+    return error;
 }

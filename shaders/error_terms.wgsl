@@ -1,26 +1,12 @@
 // The error terms of the backward pass, twins of the functions of the same names in src/cpu.rs.
 
-// ---- output_error_term -------------------------------------------------------------------
-//     error = target - output_layer_out
-//     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid output)
-//     output_error_term = error                                               (identity output)
+// ---- output_error_term (element-wise; the formula is `output_error_term_of` in common.wgsl,
+// shared with the fused output layer) -------------------------------------------------------
 // dims: m = records, n = output units; flag: FLAG_IDENTITY for an identity output.
 
 @group(0) @binding(1) var<storage, read> target_values: array<f32>;    // records x outputs
 @group(0) @binding(2) var<storage, read> output_layer_out: array<f32>; // records x outputs
 @group(0) @binding(3) var<storage, read_write> output_error_term_out: array<f32>;
-// The non-finite watch: status[0] is the batch being computed (the host copies its number in
-// before each batch of an epoch), status[1] the first batch whose output held a NaN or an
-// infinity (u32 max while none did). Read once per epoch, so a NaN is reported with the batch
-// it appeared in instead of surfacing as a NaN loss.
-@group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>, 2>;
-
-// NaN and infinity are the values whose exponent bits are all ones; a bit test, because a
-// compiler may assume float comparisons never see NaN.
-fn is_non_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
-}
-
 @compute @workgroup_size(256)
 fn output_error_term(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -32,18 +18,11 @@ fn output_error_term(
         return;
     }
     let y = output_layer_out[i];
-    if (is_non_finite(y)) {
-        atomicMin(&status[1], atomicLoad(&status[0]));
-    }
-    let error = target_values[i] - y;
-    var term = error;
-    if ((dims.flag & FLAG_IDENTITY) == 0u) {
-        term = error * y * (1.0 - y);
-    }
-    output_error_term_out[i] = term;
+    watch_non_finite(y);
+    output_error_term_out[i] = output_error_term_of(target_values[i], y);
 }
 
-// ---- hidden_error_term (tiled product, entry point `matmul`) -----------------------------
+// ---- hidden_error_term (a generated product, entry point `matmul`) -----------------------
 //     hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)
 //     hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)
 // For deeper networks "output" is the next layer. The weights are those from before this

@@ -1,4 +1,6 @@
-// layer_forward: layer_out = activation(np.dot(layer_input, weights)), fused.
+// layer_forward: layer_out = activation(np.dot(layer_input, weights)), fused. `finish_layer`
+// is appended by the host: nothing for a layer alone, the output error term for the fused
+// output layer (output_layer.wgsl).
 // Twin of `layer_forward` in src/cpu.rs:
 //     hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))
 // dims: m = records, k = inputs to the layer (or to this block of it), n = units of the layer
@@ -35,4 +37,5 @@ fn store(m: u32, n: u32, sum: f32) {
         out = sigmoid(layer_in);
     }
     layer_out[i] = out;
+    finish_layer(i, out);
 }

@@ -98,8 +98,20 @@ pub trait Backend {
     }
 }
 
-/// Milliseconds per kernel of one step, by kernel name.
-pub type KernelTimes = Vec<(String, f64)>;
+/// One kernel's share of a training step, summed over its dispatches (the blocks of a split
+/// layer, the reduction of a split-K product).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    /// The GEMM variant that computed it, for the products.
+    pub variant: Option<String>,
+    pub ms: f64,
+    /// Floating-point operations of its products (2 per multiply-add); 0 for element-wise kernels.
+    pub flops: f64,
+}
+
+/// The kernels of one step, in the order they run.
+pub type KernelTimes = Vec<KernelTime>;
 
 /// A data set loaded into a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -558,14 +558,27 @@ fn bench_times_both_backends_with_units_in_its_keys() {
     let gpu = &rows[1];
     assert_eq!(gpu["backend"], "gpu");
     assert!(gpu["gpu_speedup_over_cpu"].as_f64().unwrap() > 0.0);
-    if let Some(kernels) = gpu["kernel_ms"].as_object() {
+    if let Some(kernels) = gpu["kernels"].as_array() {
+        let names: Vec<&str> = kernels
+            .iter()
+            .map(|k| k["kernel"].as_str().unwrap())
+            .collect();
+        // The output layer's forward pass and error term are fused into one product.
         for k in [
             "layer_forward",
-            "output_error_term",
+            "output_layer",
             "hidden_error_term",
             "delta_weights",
         ] {
-            assert!(kernels[k].as_f64().unwrap() >= 0.0, "{kernels:?}");
+            assert!(names.contains(&k), "{names:?}");
+        }
+        for k in kernels {
+            assert!(k["ms"].as_f64().unwrap() >= 0.0, "{k}");
+            // Every product names its GEMM variant and its speed.
+            assert!(
+                k["variant"].as_str().is_some_and(|v| v.contains('x')),
+                "{k}"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use backprop::gpu::context::GpuContext;
+use backprop::gpu::gemm::GemmConfig;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::validate::{self, F32_UNIT_ROUNDOFF as U};
 use backprop::{cpu, Activation, Backend, CpuBackend, Network};
@@ -21,9 +22,15 @@ fn device() -> Option<Arc<GpuDevice>> {
         .clone()
 }
 
-/// (records, inputs, units): 1s, primes around the tile size 64, an exact tile, and a long
-/// reduction.
-const SHAPES: [(usize, usize, usize); 9] = [
+/// Every GEMM variant the adapter can run: each product twin is checked with each.
+fn variants(device: &GpuDevice) -> Vec<GemmConfig> {
+    backprop::gpu::gemm::select::candidates(&device.ctx.limits)
+}
+
+/// (records, inputs, units): 1s, primes around the tile sizes 32, 64 and 128, exact tiles, and
+/// long reductions (K = inputs for the forward pass, K = records for the update), so that
+/// every variant meets partial tiles and the split-K forms split.
+const SHAPES: [(usize, usize, usize); 11] = [
     (1, 1, 1),
     (1, 3, 2),
     (7, 5, 3),
@@ -33,6 +40,8 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (2, 200, 97),
     (1, 1, 130),
     (3, 1031, 5),
+    (257, 31, 3),
+    (129, 259, 131),
 ];
 
 fn random(shape: (usize, usize), low: f32, high: f32, seed: u64) -> Array2<f32> {
@@ -72,10 +81,13 @@ fn layer_forward_matches_its_cpu_twin() {
         let (x64, w64) = (to_f64(x.view()), to_f64(w.view()));
         let magnitude = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
         let layer_in = x64.dot(&w64);
-        for activation in [Activation::Sigmoid, Activation::Identity] {
+        for (activation, config) in [Activation::Sigmoid, Activation::Identity]
+            .into_iter()
+            .flat_map(|a| variants(&device).into_iter().map(move |c| (a, c)))
+        {
             let got = device
                 .twins()
-                .layer_forward(x.view(), w.view(), activation)
+                .layer_forward(&config, x.view(), w.view(), activation)
                 .unwrap();
             let want = cpu::layer_forward(x64.view(), w64.view(), activation);
             // The product is within γ_K·(|x|·|w|); sigmoid's slope is at most 1/4, and the
@@ -88,7 +100,10 @@ fn layer_forward_matches_its_cpu_twin() {
                     .map_collect(|&m, &z| 0.5 * gamma(inputs) * m + (8.0 + z.abs()) * U),
             };
             assert_within(
-                &format!("layer_forward {activation} {records}x{inputs}x{units}"),
+                &format!(
+                    "layer_forward {} {activation} {records}x{inputs}x{units}",
+                    config.name()
+                ),
                 got.view(),
                 want.view(),
                 bound.view(),
@@ -130,10 +145,6 @@ fn hidden_error_term_matches_its_cpu_twin() {
         let term = random((records, next), -0.3, 0.3, 400 + i as u64);
         let w = random((hidden, next), -0.5, 0.5, 500 + i as u64);
         let h = random((records, hidden), 0.0, 1.0, 600 + i as u64);
-        let got = device
-            .twins()
-            .hidden_error_term(term.view(), w.view(), h.view())
-            .unwrap();
         let (term64, w64, h64) = (to_f64(term.view()), to_f64(w.view()), to_f64(h.view()));
         let want = cpu::hidden_error_term(term64.view(), w64.view(), h64.view());
         // γ_K on the product δ·Wᵀ, scaled by h(1 - h) <= 1/4 (plus its own three roundings).
@@ -143,12 +154,21 @@ fn hidden_error_term_matches_its_cpu_twin() {
             .and(&slope)
             .and(&want)
             .map_collect(|&m, &s, &v| 2.0 * gamma(next) * m * s + 4.0 * U * v.abs() + 1e-30);
-        assert_within(
-            &format!("hidden_error_term {records}x{next}->{hidden}"),
-            got.view(),
-            want.view(),
-            bound.view(),
-        );
+        for config in variants(&device) {
+            let got = device
+                .twins()
+                .hidden_error_term(&config, term.view(), w.view(), h.view())
+                .unwrap();
+            assert_within(
+                &format!(
+                    "hidden_error_term {} {records}x{next}->{hidden}",
+                    config.name()
+                ),
+                got.view(),
+                want.view(),
+                bound.view(),
+            );
+        }
     }
 }
 
@@ -167,26 +187,68 @@ fn delta_weights_match_their_cpu_twin_in_both_modes() {
         let bound = x64.t().mapv(f64::abs).dot(&term64.mapv(f64::abs))
             * (2.0 * gamma(records + 2) * scale)
             + 1e-30;
-        let what = format!("delta_weights {records}x{inputs}x{units}");
-        let got = device
-            .twins()
-            .delta_weights(learnrate, term.view(), x.view())
-            .unwrap();
-        assert_within(&what, got.view(), want.view(), bound.view());
-
-        let applied = device
-            .twins()
-            .apply_delta_weights(learnrate, term.view(), x.view(), w.view())
-            .unwrap();
         let w64 = to_f64(w.view());
         // One more rounding for the addition, relative to |w + delta|.
         let bound_applied = &bound + &(&w64 + &want).mapv(|v| U * v.abs());
-        assert_within(
-            &format!("applied {what}"),
-            applied.view(),
-            (&w64 + &want).view(),
-            bound_applied.view(),
-        );
+        for config in variants(&device) {
+            let what = format!("delta_weights {} {records}x{inputs}x{units}", config.name());
+            let got = device
+                .twins()
+                .delta_weights(&config, learnrate, term.view(), x.view())
+                .unwrap();
+            assert_within(&what, got.view(), want.view(), bound.view());
+
+            let applied = device
+                .twins()
+                .apply_delta_weights(&config, learnrate, term.view(), x.view(), w.view())
+                .unwrap();
+            assert_within(
+                &format!("applied {what}"),
+                applied.view(),
+                (&w64 + &want).view(),
+                bound_applied.view(),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_fused_output_layer_matches_its_two_cpu_twins() {
+    let Some(device) = device() else { return };
+    for (i, &(records, inputs, outputs)) in SHAPES.iter().enumerate() {
+        let h = random((records, inputs), 0.0, 1.0, 1000 + i as u64);
+        let w = random((inputs, outputs), -0.5, 0.5, 1100 + i as u64);
+        let t = random((records, outputs), 0.0, 1.0, 1200 + i as u64);
+        let (h64, w64, t64) = (to_f64(h.view()), to_f64(w.view()), to_f64(t.view()));
+        let magnitude = h64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
+        for activation in [Activation::Sigmoid, Activation::Identity] {
+            let y = cpu::layer_forward(h64.view(), w64.view(), activation);
+            let term = cpu::output_error_term(t64.view(), y.view(), activation);
+            // y as in layer_forward's test; the error term moves by at most its slope in y
+            // (|d/dy (t - y)y(1 - y)| <= 1.25 for t, y in [0, 1]; 1 for identity) times y's
+            // error, plus its own four roundings.
+            let layer_in = h64.dot(&w64);
+            let y_bound = match activation {
+                Activation::Identity => &magnitude * (2.0 * gamma(inputs)) + 1e-30,
+                Activation::Sigmoid => Zip::from(&magnitude)
+                    .and(&layer_in)
+                    .map_collect(|&m, &z| 0.5 * gamma(inputs) * m + (8.0 + z.abs()) * U),
+            };
+            let term_bound =
+                &y_bound * 1.25 + &(&t64.mapv(f64::abs) + &y.mapv(f64::abs)) * (4.0 * U);
+            for config in variants(&device) {
+                let (got_y, got_term) = device
+                    .twins()
+                    .output_layer(&config, h.view(), w.view(), t.view(), activation)
+                    .unwrap();
+                let what = format!(
+                    "output_layer {} {activation} {records}x{inputs}x{outputs}",
+                    config.name()
+                );
+                assert_within(&what, got_y.view(), y.view(), y_bound.view());
+                assert_within(&what, got_term.view(), term.view(), term_bound.view());
+            }
+        }
     }
 }
 

@@ -849,10 +849,7 @@ fn cases() -> Vec<Case> {
             "a memory limit of 1 KiB",
             data_csv,
             &train(""),
-            &[
-                "host memory",
-                "are available (BACKPROP_MEMORY_LIMIT)",
-            ],
+            &["host memory", "are available (BACKPROP_MEMORY_LIMIT)"],
         )
         .env("BACKPROP_MEMORY_LIMIT", "1K"),
         // GPU settings

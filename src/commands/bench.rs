@@ -7,7 +7,7 @@ use super::outln;
 use anyhow::Result;
 use serde::Serialize;
 
-use backprop::backend::KernelTimes;
+use backprop::backend::{KernelTime, KernelTimes};
 use backprop::bench::{fp32_peak, parse_sizes, problem, time_steps, BenchSize, Timing};
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
@@ -42,6 +42,29 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// One kernel of a step, as `bench` reports it.
+#[derive(Serialize)]
+struct KernelRow {
+    kernel: String,
+    variant: Option<String>,
+    ms: f64,
+    gflop_per_s: Option<f64>,
+    percent_of_fp32_peak: Option<f64>,
+}
+
+impl KernelRow {
+    fn new(k: KernelTime, peak: Option<f64>) -> Self {
+        let per_s = (k.flops > 0.0 && k.ms > 0.0).then(|| k.flops / (k.ms * 1e-3));
+        KernelRow {
+            kernel: k.kernel,
+            variant: k.variant,
+            ms: k.ms,
+            gflop_per_s: per_s.map(|f| f / 1e9),
+            percent_of_fp32_peak: per_s.zip(peak).map(|(f, p)| 100.0 * f / p),
+        }
+    }
+}
+
 /// One line of the table (and of `--json`): every unit in its key.
 #[derive(Serialize)]
 struct Row {
@@ -57,7 +80,8 @@ struct Row {
     percent_of_fp32_peak: Option<f64>,
     gpu_speedup_over_cpu: Option<f64>,
     pytorch_h100_median_ms: Option<f64>,
-    kernel_ms: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Each kernel of one step (timestamp queries): its GEMM variant, time and speed.
+    kernels: Option<Vec<KernelRow>>,
     error: Option<String>,
 }
 
@@ -133,7 +157,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 percent_of_fp32_peak: None,
                 gpu_speedup_over_cpu: None,
                 pytorch_h100_median_ms: size.pytorch_h100_ms(),
-                kernel_ms: None,
+                kernels: None,
                 error: None,
             };
             let mut peak = None;
@@ -183,11 +207,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                             row.gpu_speedup_over_cpu = cpu_ms.map(|c| c / timing.median_ms)
                         }
                     }
-                    row.kernel_ms = kernels.map(|k| {
-                        k.into_iter()
-                            .map(|(name, ms)| (name, serde_json::json!(ms)))
-                            .collect()
-                    });
+                    row.kernels =
+                        kernels.map(|k| k.into_iter().map(|k| KernelRow::new(k, peak)).collect());
                     row.timing = Some(timing);
                 }
                 Err(e) => row.error = Some(e),
@@ -239,16 +260,18 @@ fn print_row(row: &Row, header: bool) -> Result<()> {
         ),
     };
     line?;
-    if let Some(kernels) = &row.kernel_ms {
-        let parts: Vec<String> = kernels
-            .iter()
-            .map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN)))
-            .collect();
+    for k in row.kernels.iter().flatten() {
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         outln!(
-            "{:<18} {:<7} kernels (ms, one step): {}",
+            "{:<18} {:<7}   {:<20} {:<24} {:>9.4} ms {:>9} GFLOP/s {:>6} % peak",
             "",
             "",
-            parts.join(", ")
+            k.kernel,
+            k.variant.as_deref().unwrap_or("element-wise"),
+            k.ms,
+            opt(k.gflop_per_s, 1),
+            opt(k.percent_of_fp32_peak, 1)
         )?;
     }
     Ok(())

@@ -3,29 +3,30 @@
 //! will index before a bind group is made, which is what makes the unchecked shader modules
 //! safe (the kernels guard the tile edges themselves).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::Region;
 use crate::gpu::context::GpuContext;
+use crate::gpu::gemm::generate::{module_source, PARTIAL_SUMS_BINDING};
+use crate::gpu::gemm::{GemmConfig, Product, COMMON, ERROR_TERMS};
 use crate::model::Activation;
 
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
-const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
-const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
-const ERROR_TERMS: &str = include_str!("../../shaders/error_terms.wgsl");
-const WEIGHT_UPDATE: &str = include_str!("../../shaders/weight_update.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 
-/// The values of the non-finite watch (`status` in `error_terms.wgsl`): the batch being
-/// computed, and the first batch whose output was not finite.
+/// The values of the non-finite watch (`status` in `common.wgsl`): the batch being computed,
+/// and the first batch whose output was not finite.
 pub const STATUS_LEN: usize = 2;
 /// `status[1]` while no output was NaN or infinite.
 pub const NO_NON_FINITE_BATCH: u32 = u32::MAX;
+/// The binding of the non-finite watch.
+const STATUS_BINDING: u32 = 8;
 
-/// The output tile of `matmul_tile.wgsl` (64 x 64) and the element-wise workgroup size.
-const TILE: u32 = 64;
+/// The element-wise workgroup size.
 const ELEMENTWISE_GROUP: u32 = 256;
 
 /// The uniform every kernel reads (`Dims` in `shaders/common.wgsl`).
@@ -37,7 +38,9 @@ pub struct Dims {
     pub k: u32,
     pub flag: u32,
     pub scale: f32,
-    pad: [u32; 3],
+    /// The K slice of a split product (`k_slice` in common.wgsl).
+    pub k_slice: u32,
+    pad: [u32; 2],
 }
 
 // Bits of `Dims::flag`, as in `shaders/common.wgsl`.
@@ -104,18 +107,25 @@ fn dim(what: &str, value: usize) -> Result<u32> {
 pub struct Dispatch {
     /// The kernel's name, for per-kernel timings.
     pub kernel: &'static str,
+    /// The GEMM variant of a product's kernel (see `gemm::config`).
+    pub variant: Option<GemmConfig>,
+    /// The floating-point operations it performs (2 per multiply-add of a product).
+    pub flops: f64,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     uniform: wgpu::Buffer,
     dims: Dims,
-    workgroups: (u32, u32),
+    workgroups: (u32, u32, u32),
+    /// The slices' partial sums of a split product, owned by its first dispatch.
+    _partial_sums: Option<Region>,
 }
 
 impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+        let (x, y, z) = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
     }
 
     /// Changes the uniform's `scale` (the learning rate of an update) before the next submission.
@@ -124,40 +134,76 @@ impl Dispatch {
         ctx.queue
             .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&self.dims));
     }
+
+    /// `name [variant]` for timings and tables.
+    pub fn label(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{} [{}]", self.kernel, v.name()),
+            None => self.kernel.to_string(),
+        }
+    }
 }
 
-/// The four pipelines of a training step.
+/// The pipelines of one product computed by one variant.
+struct ProductPipelines {
+    layout: wgpu::BindGroupLayout,
+    matmul: wgpu::ComputePipeline,
+    reduce: Option<wgpu::ComputePipeline>,
+}
+
+/// The bindings of each product's module (0 is the uniform): (binding, read-only).
+fn product_bindings(product: Product) -> &'static [(u32, bool)] {
+    match product {
+        Product::LayerForward => &[(1, true), (2, true), (3, false)],
+        Product::OutputLayer => &[
+            (1, true),
+            (2, true),
+            (3, false),
+            (4, true),
+            (5, false),
+            (STATUS_BINDING, false),
+        ],
+        Product::HiddenErrorTerm => &[(4, true), (5, true), (6, true), (7, false)],
+        Product::WeightUpdate => &[(1, true), (2, true), (3, false), (4, false)],
+    }
+}
+
+/// The pipelines of a training step: the element-wise kernels, built when the device opens,
+/// and the products, generated and compiled the first time a variant is asked for.
 pub struct Kernels {
-    forward: wgpu::ComputePipeline,
     output_error_term: wgpu::ComputePipeline,
-    hidden_error_term: wgpu::ComputePipeline,
-    weight_update: wgpu::ComputePipeline,
     gather: wgpu::ComputePipeline,
+    products: Mutex<HashMap<(Product, GemmConfig), Arc<ProductPipelines>>>,
+}
+
+/// A shader module without naga's runtime checks.
+fn trusted_module(ctx: &GpuContext, label: &str, source: String) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    // SAFETY: naga's bounds checks cost up to 50x on real GPUs (GPU.md). Without them, an
+    // out-of-range index is undefined behaviour, so every index is guarded instead: each
+    // kernel checks its element or tile position against `dims` before touching memory, and
+    // the constructors below refuse a dispatch unless every bound region holds exactly the
+    // values `dims` implies. Tests run every kernel and every variant on shapes that are not
+    // tile multiples, with sentinel bands around each output region.
+    unsafe {
+        ctx.device
+            .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+    }
+}
+
+/// Every tile is written before it is read, so wgpu need not zero workgroup memory first.
+fn compilation_options() -> wgpu::PipelineCompilationOptions<'static> {
+    wgpu::PipelineCompilationOptions {
+        zero_initialize_workgroup_memory: false,
+        ..Default::default()
+    }
 }
 
 impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
-        let module = |label: &str, step: &str, tiled: bool| {
-            let source = if tiled {
-                [COMMON, step, MATMUL_TILE].join("\n")
-            } else {
-                [COMMON, step].join("\n")
-            };
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            };
-            // SAFETY: naga's bounds checks cost up to 50x on real GPUs (GPU.md). Without them, an
-            // out-of-range index is undefined behaviour, so every index is guarded instead: each
-            // kernel checks its element or tile position against `dims` before touching memory,
-            // and the constructors below refuse a dispatch unless every bound region holds
-            // exactly the values `dims` implies. Tests run every kernel on shapes that are not
-            // tile multiples, with sentinel bands around each output region.
-            unsafe {
-                ctx.device
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-            }
-        };
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
             ctx.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -169,29 +215,105 @@ impl Kernels {
                     cache: None,
                 })
         };
-        let forward = module("forward.wgsl", FORWARD, true);
-        let error_terms = module("error_terms.wgsl", ERROR_TERMS, true);
-        let weight_update = module("weight_update.wgsl", WEIGHT_UPDATE, true);
-        let gather = module("gather.wgsl", GATHER, false);
+        let error_terms = trusted_module(ctx, "error_terms.wgsl", [COMMON, ERROR_TERMS].join("\n"));
+        let gather = trusted_module(ctx, "gather.wgsl", [COMMON, GATHER].join("\n"));
         Kernels {
-            forward: pipeline(&forward, "matmul"),
             output_error_term: pipeline(&error_terms, "output_error_term"),
-            hidden_error_term: pipeline(&error_terms, "matmul"),
-            weight_update: pipeline(&weight_update, "matmul"),
             gather: pipeline(&gather, "gather"),
+            products: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The pipelines of `product` computed by `config`, generated and compiled on first use.
+    fn product_pipelines(
+        &self,
+        ctx: &GpuContext,
+        product: Product,
+        config: &GemmConfig,
+    ) -> Result<Arc<ProductPipelines>> {
+        config.check(&ctx.limits).map_err(Error::Gpu)?;
+        let mut products = self
+            .products
+            .lock()
+            .map_err(|_| Error::Gpu("the pipeline table was poisoned".into()))?;
+        if let Some(found) = products.get(&(product, *config)) {
+            return Ok(found.clone());
+        }
+        let split = config.split_k > 1;
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        entries.extend(
+            product_bindings(product)
+                .iter()
+                .map(|&(b, ro)| storage(b, ro)),
+        );
+        if split {
+            entries.push(storage(PARTIAL_SUMS_BINDING, false));
+        }
+        let layout = ctx
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(product.name()),
+                entries: &entries,
+            });
+        let pipeline_layout = ctx
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(product.name()),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let label = format!("{} {}", product.name(), config.name());
+        let module = trusted_module(ctx, &label, module_source(product, config));
+        let pipeline = |entry: &str| {
+            ctx.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: compilation_options(),
+                    cache: None,
+                })
+        };
+        let built = Arc::new(ProductPipelines {
+            matmul: pipeline("matmul"),
+            reduce: split.then(|| pipeline("reduce_partial_sums")),
+            layout,
+        });
+        products.insert((product, *config), built.clone());
+        Ok(built)
     }
 
     fn dispatch(
         &self,
         ctx: &GpuContext,
         (kernel, pipeline): (&'static str, &wgpu::ComputePipeline),
+        layout: &wgpu::BindGroupLayout,
         dims: Dims,
-        workgroups: (u32, u32),
+        workgroups: (u32, u32, u32),
         bindings: &[(u32, &Region)],
     ) -> Result<Dispatch> {
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        if workgroups.0 > max || workgroups.1 > max {
+        if workgroups.0 > max || workgroups.1 > max || workgroups.2 > max {
             return Err(Error::Gpu(format!(
                 "{workgroups:?} workgroups exceed the adapter's {max} per dimension (dims {dims:?})"
             )));
@@ -217,28 +339,104 @@ impl Kernels {
         );
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout,
             entries: &entries,
         });
         Ok(Dispatch {
             kernel,
+            variant: None,
+            flops: 0.0,
             pipeline: pipeline.clone(),
             bind_group,
             uniform,
             dims,
             workgroups,
+            _partial_sums: None,
         })
     }
 
-    fn matmul_grid(m: u32, n: u32) -> (u32, u32) {
-        (n.div_ceil(TILE), m.div_ceil(TILE))
+    /// An element-wise kernel's dispatch (layout from the shader).
+    fn elementwise(
+        &self,
+        ctx: &GpuContext,
+        (kernel, pipeline): (&'static str, &wgpu::ComputePipeline),
+        dims: Dims,
+        len: usize,
+        bindings: &[(u32, &Region)],
+    ) -> Result<Dispatch> {
+        let (x, y) = Self::elementwise_grid(ctx, len)?;
+        let layout = pipeline.get_bind_group_layout(0);
+        self.dispatch(ctx, (kernel, pipeline), &layout, dims, (x, y, 1), bindings)
+    }
+
+    /// A product's dispatches: the tiled kernel of `config` over (m x n) = (m x k)·(k x n),
+    /// and for a split product the reduction of its slices, which owns the partial sums.
+    fn product(
+        &self,
+        ctx: &GpuContext,
+        product: Product,
+        config: &GemmConfig,
+        mut dims: Dims,
+        bindings: &[(u32, &Region)],
+    ) -> Result<Vec<Dispatch>> {
+        check_reduction(ctx, dims.k as usize)?;
+        let pipelines = self.product_pipelines(ctx, product, config)?;
+        dims.k_slice = config.k_slice(dims.k);
+        let grid = config.grid(dims.m, dims.n, dims.k);
+        let name = product.name();
+        let flops = 2.0 * f64::from(dims.m) * f64::from(dims.n) * f64::from(dims.k);
+        let Some(reduce) = &pipelines.reduce else {
+            let mut d = self.dispatch(
+                ctx,
+                (name, &pipelines.matmul),
+                &pipelines.layout,
+                dims,
+                grid,
+                bindings,
+            )?;
+            d.variant = Some(*config);
+            d.flops = flops;
+            return Ok(vec![d]);
+        };
+        let sums = (grid.2 as usize)
+            .checked_mul(dims.m as usize)
+            .and_then(|v| v.checked_mul(dims.n as usize))
+            .ok_or_else(|| Error::Memory(format!("the partial sums of {name} overflow")))?;
+        let partial = Region::new(ctx, &format!("{name} partial sums"), sums, false)?;
+        let mut all: Vec<(u32, &Region)> = bindings.to_vec();
+        all.push((PARTIAL_SUMS_BINDING, &partial));
+        let mut main = self.dispatch(
+            ctx,
+            (name, &pipelines.matmul),
+            &pipelines.layout,
+            dims,
+            grid,
+            &all,
+        )?;
+        let (x, y) = Self::elementwise_grid(ctx, dims.m as usize * dims.n as usize)?;
+        // The reduction is timed as part of its product.
+        let mut sum = self.dispatch(
+            ctx,
+            (name, reduce),
+            &pipelines.layout,
+            dims,
+            (x, y, 1),
+            &all,
+        )?;
+        main.variant = Some(*config);
+        main.flops = flops;
+        sum.variant = Some(*config);
+        main._partial_sums = Some(partial);
+        Ok(vec![main, sum])
     }
 
     /// A 2-D grid of 256-wide workgroups covering `len` elements (one grid dimension holds at
     /// most `max_compute_workgroups_per_dimension` groups).
     fn elementwise_grid(ctx: &GpuContext, len: usize) -> Result<(u32, u32)> {
         let groups = dim("elements", len)?.div_ceil(ELEMENTWISE_GROUP);
-        let x = groups.min(ctx.limits.max_compute_workgroups_per_dimension);
+        let x = groups
+            .min(ctx.limits.max_compute_workgroups_per_dimension)
+            .max(1);
         Ok((x, groups.div_ceil(x)))
     }
 
@@ -256,19 +454,11 @@ impl Kernels {
         expect_len(order, records)?;
         expect_len(gathered, records * columns)?;
         let (m, n) = (dim("records", records)?, dim("columns", columns)?);
-        let dims = Dims {
-            m,
-            n,
-            k: 0,
-            flag: 0,
-            scale: 0.0,
-            pad: [0; 3],
-        };
-        self.dispatch(
+        self.elementwise(
             ctx,
             ("gather", &self.gather),
-            dims,
-            Self::elementwise_grid(ctx, records * columns)?,
+            dims(m, n, 0, 0, 0.0),
+            records * columns,
             &[(1, source), (2, order), (3, gathered)],
         )
     }
@@ -279,41 +469,77 @@ impl Kernels {
     pub fn layer_forward(
         &self,
         ctx: &GpuContext,
+        config: &GemmConfig,
         layer_input: &Region,
         weights: &Region,
         layer_out: &Region,
         (records, inputs, units): (usize, usize, usize),
         activation: Activation,
         part: Part,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         expect_len(layer_input, records * inputs)?;
         expect_len(weights, inputs * units)?;
         expect_len(layer_out, records * units)?;
-        check_reduction(ctx, inputs)?;
         let (m, k, n) = (
             dim("records", records)?,
             dim("inputs", inputs)?,
             dim("units", units)?,
         );
-        let dims = Dims {
-            m,
-            n,
-            k,
-            flag: activation_flag(activation) | part.flags(),
-            scale: 0.0,
-            pad: [0; 3],
-        };
-        self.dispatch(
+        self.product(
             ctx,
-            ("layer_forward", &self.forward),
-            dims,
-            Self::matmul_grid(m, n),
+            Product::LayerForward,
+            config,
+            dims(m, n, k, activation_flag(activation) | part.flags(), 0.0),
             &[(1, layer_input), (2, weights), (3, layer_out)],
         )
     }
 
+    /// The output layer's forward pass and its output error term in one product (the fused
+    /// path; the layer must be one block): `output_layer_out = activation(hidden · weights)`,
+    /// `output_error_term = (target - y) * f'(y)`, with the non-finite watch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn output_layer(
+        &self,
+        ctx: &GpuContext,
+        config: &GemmConfig,
+        layer_input: &Region,
+        weights: &Region,
+        output_layer_out: &Region,
+        target: &Region,
+        output_error_term: &Region,
+        status: &Region,
+        (records, inputs, outputs): (usize, usize, usize),
+        activation: Activation,
+    ) -> Result<Vec<Dispatch>> {
+        expect_len(layer_input, records * inputs)?;
+        expect_len(weights, inputs * outputs)?;
+        for region in [output_layer_out, target, output_error_term] {
+            expect_len(region, records * outputs)?;
+        }
+        expect_len(status, STATUS_LEN)?;
+        let (m, k, n) = (
+            dim("records", records)?,
+            dim("inputs", inputs)?,
+            dim("outputs", outputs)?,
+        );
+        self.product(
+            ctx,
+            Product::OutputLayer,
+            config,
+            dims(m, n, k, activation_flag(activation), 0.0),
+            &[
+                (1, layer_input),
+                (2, weights),
+                (3, output_layer_out),
+                (4, target),
+                (5, output_error_term),
+                (STATUS_BINDING, status),
+            ],
+        )
+    }
+
     /// `output_error_term = (target - y) * f'(y)` element-wise over records x outputs; a
-    /// non-finite `y` is recorded in `status` (see `error_terms.wgsl`).
+    /// non-finite `y` is recorded in `status` (see `common.wgsl`).
     #[allow(clippy::too_many_arguments)]
     pub fn output_error_term(
         &self,
@@ -331,24 +557,16 @@ impl Kernels {
         expect_len(output_error_term, len)?;
         expect_len(status, STATUS_LEN)?;
         let (m, n) = (dim("records", records)?, dim("outputs", outputs)?);
-        let dims = Dims {
-            m,
-            n,
-            k: 0,
-            flag: activation_flag(activation),
-            scale: 0.0,
-            pad: [0; 3],
-        };
-        self.dispatch(
+        self.elementwise(
             ctx,
             ("output_error_term", &self.output_error_term),
-            dims,
-            Self::elementwise_grid(ctx, len)?,
+            dims(m, n, 0, activation_flag(activation), 0.0),
+            len,
             &[
                 (1, target),
                 (2, output_layer_out),
                 (3, output_error_term),
-                (8, status),
+                (STATUS_BINDING, status),
             ],
         )
     }
@@ -359,36 +577,28 @@ impl Kernels {
     pub fn hidden_error_term(
         &self,
         ctx: &GpuContext,
+        config: &GemmConfig,
         next_error_term: &Region,
         weights_to_next: &Region,
         hidden_layer_out: &Region,
         hidden_error_term: &Region,
         (records, hidden, next): (usize, usize, usize),
         part: Part,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         expect_len(next_error_term, records * next)?;
         expect_len(weights_to_next, hidden * next)?;
         expect_len(hidden_layer_out, records * hidden)?;
         expect_len(hidden_error_term, records * hidden)?;
-        check_reduction(ctx, next)?;
         let (m, n, k) = (
             dim("records", records)?,
             dim("hidden", hidden)?,
             dim("next", next)?,
         );
-        let dims = Dims {
-            m,
-            n,
-            k,
-            flag: part.flags(),
-            scale: 0.0,
-            pad: [0; 3],
-        };
-        self.dispatch(
+        self.product(
             ctx,
-            ("hidden_error_term", &self.hidden_error_term),
-            dims,
-            Self::matmul_grid(m, n),
+            Product::HiddenErrorTerm,
+            config,
+            dims(m, n, k, part.flags(), 0.0),
             &[
                 (4, next_error_term),
                 (5, weights_to_next),
@@ -404,6 +614,7 @@ impl Kernels {
     pub fn weight_update(
         &self,
         ctx: &GpuContext,
+        config: &GemmConfig,
         layer_input: &Region,
         error_term: &Region,
         weights: &Region,
@@ -411,34 +622,44 @@ impl Kernels {
         (records, inputs, units): (usize, usize, usize),
         learnrate: f32,
         apply: bool,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         expect_len(layer_input, records * inputs)?;
         expect_len(error_term, records * units)?;
         expect_len(weights, inputs * units)?;
         if !apply {
             expect_len(deltas, inputs * units)?;
         }
-        check_reduction(ctx, records)?;
         let (m, n, k) = (
             dim("inputs", inputs)?,
             dim("units", units)?,
             dim("records", records)?,
         );
-        let dims = Dims {
-            m,
-            n,
-            k,
-            flag: if apply { FLAG_APPLY } else { 0 },
-            scale: learnrate / records as f32,
-            pad: [0; 3],
-        };
-        self.dispatch(
+        self.product(
             ctx,
-            ("delta_weights", &self.weight_update),
-            dims,
-            Self::matmul_grid(m, n),
+            Product::WeightUpdate,
+            config,
+            dims(
+                m,
+                n,
+                k,
+                if apply { FLAG_APPLY } else { 0 },
+                learnrate / records as f32,
+            ),
             &[(1, layer_input), (2, error_term), (3, weights), (4, deltas)],
         )
+    }
+}
+
+/// The uniform of a dispatch (`k_slice` is set by `Kernels::product`).
+fn dims(m: u32, n: u32, k: u32, flag: u32, scale: f32) -> Dims {
+    Dims {
+        m,
+        n,
+        k,
+        flag,
+        scale,
+        k_slice: 0,
+        pad: [0; 2],
     }
 }
 

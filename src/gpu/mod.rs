@@ -5,6 +5,7 @@
 
 pub mod buffers;
 pub mod context;
+pub mod gemm;
 pub mod kernels;
 pub mod ops;
 
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 
 use crate::backend::{
-    check_epoch, records_per_pass, unknown, Backend, DataId, KernelTimes, RECORDS_PER_PASS,
+    check_epoch, records_per_pass, unknown, Backend, DataId, KernelTime, KernelTimes,
+    RECORDS_PER_PASS,
 };
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -25,6 +27,7 @@ use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::model::{weight_names, Activation, Network};
 use buffers::{map_read, split, BlockMatrix, Region};
 use context::GpuContext;
+use gemm::{GemmConfig, Product};
 use kernels::{Dispatch, Kernels, Part};
 use ops::KernelTwins;
 
@@ -79,7 +82,8 @@ struct BatchPlan {
     layer_outputs: Vec<BlockMatrix>,
     error_terms: Vec<BlockMatrix>,
     forward: Vec<Dispatch>,
-    output_error_term: Dispatch,
+    /// `None` where the output layer's forward product computes it (the fused path).
+    output_error_term: Option<Dispatch>,
     /// Back to front: the term of the last hidden layer first.
     hidden_error_terms: Vec<Dispatch>,
     apply_updates: Vec<Dispatch>,
@@ -98,6 +102,19 @@ impl GpuDevice {
     pub fn new(ctx: GpuContext) -> Arc<Self> {
         let kernels = Kernels::new(&ctx);
         Arc::new(GpuDevice { ctx, kernels })
+    }
+
+    /// The variant that computes `product` for a (records or inputs, units, K) shape: see
+    /// `gemm::select`.
+    pub fn choose(&self, product: Product, shape: (usize, usize, usize)) -> Result<GemmConfig> {
+        let (m, n, k) = product_dims(product, shape);
+        Ok(gemm::select::guess(m, n, k, &self.ctx.limits))
+    }
+
+    /// Whether the output layer of a (records, inputs, outputs) shape computes its error term
+    /// in its forward product: the fused path, one dispatch fewer per step.
+    pub fn fuse_output_layer(&self, _shape: (usize, usize, usize)) -> Result<bool> {
+        Ok(true)
     }
 
     /// The single-kernel twins of `cpu.rs` on this device.
@@ -310,47 +327,81 @@ impl GpuBackend {
             .collect::<Result<Vec<_>>>()?;
         let layer_input = |l: usize| if l == 0 { &x } else { &layer_outputs[l - 1] };
 
+        let last = n_layers - 1;
+        // The output layer's forward pass and error term are one product where the layer is one
+        // block and the device chose the fused path for its shape.
+        let fused = layout[last].len() == 1
+            && self
+                .device
+                .fuse_output_layer((records, layout[last][0].len(), self.n_outputs()))?;
+
         // Forward: each block of a layer's units sums over the blocks of its inputs.
         let mut forward = Vec::new();
         for l in 0..n_layers {
             let input = layer_input(l);
             for (j, units) in layout[l + 1].iter().enumerate() {
                 for (i, inputs) in layout[l].iter().enumerate() {
-                    forward.push(kernels.layer_forward(
-                        ctx,
-                        input.block(0, i),
-                        self.weights[l].block(i, j),
-                        layer_outputs[l].block(0, j),
-                        (records, inputs.len(), units.len()),
-                        self.activation(l),
-                        Part::of(i, layout[l].len()),
-                    )?);
+                    let shape = (records, inputs.len(), units.len());
+                    let dispatches = if l == last && fused {
+                        kernels.output_layer(
+                            ctx,
+                            &self.device.choose(Product::OutputLayer, shape)?,
+                            input.block(0, i),
+                            self.weights[l].block(i, j),
+                            layer_outputs[l].block(0, j),
+                            target.block(0, 0),
+                            error_terms[l].block(0, 0),
+                            &self.status,
+                            shape,
+                            self.output_activation,
+                        )?
+                    } else {
+                        kernels.layer_forward(
+                            ctx,
+                            &self.device.choose(Product::LayerForward, shape)?,
+                            input.block(0, i),
+                            self.weights[l].block(i, j),
+                            layer_outputs[l].block(0, j),
+                            shape,
+                            self.activation(l),
+                            Part::of(i, layout[l].len()),
+                        )?
+                    };
+                    forward.extend(dispatches);
                 }
             }
         }
-        let last = n_layers - 1;
-        let output_error_term = kernels.output_error_term(
-            ctx,
-            target.block(0, 0),
-            layer_outputs[last].block(0, 0),
-            error_terms[last].block(0, 0),
-            &self.status,
-            (records, self.n_outputs()),
-            self.output_activation,
-        )?;
+        let output_error_term = if fused {
+            None
+        } else {
+            Some(kernels.output_error_term(
+                ctx,
+                target.block(0, 0),
+                layer_outputs[last].block(0, 0),
+                error_terms[last].block(0, 0),
+                &self.status,
+                (records, self.n_outputs()),
+                self.output_activation,
+            )?)
+        };
         // Back to front: each block of a hidden layer sums over the blocks of the next layer.
         let mut hidden_error_terms = Vec::new();
         for l in (0..last).rev() {
             let next_blocks = &layout[l + 2];
             for (i, hidden) in layout[l + 1].iter().enumerate() {
                 for (j, next) in next_blocks.iter().enumerate() {
-                    hidden_error_terms.push(kernels.hidden_error_term(
+                    let shape = (records, hidden.len(), next.len());
+                    hidden_error_terms.extend(kernels.hidden_error_term(
                         ctx,
+                        &self.device.choose(
+                            Product::HiddenErrorTerm,
+                            (records, hidden.len(), next.len()),
+                        )?,
                         error_terms[l + 1].block(0, j),
                         self.weights[l + 1].block(i, j),
                         layer_outputs[l].block(0, i),
                         error_terms[l].block(0, i),
-                        (records, hidden.len(), next.len()),
+                        shape,
                         Part::of(j, next_blocks.len()),
                     )?);
                 }
@@ -385,13 +436,15 @@ impl GpuBackend {
             for (i, inputs) in self.layout[l].iter().enumerate() {
                 for (j, units) in self.layout[l + 1].iter().enumerate() {
                     let target = deltas.map_or(&self.unused_deltas, |d| d[l].block(i, j));
-                    updates.push(self.device.kernels.weight_update(
+                    let shape = (plan.records, inputs.len(), units.len());
+                    updates.extend(self.device.kernels.weight_update(
                         &self.device.ctx,
+                        &self.device.choose(Product::WeightUpdate, shape)?,
                         input.block(0, i),
                         plan.error_terms[l].block(0, j),
                         self.weights[l].block(i, j),
                         target,
-                        (plan.records, inputs.len(), units.len()),
+                        shape,
                         plan.learnrate,
                         deltas.is_none(),
                     )?);
@@ -498,7 +551,9 @@ impl GpuBackend {
             timestamp_writes: None,
         });
         plan.forward.iter().for_each(|d| d.record(&mut pass));
-        plan.output_error_term.record(&mut pass);
+        plan.output_error_term
+            .iter()
+            .for_each(|d| d.record(&mut pass));
         plan.hidden_error_terms
             .iter()
             .for_each(|d| d.record(&mut pass));
@@ -654,6 +709,18 @@ fn timestamps(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<u64>> {
         .chunks_exact(2)
         .map(|p| p[1].saturating_sub(p[0]))
         .collect())
+}
+
+/// The (M, N, K) of a product from the shape its constructor takes: (records, inputs, units)
+/// for the forward passes, (records, hidden, next) for the hidden error term, and (records,
+/// inputs, units) for the weight update, whose M is the inputs and K the records.
+pub fn product_dims(product: Product, shape: (usize, usize, usize)) -> (usize, usize, usize) {
+    let (a, b, c) = shape;
+    match product {
+        Product::LayerForward | Product::OutputLayer => (a, c, b),
+        Product::HiddenErrorTerm => (a, b, c),
+        Product::WeightUpdate => (b, c, a),
+    }
 }
 
 /// The unit blocks of every layer. Inputs and outputs stay whole (a batch of `max_records`
@@ -835,18 +902,30 @@ impl Backend for GpuBackend {
         let dispatches: Vec<&Dispatch> = plan
             .forward
             .iter()
-            .chain([&plan.output_error_term])
+            .chain(&plan.output_error_term)
             .chain(&plan.hidden_error_terms)
             .chain(&plan.apply_updates)
             .collect();
         let ticks = timestamps(&self.device.ctx, &dispatches)?;
         let period_ns = f64::from(self.device.ctx.queue.get_timestamp_period());
-        let mut totals: Vec<(String, f64)> = Vec::new();
+        let mut totals: KernelTimes = Vec::new();
         for (d, t) in dispatches.iter().zip(ticks) {
             let ms = t as f64 * period_ns * 1e-6;
-            match totals.iter_mut().find(|(k, _)| k == d.kernel) {
-                Some((_, total)) => *total += ms,
-                None => totals.push((d.kernel.to_string(), ms)),
+            let variant = d.variant.map(|v| v.name());
+            match totals
+                .iter_mut()
+                .find(|k| k.kernel == d.kernel && k.variant == variant)
+            {
+                Some(total) => {
+                    total.ms += ms;
+                    total.flops += d.flops;
+                }
+                None => totals.push(KernelTime {
+                    kernel: d.kernel.to_string(),
+                    variant,
+                    ms,
+                    flops: d.flops,
+                }),
             }
         }
         Ok(Some(totals))

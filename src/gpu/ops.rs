@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_all, Region};
 use crate::gpu::context::GpuContext;
+use crate::gpu::gemm::GemmConfig;
 use crate::gpu::kernels::{
     gather_indices, Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN,
 };
@@ -26,10 +27,11 @@ fn upload(ctx: &GpuContext, label: &str, a: ArrayView2<f32>) -> Result<Region> {
 }
 
 impl KernelTwins<'_> {
-    /// Submits `dispatch`, reads `output` back as rows x cols, and checks every region's guards.
+    /// Submits `dispatches` in one pass, reads `output` back as rows x cols, and checks every
+    /// region's guards.
     fn run(
         &self,
-        dispatch: Dispatch,
+        dispatches: Vec<Dispatch>,
         output: &Region,
         shape: (usize, usize),
         all: &[&Region],
@@ -40,7 +42,7 @@ impl KernelTwins<'_> {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            dispatch.record(&mut pass);
+            dispatches.iter().for_each(|d| d.record(&mut pass));
         }
         self.ctx.queue.submit([encoder.finish()]);
         let values = read_all(self.ctx, &[output], false)?.remove(0);
@@ -50,9 +52,10 @@ impl KernelTwins<'_> {
         Array2::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))
     }
 
-    /// GPU twin of [`crate::cpu::layer_forward`].
+    /// GPU twin of [`crate::cpu::layer_forward`], computed by the product variant `config`.
     pub fn layer_forward(
         &self,
+        config: &GemmConfig,
         layer_input: ArrayView2<f32>,
         weights: ArrayView2<f32>,
         activation: Activation,
@@ -64,6 +67,7 @@ impl KernelTwins<'_> {
         let out = Region::new(self.ctx, "layer_out", records * units, true)?;
         let d = self.kernels.layer_forward(
             self.ctx,
+            config,
             &input,
             &w,
             &out,
@@ -90,12 +94,51 @@ impl KernelTwins<'_> {
         let d = self
             .kernels
             .output_error_term(self.ctx, &t, &y, &term, &status, shape, activation)?;
-        self.run(d, &term, shape, &[&t, &y, &term, &status])
+        self.run(vec![d], &term, shape, &[&t, &y, &term, &status])
     }
 
-    /// GPU twin of [`crate::cpu::hidden_error_term`].
+    /// GPU twin of [`crate::cpu::layer_forward`] then [`crate::cpu::output_error_term`]: the
+    /// fused output layer. Returns `(output_layer_out, output_error_term)`.
+    pub fn output_layer(
+        &self,
+        config: &GemmConfig,
+        layer_input: ArrayView2<f32>,
+        weights: ArrayView2<f32>,
+        target: ArrayView2<f32>,
+        activation: Activation,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        let (records, inputs) = layer_input.dim();
+        let outputs = weights.ncols();
+        let input = upload(self.ctx, "layer_input", layer_input)?;
+        let w = upload(self.ctx, "weights", weights)?;
+        let t = upload(self.ctx, "target", target)?;
+        let y = Region::new(self.ctx, "output_layer_out", records * outputs, true)?;
+        let term = Region::new(self.ctx, "output_error_term", records * outputs, true)?;
+        let status = Region::new(self.ctx, "status", STATUS_LEN, true)?;
+        status.upload(self.ctx, &[0, NO_NON_FINITE_BATCH])?;
+        let d = self.kernels.output_layer(
+            self.ctx,
+            config,
+            &input,
+            &w,
+            &y,
+            &t,
+            &term,
+            &status,
+            (records, inputs, outputs),
+            activation,
+        )?;
+        let shape = (records, outputs);
+        let term_values = self.run(d, &term, shape, &[&input, &w, &t, &y, &term, &status])?;
+        let y_values = Array2::from_shape_vec(shape, y.read(self.ctx)?)
+            .map_err(|e| Error::Shape(e.to_string()))?;
+        Ok((y_values, term_values))
+    }
+
+    /// GPU twin of [`crate::cpu::hidden_error_term`], computed by the product variant `config`.
     pub fn hidden_error_term(
         &self,
+        config: &GemmConfig,
         next_error_term: ArrayView2<f32>,
         weights_to_next: ArrayView2<f32>,
         hidden_layer_out: ArrayView2<f32>,
@@ -108,6 +151,7 @@ impl KernelTwins<'_> {
         let term = Region::new(self.ctx, "hidden_error_term", records * hidden, true)?;
         let d = self.kernels.hidden_error_term(
             self.ctx,
+            config,
             &e,
             &w,
             &h,
@@ -122,6 +166,7 @@ impl KernelTwins<'_> {
     /// weights' region is checked to be unchanged).
     pub fn delta_weights(
         &self,
+        config: &GemmConfig,
         learnrate: f32,
         error_term: ArrayView2<f32>,
         layer_input: ArrayView2<f32>,
@@ -134,6 +179,7 @@ impl KernelTwins<'_> {
         let deltas = Region::new(self.ctx, "deltas", inputs * units, true)?;
         let d = self.kernels.weight_update(
             self.ctx,
+            config,
             &x,
             &e,
             &weights,
@@ -154,6 +200,7 @@ impl KernelTwins<'_> {
     /// The in-place form: `weights + delta_weights(..)`, as a training step applies it.
     pub fn apply_delta_weights(
         &self,
+        config: &GemmConfig,
         learnrate: f32,
         error_term: ArrayView2<f32>,
         layer_input: ArrayView2<f32>,
@@ -167,6 +214,7 @@ impl KernelTwins<'_> {
         let unused = Region::new(self.ctx, "deltas (unused when applying)", 1, true)?;
         let d = self.kernels.weight_update(
             self.ctx,
+            config,
             &x,
             &e,
             &w,
@@ -191,6 +239,6 @@ impl KernelTwins<'_> {
         let d = self
             .kernels
             .gather(self.ctx, &src, &idx, &out, (records, columns))?;
-        self.run(d, &out, (records, columns), &[&src, &idx, &out])
+        self.run(vec![d], &out, (records, columns), &[&src, &idx, &out])
     }
 }
