@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::tuning::TuningOptions;
 use crate::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use crate::guard::numeric::{check_network, Precision};
 use crate::model::Network;
@@ -35,20 +36,21 @@ pub enum CpuPrecision {
 }
 
 /// Creates the chosen backend holding `network`, to step with batches of up to `batch`
-/// records. `adapter` is a case-insensitive substring of an adapter name; `auto` falls back to
-/// the CPU when no GPU can be opened.
+/// records; a GPU tunes its kernels as `tuning` says. `adapter` is a case-insensitive substring
+/// of an adapter name; `auto` falls back to the CPU when no GPU can be opened.
 pub fn create(
     choice: BackendChoice,
     adapter: Option<&str>,
     network: &Network<f64>,
     precision: CpuPrecision,
     batch: usize,
+    tuning: TuningOptions,
 ) -> Result<Selected> {
-    let gpu = || -> Result<Box<dyn Backend>> {
+    let gpu = move || -> Result<Box<dyn Backend>> {
         let ctx = GpuContext::open(adapter)?;
         let options = GpuOptions::for_batch(&ctx, &network.layer_sizes(), batch)?;
         Ok(Box::new(GpuBackend::new(
-            GpuDevice::new(ctx),
+            GpuDevice::with_tuning(ctx, tuning),
             network,
             options,
         )?))

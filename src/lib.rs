@@ -20,6 +20,7 @@ pub mod model_file;
 pub mod report;
 pub mod seed;
 pub mod train;
+pub mod tune;
 pub mod validate;
 
 pub use backend::Backend;

@@ -29,6 +29,9 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// List the GPU adapters wgpu reaches and their limits.
     Info(commands::info::InfoArgs),
+    /// Time every GEMM variant of a step's products on this GPU, check each against the f64
+    /// reference, and cache the winners.
+    Tune(commands::tune::TuneArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Tune(args) => commands::tune::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -441,30 +441,51 @@ fn the_gpu_follows_the_cpu_training_curve() {
         return;
     };
     let dir = Dir::new();
-    for (backend, file) in [("cpu", "cpu.json"), ("gpu", "gpu.json")] {
-        backprop()
-            .args([
-                "train",
-                "--quiet",
-                "--epochs",
-                "3",
-                "--backend",
-                backend,
-                "--adapter",
-                &ctx.info.name,
-                "--metrics",
-                file,
-            ])
-            .current_dir(dir.0.path())
-            .assert()
-            .success();
+    // The GPU with its kernels tuned on this device (cached in the test's own directory) and
+    // with the heuristic ones: both must follow the CPU.
+    for (backend, file, tune) in [
+        ("cpu", "cpu.json", "--no-tune"),
+        ("gpu", "tuned.json", ""),
+        ("gpu", "guessed.json", "--no-tune"),
+    ] {
+        let mut cmd = backprop();
+        cmd.args([
+            "train",
+            "--quiet",
+            "--epochs",
+            "3",
+            "--backend",
+            backend,
+            "--adapter",
+            &ctx.info.name,
+            "--metrics",
+            file,
+        ])
+        .env("BACKPROP_CACHE_DIR", dir.path("cache"))
+        .current_dir(dir.0.path());
+        if !tune.is_empty() {
+            cmd.arg(tune);
+        }
+        let out = cmd.assert().success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        // Tuning says what it did, one line per newly tuned shape.
+        assert_eq!(
+            stderr.contains("tuned "),
+            file == "tuned.json",
+            "{file}: {stderr}"
+        );
     }
-    let (cpu_curve, gpu_curve) = (
-        losses(&metrics(&dir.path("cpu.json"))),
-        losses(&metrics(&dir.path("gpu.json"))),
-    );
+    assert!(dir.path("cache").join("tune.json").exists());
+    let cpu_curve = losses(&metrics(&dir.path("cpu.json")));
     assert_eq!(cpu_curve.len(), 3);
-    for (epoch, (c, g)) in cpu_curve.iter().zip(&gpu_curve).enumerate() {
+    for gpu_file in ["tuned.json", "guessed.json"] {
+        let gpu_curve = losses(&metrics(&dir.path(gpu_file)));
+        check_curves(&cpu_curve, &gpu_curve);
+    }
+}
+
+fn check_curves(cpu_curve: &[(f64, f64)], gpu_curve: &[(f64, f64)]) {
+    for (epoch, (c, g)) in cpu_curve.iter().zip(gpu_curve).enumerate() {
         // Both compute in fp32 and differ only in summation order (~1e-7 relative per step,
         // measured at most 5e-7 after 10 epochs on lavapipe); 1e-5 allows for the growth of
         // that difference over 1,450 steps while catching any real divergence.

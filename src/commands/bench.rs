@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Seconds one size may spend on one backend before sampling stops (after three samples).
     #[arg(long, default_value_t = 30.0, allow_hyphen_values = true)]
     budget: f64,
+    /// Use the heuristic GEMM variants instead of tuning them on this GPU.
+    #[arg(long)]
+    no_tune: bool,
     /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
@@ -130,7 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let device: Option<std::result::Result<Arc<GpuDevice>, String>> =
         args.backend.contains(&BenchBackend::Gpu).then(|| {
             GpuContext::open(args.adapter.as_deref())
-                .map(GpuDevice::new)
+                .map(|ctx| GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false)))
                 .map_err(|e| e.to_string())
         });
     let mut rows: Vec<Row> = Vec::new();

@@ -5,6 +5,7 @@ pub mod info;
 pub mod predict;
 pub mod step;
 pub mod train;
+pub mod tune;
 pub mod validate;
 
 use std::io::Write;
@@ -68,6 +69,21 @@ pub struct BackendArgs {
     /// (`backprop info` lists them).
     #[arg(long, value_name = "NAME", env = "BACKPROP_ADAPTER")]
     adapter: Option<String>,
+    /// Use the heuristic GEMM variants instead of timing each on this GPU (see `backprop tune`).
+    #[arg(long)]
+    no_tune: bool,
+}
+
+/// The tuning a command's GPU does: on unless `--no-tune`, cached in the user's cache
+/// directory, each newly tuned shape said in one line on stderr.
+pub fn tuning(no_tune: bool, retune: bool) -> backprop::gpu::tuning::TuningOptions {
+    backprop::gpu::tuning::TuningOptions {
+        enabled: !no_tune,
+        retune,
+        force: None,
+        cache_dir: backprop::tune::cache::default_dir(),
+        notify: Some(Box::new(|line: &str| errln!("{line}"))),
+    }
 }
 
 impl BackendArgs {
@@ -100,6 +116,7 @@ impl BackendArgs {
             network,
             precision,
             batch,
+            tuning(self.no_tune, false),
         )?;
         if let Some(note) = selected.note {
             errln!("{note}");

@@ -5,6 +5,8 @@ use super::{errln, outln};
 use anyhow::{bail, Result};
 
 use backprop::gpu::context::GpuContext;
+use backprop::gpu::gemm::select::candidates;
+use backprop::gpu::tuning::TuningOptions;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::validate::{cases, check_case, problem, Row};
 use backprop::{Backend, CpuBackend};
@@ -30,42 +32,77 @@ pub struct ValidateArgs {
     /// Seed of the random problems.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Run every case once per GEMM variant the adapter can run, alternating the fused and
+    /// the separate output layer, instead of once with the heuristic choice.
+    #[arg(long)]
+    all_variants: bool,
     /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: ValidateArgs) -> Result<()> {
-    let device = match args.backend {
-        ValidateBackend::Gpu => Some(GpuDevice::new(GpuContext::open(args.adapter.as_deref())?)),
-        ValidateBackend::Cpu => None,
+    let gpu = args.backend == ValidateBackend::Gpu;
+    let open = |force| -> Result<std::sync::Arc<GpuDevice>> {
+        let ctx = GpuContext::open(args.adapter.as_deref())?;
+        let options = TuningOptions {
+            force,
+            ..TuningOptions::default()
+        };
+        Ok(GpuDevice::with_tuning(ctx, options))
     };
-    let description = device
+    // One device per forced variant (or one with the heuristic choice); none for the CPU.
+    let devices: Vec<(String, Option<std::sync::Arc<GpuDevice>>)> = match (gpu, args.all_variants) {
+        (false, _) => vec![(String::new(), None)],
+        (true, false) => vec![(String::new(), Some(open(None)?))],
+        (true, true) => {
+            let limits = open(None)?.ctx.limits.clone();
+            candidates(&limits)
+                .into_iter()
+                .enumerate()
+                .map(|(i, config)| {
+                    let fused = i % 2 == 0;
+                    let label = format!(
+                        " [{}, {} output layer]",
+                        config.name(),
+                        if fused { "fused" } else { "separate" }
+                    );
+                    Ok((label, Some(open(Some((config, fused)))?)))
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let description = devices[0]
+        .1
         .as_ref()
         .map_or_else(|| "cpu (f32)".to_string(), |d| d.ctx.describe());
     errln!("backend: {description}");
     let mut rows: Vec<Row> = Vec::new();
-    for (i, case) in cases(args.cases as usize, args.seed).iter().enumerate() {
-        let (network, x, target) = problem(case, args.seed.wrapping_add(i as u64))?;
-        let mut backend: Box<dyn Backend> = match &device {
-            Some(device) => Box::new(GpuBackend::new(
-                device.clone(),
-                &network,
-                GpuOptions {
-                    guard_regions: true,
-                    max_records: case.records,
-                },
-            )?),
-            None => Box::new(CpuBackend::<f32>::new(&network)),
-        };
-        rows.extend(check_case(
-            backend.as_mut(),
-            case,
-            &network,
-            x.view(),
-            target.view(),
-            0.5,
-        )?);
+    for (label, device) in &devices {
+        for (i, case) in cases(args.cases as usize, args.seed).iter().enumerate() {
+            let (network, x, target) = problem(case, args.seed.wrapping_add(i as u64))?;
+            let check = |backend: &mut dyn Backend| {
+                check_case(backend, case, &network, x.view(), target.view(), 0.5)
+            };
+            let checked = match device {
+                Some(device) => {
+                    let options = GpuOptions {
+                        guard_regions: true,
+                        max_records: case.records,
+                    };
+                    let mut gpu = GpuBackend::new(device.clone(), &network, options)?;
+                    let checked = check(&mut gpu)?;
+                    // No kernel of any variant wrote outside its regions.
+                    gpu.check_guards()?;
+                    checked
+                }
+                None => check(&mut CpuBackend::<f32>::new(&network))?,
+            };
+            rows.extend(checked.into_iter().map(|mut row| {
+                row.case.push_str(label);
+                row
+            }));
+        }
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;

@@ -8,6 +8,8 @@ pub mod context;
 pub mod gemm;
 pub mod kernels;
 pub mod ops;
+pub mod timing;
+pub mod tuning;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -25,9 +27,9 @@ use crate::guard::interrupt;
 use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::model::{weight_names, Activation, Network};
-use buffers::{map_read, split, BlockMatrix, Region};
+use buffers::{split, BlockMatrix, Region};
 use context::GpuContext;
-use gemm::{GemmConfig, Product};
+use gemm::Product;
 use kernels::{Dispatch, Kernels, Part};
 use ops::KernelTwins;
 
@@ -96,25 +98,24 @@ struct BatchPlan {
 pub struct GpuDevice {
     pub ctx: GpuContext,
     pub kernels: Kernels,
+    /// How products choose their variants (see `tuning`).
+    pub tuning: tuning::Tuning,
 }
 
 impl GpuDevice {
+    /// A device whose products use the heuristic variants (no tuning).
     pub fn new(ctx: GpuContext) -> Arc<Self> {
+        Self::with_tuning(ctx, tuning::TuningOptions::default())
+    }
+
+    /// A device that tunes its products as `options` say.
+    pub fn with_tuning(ctx: GpuContext, options: tuning::TuningOptions) -> Arc<Self> {
         let kernels = Kernels::new(&ctx);
-        Arc::new(GpuDevice { ctx, kernels })
-    }
-
-    /// The variant that computes `product` for a (records or inputs, units, K) shape: see
-    /// `gemm::select`.
-    pub fn choose(&self, product: Product, shape: (usize, usize, usize)) -> Result<GemmConfig> {
-        let (m, n, k) = product_dims(product, shape);
-        Ok(gemm::select::guess(m, n, k, &self.ctx.limits))
-    }
-
-    /// Whether the output layer of a (records, inputs, outputs) shape computes its error term
-    /// in its forward product: the fused path, one dispatch fewer per step.
-    pub fn fuse_output_layer(&self, _shape: (usize, usize, usize)) -> Result<bool> {
-        Ok(true)
+        Arc::new(GpuDevice {
+            ctx,
+            kernels,
+            tuning: tuning::Tuning::new(options),
+        })
     }
 
     /// The single-kernel twins of `cpu.rs` on this device.
@@ -653,64 +654,6 @@ impl GpuBackend {
     }
 }
 
-/// Runs each dispatch in its own compute pass between two timestamps and returns each one's
-/// duration in timestamp ticks (a query set holds at most 4,096 timestamps: 2,048 dispatches).
-fn timestamps(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<u64>> {
-    let count = u32::try_from(2 * dispatches.len())
-        .ok()
-        .filter(|&c| c <= wgpu::QUERY_SET_MAX_QUERIES)
-        .ok_or_else(|| {
-            Error::Gpu(format!(
-                "{} dispatches are too many to time",
-                dispatches.len()
-            ))
-        })?;
-    let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("kernel timestamps"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let bytes = u64::from(count) * 8;
-    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("resolved timestamps"),
-        size: bytes,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("timestamp read-back"),
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("timed step"),
-        });
-    for (i, d) in dispatches.iter().enumerate() {
-        let at = 2 * i as u32;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(d.kernel),
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: &queries,
-                beginning_of_pass_write_index: Some(at),
-                end_of_pass_write_index: Some(at + 1),
-            }),
-        });
-        d.record(&mut pass);
-    }
-    encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-    encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
-    ctx.queue.submit([encoder.finish()]);
-    let bytes = map_read(ctx, &staging)?;
-    let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
-    Ok(stamps
-        .chunks_exact(2)
-        .map(|p| p[1].saturating_sub(p[0]))
-        .collect())
-}
-
 /// The (M, N, K) of a product from the shape its constructor takes: (records, inputs, units)
 /// for the forward passes, (records, hidden, next) for the hidden error term, and (records,
 /// inputs, units) for the weight update, whose M is the inputs and K the records.
@@ -906,7 +849,7 @@ impl Backend for GpuBackend {
             .chain(&plan.hidden_error_terms)
             .chain(&plan.apply_updates)
             .collect();
-        let ticks = timestamps(&self.device.ctx, &dispatches)?;
+        let ticks = timing::timestamps(&self.device.ctx, &dispatches)?;
         let period_ns = f64::from(self.device.ctx.queue.get_timestamp_period());
         let mut totals: KernelTimes = Vec::new();
         for (d, t) in dispatches.iter().zip(ticks) {
