@@ -53,6 +53,18 @@ impl Product {
         }
     }
 
+    /// The (M, N, K) of the product from the shape its constructor takes: (records, inputs,
+    /// units) for the forward passes, (records, hidden, next) for the hidden error term, and
+    /// (records, inputs, units) for the weight update, whose M is the inputs and K the records.
+    pub fn dims(self, shape: (usize, usize, usize)) -> (usize, usize, usize) {
+        let (a, b, c) = shape;
+        match self {
+            Product::LayerForward | Product::OutputLayer => (a, c, b),
+            Product::HiddenErrorTerm => (a, b, c),
+            Product::WeightUpdate => (b, c, a),
+        }
+    }
+
     /// The step's source: bindings, `load_a`, `load_b`, `store` (and the forward hook).
     pub fn step_source(self) -> String {
         match self {

@@ -1,0 +1,600 @@
+//! `GpuBackend`: the training step on the device. Pipelines are built once per device, buffers
+//! and bind groups once per network shape and batch size; a step is one compute pass with one
+//! dispatch per kernel, and an epoch is recorded into few submissions with no read-back.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView2};
+
+use super::buffers::{BlockMatrix, Region};
+use super::context::{self, GpuContext};
+use super::device::GpuDevice;
+use super::kernels::{self, Dispatch};
+use super::layout::plan_layout;
+use super::pacer::{Pacer, BATCHES_PER_SUBMISSION};
+use super::plan::BatchPlan;
+use super::timing;
+use crate::backend::{
+    check_epoch, records_per_pass, unknown, Backend, DataId, KernelTime, KernelTimes,
+    RECORDS_PER_PASS,
+};
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::guard::memory::human;
+use crate::guard::numeric::{check_network, check_representable, Precision};
+use crate::model::{weight_names, Activation, Network};
+
+/// How the GPU backend allocates its memory.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuOptions {
+    /// Fence every region with sentinel bands that [`GpuBackend::check_guards`] verifies.
+    pub guard_regions: bool,
+    /// The most records one pass computes (a batch, or a slice of a prediction). Hidden layers
+    /// are split so that this many records' activations of one block fit a binding.
+    pub max_records: usize,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            guard_regions: false,
+            max_records: RECORDS_PER_PASS,
+        }
+    }
+}
+
+impl GpuOptions {
+    /// The options for training on batches of `batch` records: passes of up to
+    /// `RECORDS_PER_PASS` records (predictions go faster in large slices), fewer where that many
+    /// records' activations would crowd the device's memory budget or where a pass's inputs or
+    /// outputs would not fit one storage binding, and never fewer than `batch`.
+    pub fn for_batch(ctx: &GpuContext, layer_sizes: &[usize], batch: usize) -> Result<Self> {
+        let widest_edge = layer_sizes[0]
+            .max(layer_sizes[layer_sizes.len() - 1])
+            .max(1);
+        let fit_binding =
+            usize::try_from(ctx.max_binding_bytes / 4).unwrap_or(usize::MAX) / widest_edge;
+        let fit_memory = records_per_pass(
+            layer_sizes,
+            4,
+            RECORDS_PER_PASS,
+            Some(ctx.memory_budget.bytes),
+        )?;
+        Ok(GpuOptions {
+            guard_regions: false,
+            max_records: fit_memory.min(fit_binding).max(batch).max(1),
+        })
+    }
+}
+
+/// A data set resident on the device.
+struct ResidentData {
+    records: usize,
+    x: Region,
+    target: Region,
+    /// Allocated by the first epoch over this data: the order, and the rows gathered in it.
+    shuffled: Option<Shuffled>,
+    /// Allocated by the first prediction over this data.
+    predictions: Option<Region>,
+}
+
+struct Shuffled {
+    /// `0, 1, 2, …` as u32: batch `i` copies its number from here into the status watch.
+    batch_numbers: Region,
+    order: Region,
+    x: Region,
+    target: Region,
+    gather_x: Dispatch,
+    gather_target: Dispatch,
+}
+
+pub struct GpuBackend {
+    pub(super) device: Arc<GpuDevice>,
+    pub(super) options: GpuOptions,
+    pub(super) layer_sizes: Vec<usize>,
+    pub(super) output_activation: Activation,
+    /// The unit blocks of each layer (inputs, hidden layers, outputs): a hidden layer too
+    /// wide for one storage binding is split, and every matrix touching it with it.
+    pub(super) layout: Vec<Vec<Range<usize>>>,
+    pub(super) weights: Vec<BlockMatrix>,
+    pub(super) deltas: Option<Vec<BlockMatrix>>,
+    /// Bound as `deltas` by in-place updates, which never touch it.
+    pub(super) unused_deltas: Region,
+    /// The non-finite watch of the output error term kernel (see `error_terms.wgsl`).
+    pub(super) status: Region,
+    /// One plan per batch size in use (an epoch needs its batch size and the remainder).
+    pub(super) plans: HashMap<usize, BatchPlan>,
+    /// Batches per submission the last epoch settled on (see `Pacer`).
+    pub(super) batches_per_submission: usize,
+    data: Vec<ResidentData>,
+}
+
+impl GpuBackend {
+    /// Uploads `network` to `device`, split into blocks where it exceeds a storage binding.
+    pub fn new(
+        device: Arc<GpuDevice>,
+        network: &Network<f64>,
+        options: GpuOptions,
+    ) -> Result<Self> {
+        let ctx = &device.ctx;
+        check_network(network, Precision::F32)?;
+        let layer_sizes = network.layer_sizes();
+        let layout = plan_layout(
+            &layer_sizes,
+            ctx.max_binding_bytes / 4,
+            options.max_records,
+            ctx.max_reduction,
+        )?;
+        let names = weight_names(network.weights().len());
+        let weights = network
+            .weights()
+            .iter()
+            .enumerate()
+            .map(|(l, w)| {
+                let matrix = BlockMatrix::new(
+                    ctx,
+                    &names[l],
+                    layout[l].clone(),
+                    layout[l + 1].clone(),
+                    options.guard_regions,
+                )?;
+                matrix.upload(ctx, w.view())?;
+                Ok(matrix)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let unused_deltas = Region::new(ctx, "unused deltas", 1, options.guard_regions)?;
+        let status = Region::new(ctx, "status", kernels::STATUS_LEN, options.guard_regions)?;
+        status.upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
+        Ok(GpuBackend {
+            status,
+            options,
+            layer_sizes,
+            output_activation: network.output_activation(),
+            layout,
+            weights,
+            deltas: None,
+            unused_deltas,
+            plans: HashMap::new(),
+            batches_per_submission: 1,
+            data: Vec::new(),
+            device,
+        })
+    }
+
+    /// How many blocks each layer's units are split into (1 everywhere for a network whose
+    /// matrices fit the adapter's bindings).
+    pub fn blocks_per_layer(&self) -> Vec<usize> {
+        self.layout.iter().map(Vec::len).collect()
+    }
+
+    pub(super) fn n_layers(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub(super) fn activation(&self, l: usize) -> Activation {
+        if l + 1 == self.n_layers() {
+            self.output_activation
+        } else {
+            Activation::Sigmoid
+        }
+    }
+
+    /// Uploads one batch into the plan for its size.
+    fn upload_batch(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: Option<ArrayView2<f64>>,
+        learnrate: f32,
+    ) -> Result<usize> {
+        let records = x.nrows();
+        check_representable("input", x, Precision::F32)?;
+        if let Some(target) = target {
+            check_representable("target", target, Precision::F32)?;
+        }
+        self.plan_for(records, learnrate)?;
+        let plan = self.plan(records)?;
+        plan.x.upload(&self.device.ctx, x)?;
+        if let Some(target) = target {
+            plan.target.upload(&self.device.ctx, target)?;
+        }
+        Ok(records)
+    }
+
+    pub(super) fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    pub(super) fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.device.ctx.queue.submit([encoder.finish()]);
+    }
+
+    pub(super) fn n_outputs(&self) -> usize {
+        self.layer_sizes[self.layer_sizes.len() - 1]
+    }
+
+    /// Allocates the order and the gathered rows of data set `id`.
+    fn ensure_shuffled(&mut self, id: usize) -> Result<()> {
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let kernels = &self.device.kernels;
+        let data = &mut self.data[id];
+        if data.shuffled.is_some() {
+            return Ok(());
+        }
+        let records = data.records;
+        let (n_inputs, n_outputs) = (
+            self.layer_sizes[0],
+            self.layer_sizes[self.layer_sizes.len() - 1],
+        );
+        let order = Region::new(ctx, &format!("data {id} order"), records, guarded)?;
+        let batch_numbers =
+            Region::new(ctx, &format!("data {id} batch numbers"), records, guarded)?;
+        batch_numbers.upload(
+            ctx,
+            &kernels::gather_indices(&(0..records).collect::<Vec<_>>())?,
+        )?;
+        let x = Region::new(
+            ctx,
+            &format!("data {id} shuffled x"),
+            records * n_inputs,
+            guarded,
+        )?;
+        let target = Region::new(
+            ctx,
+            &format!("data {id} shuffled target"),
+            records * n_outputs,
+            guarded,
+        )?;
+        let gather_x = kernels.gather(ctx, &data.x, &order, &x, (records, n_inputs))?;
+        let gather_target =
+            kernels.gather(ctx, &data.target, &order, &target, (records, n_outputs))?;
+        data.shuffled = Some(Shuffled {
+            batch_numbers,
+            order,
+            x,
+            target,
+            gather_x,
+            gather_target,
+        });
+        Ok(())
+    }
+
+    fn check_batch(&self, x: (usize, usize), target: (usize, usize)) -> Result<()> {
+        let n = self.layer_sizes.len();
+        cpu::check_batch(self.layer_sizes[0], self.layer_sizes[n - 1], x, target)
+    }
+
+    /// Reads every region back with its guard bands and fails if any sentinel changed.
+    pub fn check_guards(&self) -> Result<()> {
+        let mut regions: Vec<&Region> =
+            self.weights.iter().flat_map(BlockMatrix::regions).collect();
+        regions.extend([&self.unused_deltas, &self.status]);
+        regions.extend(self.deltas.iter().flatten().flat_map(BlockMatrix::regions));
+        for plan in self.plans.values() {
+            let matrices = [&plan.x, &plan.target].into_iter();
+            let matrices = matrices
+                .chain(plan.layer_outputs.iter())
+                .chain(&plan.error_terms);
+            regions.extend(matrices.flat_map(BlockMatrix::regions));
+        }
+        for data in &self.data {
+            regions.extend([&data.x, &data.target]);
+            regions.extend(data.predictions.iter());
+            if let Some(s) = &data.shuffled {
+                regions.extend([&s.batch_numbers, &s.order, &s.x, &s.target]);
+            }
+        }
+        regions
+            .iter()
+            .try_for_each(|r| r.check_guards(&self.device.ctx))
+    }
+}
+
+fn to_f32(a: ArrayView2<f64>) -> Vec<f32> {
+    a.iter().map(|&v| v as f32).collect()
+}
+
+fn to_f64(values: Vec<f32>, shape: (usize, usize)) -> Result<Array2<f64>> {
+    Array2::from_shape_vec(shape, values.into_iter().map(f64::from).collect())
+        .map_err(|e| Error::Shape(e.to_string()))
+}
+
+impl Backend for GpuBackend {
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    fn description(&self) -> String {
+        self.device.ctx.describe()
+    }
+
+    fn delta_weights(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Vec<Array2<f64>>> {
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        self.ensure_delta_updates(records)?;
+        let mut encoder = self.encoder("delta weights");
+        self.record_step(&mut encoder, records, false)?;
+        self.submit(encoder);
+        self.deltas
+            .iter()
+            .flatten()
+            .map(|d| d.read(&self.device.ctx))
+            .collect()
+    }
+
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<()> {
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        let mut encoder = self.encoder("train step");
+        self.record_step(&mut encoder, records, true)?;
+        self.submit(encoder);
+        Ok(())
+    }
+
+    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let n_outputs = self.n_outputs();
+        self.check_batch(x.dim(), (x.nrows(), n_outputs))?;
+        let data = self.load_data(x, Array2::zeros((x.nrows(), n_outputs)).view())?;
+        let predictions = self.predict_data(data);
+        self.data.pop();
+        predictions
+    }
+
+    fn network(&mut self) -> Result<Network<f64>> {
+        let weights = self
+            .weights
+            .iter()
+            .map(|w| w.read(&self.device.ctx))
+            .collect::<Result<Vec<_>>>()?;
+        Network::new(weights, self.output_activation)
+    }
+
+    fn train_steps(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+        count: usize,
+    ) -> Result<()> {
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        for steps in (0..count)
+            .collect::<Vec<_>>()
+            .chunks(BATCHES_PER_SUBMISSION)
+        {
+            let mut encoder = self.encoder("train steps");
+            for _ in steps {
+                self.record_step(&mut encoder, records, true)?;
+            }
+            self.submit(encoder);
+        }
+        Ok(())
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        let ctx = &self.device.ctx;
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        ctx.check_errors()
+    }
+
+    fn kernel_times(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Option<KernelTimes>> {
+        if !self.device.ctx.has_timestamps() {
+            return Ok(None);
+        }
+        self.check_batch(x.dim(), target.dim())?;
+        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
+        let plan = self.plan(records)?;
+        let dispatches: Vec<&Dispatch> = plan
+            .forward
+            .iter()
+            .chain(&plan.output_error_term)
+            .chain(&plan.hidden_error_terms)
+            .chain(&plan.apply_updates)
+            .collect();
+        let ticks = timing::timestamps(&self.device.ctx, &dispatches)?;
+        let period_ns = f64::from(self.device.ctx.queue.get_timestamp_period());
+        let mut totals: KernelTimes = Vec::new();
+        for (d, t) in dispatches.iter().zip(ticks) {
+            let ms = t as f64 * period_ns * 1e-6;
+            let variant = d.variant.map(|v| v.name());
+            match totals
+                .iter_mut()
+                .find(|k| k.kernel == d.kernel && k.variant == variant)
+            {
+                Some(total) => {
+                    total.ms += ms;
+                    total.flops += d.flops;
+                }
+                None => totals.push(KernelTime {
+                    kernel: d.kernel.to_string(),
+                    variant,
+                    ms,
+                    flops: d.flops,
+                }),
+            }
+        }
+        Ok(Some(totals))
+    }
+
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+        self.check_batch(x.dim(), target.dim())?;
+        check_representable("input", x, Precision::F32)?;
+        check_representable("target", target, Precision::F32)?;
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let id = self.data.len();
+        let (records, inputs) = x.dim();
+        // A loaded data set is one binding (the gather kernel reads it whole): say so in the
+        // user's terms, not a buffer's.
+        let widest = inputs.max(target.ncols()) as u64;
+        if (records as u64).saturating_mul(widest).saturating_mul(4) > ctx.max_binding_bytes {
+            return Err(Error::Gpu(format!(
+                "a data set of {records} records x {widest} values is larger than one storage binding of {} on {}{}; data sets are not split across bindings: use fewer records or --backend cpu",
+                human(ctx.max_binding_bytes),
+                ctx.info.name,
+                if std::env::var_os(context::MAX_BINDING_VAR).is_some() {
+                    format!(" (capped by {})", context::MAX_BINDING_VAR)
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        let x_region = Region::new(
+            ctx,
+            &format!("data set {id}: {records} records x {inputs} inputs"),
+            x.len(),
+            guarded,
+        )?;
+        x_region.upload(ctx, &to_f32(x))?;
+        let target_region = Region::new(
+            ctx,
+            &format!("data set {id}: {records} targets"),
+            target.len(),
+            guarded,
+        )?;
+        target_region.upload(ctx, &to_f32(target))?;
+        self.data.push(ResidentData {
+            records: x.nrows(),
+            x: x_region,
+            target: target_region,
+            shuffled: None,
+            predictions: None,
+        });
+        Ok(DataId(id))
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<Option<usize>> {
+        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        // The gather kernel trusts the order: this check is what keeps it in bounds.
+        check_epoch(records, order, batch)?;
+        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        self.ensure_shuffled(data.0)?;
+        // Every batch is full but perhaps the last: two plans cover the epoch.
+        self.plan_for(batch.min(records), learnrate as f32)?;
+        if records % batch != 0 && records > batch {
+            self.plan_for(records % batch, learnrate as f32)?;
+        }
+        let ctx = &self.device.ctx;
+        let resident = &self.data[data.0];
+        let shuffled = resident
+            .shuffled
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
+        shuffled
+            .order
+            .upload(ctx, &kernels::gather_indices(order)?)?;
+        self.status
+            .upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
+
+        let mut encoder = self.encoder("epoch");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            shuffled.gather_x.record(&mut pass);
+            shuffled.gather_target.record(&mut pass);
+        }
+        let mut pacer = Pacer::new(self.batches_per_submission);
+        let mut recorded = 0;
+        for (i, chunk) in order.chunks(batch).enumerate() {
+            let start = i * batch;
+            let plan = self.plan(chunk.len())?;
+            self.status
+                .copy_from(&mut encoder, &shuffled.batch_numbers, i, 0, 1)?;
+            plan.x.block(0, 0).copy_from(
+                &mut encoder,
+                &shuffled.x,
+                start * n_inputs,
+                0,
+                chunk.len() * n_inputs,
+            )?;
+            plan.target.block(0, 0).copy_from(
+                &mut encoder,
+                &shuffled.target,
+                start * n_outputs,
+                0,
+                chunk.len() * n_outputs,
+            )?;
+            self.record_step(&mut encoder, chunk.len(), true)?;
+            recorded += 1;
+            if recorded == pacer.per_submission {
+                let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
+                pacer.submit(ctx, full)?;
+                recorded = 0;
+            }
+        }
+        pacer.submit(ctx, encoder)?;
+        let per_submission = pacer.per_submission;
+        let first_bad = self.status.read_u32(ctx)?[1];
+        self.batches_per_submission = per_submission;
+        Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
+    }
+
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
+        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        let chunk = records
+            .min(self.options.max_records)
+            .min(self.device.ctx.max_reduction);
+        let learnrate = self.plans.get(&chunk).map_or(0.0, |p| p.learnrate);
+        self.plan_for(chunk, learnrate)?;
+        if records % chunk != 0 {
+            self.plan_for(records % chunk, learnrate)?;
+        }
+        if self.data[data.0].predictions.is_none() {
+            let region = Region::new(
+                &self.device.ctx,
+                &format!("data {} predictions", data.0),
+                records * n_outputs,
+                self.options.guard_regions,
+            )?;
+            self.data[data.0].predictions = Some(region);
+        }
+        let resident = &self.data[data.0];
+        let predictions = resident.predictions.as_ref().ok_or_else(|| unknown(data))?;
+        let mut encoder = self.encoder("predict");
+        for start in (0..records).step_by(chunk) {
+            let len = chunk.min(records - start);
+            let plan = self.plan(len)?;
+            plan.x.block(0, 0).copy_from(
+                &mut encoder,
+                &resident.x,
+                start * n_inputs,
+                0,
+                len * n_inputs,
+            )?;
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                plan.forward.iter().for_each(|d| d.record(&mut pass));
+            }
+            let output = plan.layer_outputs[plan.layer_outputs.len() - 1].block(0, 0);
+            predictions.copy_from(&mut encoder, output, 0, start * n_outputs, len * n_outputs)?;
+        }
+        self.submit(encoder);
+        to_f64(predictions.read(&self.device.ctx)?, (records, n_outputs))
+    }
+}

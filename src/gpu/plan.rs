@@ -1,0 +1,286 @@
+//! The plan of one batch size: the regions of a step's activations and error terms and every
+//! dispatch of the step (forward, output error term, hidden error terms back to front, weight
+//! updates), each product in the variant its device chose for its shape.
+
+use super::backend::GpuBackend;
+use super::buffers::{split, BlockMatrix};
+use super::gemm::Product;
+use super::kernels::{Dispatch, Part};
+use crate::error::{Error, Result};
+
+/// The buffers and recorded dispatches for one batch size.
+pub(super) struct BatchPlan {
+    pub(super) records: usize,
+    pub(super) x: BlockMatrix,
+    pub(super) target: BlockMatrix,
+    pub(super) layer_outputs: Vec<BlockMatrix>,
+    pub(super) error_terms: Vec<BlockMatrix>,
+    pub(super) forward: Vec<Dispatch>,
+    /// `None` where the output layer's forward product computes it (the fused path).
+    pub(super) output_error_term: Option<Dispatch>,
+    /// Back to front: the term of the last hidden layer first.
+    pub(super) hidden_error_terms: Vec<Dispatch>,
+    pub(super) apply_updates: Vec<Dispatch>,
+    /// Built the first time deltas are asked for (`backprop step`, validation).
+    pub(super) delta_updates: Option<Vec<Dispatch>>,
+    pub(super) learnrate: f32,
+}
+
+impl GpuBackend {
+    pub(super) fn build_plan(&self, records: usize, learnrate: f32) -> Result<BatchPlan> {
+        // The weight update sums over the batch's records in one dispatch.
+        let max_reduction = self.device.ctx.max_reduction;
+        if records > max_reduction {
+            return Err(Error::Gpu(format!(
+                "a batch of {records} records is more than the {max_reduction} terms {} sums correctly in one dispatch: use a smaller --batch",
+                self.device.ctx.info.name
+            )));
+        }
+        // Split layers were cut so that `max_records` records' activations fit a binding; an
+        // unsplit network takes any batch its regions fit (Region::new says when not).
+        if records > self.options.max_records && self.layout.iter().any(|b| b.len() > 1) {
+            return Err(Error::Gpu(format!(
+                "a batch of {records} records exceeds the {} this backend's split layers were laid out for",
+                self.options.max_records
+            )));
+        }
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let kernels = &self.device.kernels;
+        let n_layers = self.n_layers();
+        let layout = &self.layout;
+        let batch = |label: String, k: usize| {
+            BlockMatrix::new(
+                ctx,
+                &label,
+                split(records, records),
+                layout[k].clone(),
+                guarded,
+            )
+        };
+        let x = batch("x".into(), 0)?;
+        let target = batch("target".into(), n_layers)?;
+        let layer_outputs = (0..n_layers)
+            .map(|l| batch(format!("layer_out {l}"), l + 1))
+            .collect::<Result<Vec<_>>>()?;
+        let error_terms = (0..n_layers)
+            .map(|l| batch(format!("error_term {l}"), l + 1))
+            .collect::<Result<Vec<_>>>()?;
+        let layer_input = |l: usize| if l == 0 { &x } else { &layer_outputs[l - 1] };
+
+        let last = n_layers - 1;
+        // The output layer's forward pass and error term are one product where the layer is one
+        // block and the device chose the fused path for its shape.
+        let fused = layout[last].len() == 1
+            && self
+                .device
+                .fuse_output_layer((records, layout[last][0].len(), self.n_outputs()))?;
+
+        // Forward: each block of a layer's units sums over the blocks of its inputs.
+        let mut forward = Vec::new();
+        for l in 0..n_layers {
+            let input = layer_input(l);
+            for (j, units) in layout[l + 1].iter().enumerate() {
+                for (i, inputs) in layout[l].iter().enumerate() {
+                    let shape = (records, inputs.len(), units.len());
+                    let dispatches = if l == last && fused {
+                        kernels.output_layer(
+                            ctx,
+                            &self.device.choose(Product::OutputLayer, shape)?,
+                            input.block(0, i),
+                            self.weights[l].block(i, j),
+                            layer_outputs[l].block(0, j),
+                            target.block(0, 0),
+                            error_terms[l].block(0, 0),
+                            &self.status,
+                            shape,
+                            self.output_activation,
+                        )?
+                    } else {
+                        kernels.layer_forward(
+                            ctx,
+                            &self.device.choose(Product::LayerForward, shape)?,
+                            input.block(0, i),
+                            self.weights[l].block(i, j),
+                            layer_outputs[l].block(0, j),
+                            shape,
+                            self.activation(l),
+                            Part::of(i, layout[l].len()),
+                        )?
+                    };
+                    forward.extend(dispatches);
+                }
+            }
+        }
+        let output_error_term = if fused {
+            None
+        } else {
+            Some(kernels.output_error_term(
+                ctx,
+                target.block(0, 0),
+                layer_outputs[last].block(0, 0),
+                error_terms[last].block(0, 0),
+                &self.status,
+                (records, self.n_outputs()),
+                self.output_activation,
+            )?)
+        };
+        // Back to front: each block of a hidden layer sums over the blocks of the next layer.
+        let mut hidden_error_terms = Vec::new();
+        for l in (0..last).rev() {
+            let next_blocks = &layout[l + 2];
+            for (i, hidden) in layout[l + 1].iter().enumerate() {
+                for (j, next) in next_blocks.iter().enumerate() {
+                    let shape = (records, hidden.len(), next.len());
+                    hidden_error_terms.extend(kernels.hidden_error_term(
+                        ctx,
+                        &self.device.choose(
+                            Product::HiddenErrorTerm,
+                            (records, hidden.len(), next.len()),
+                        )?,
+                        error_terms[l + 1].block(0, j),
+                        self.weights[l + 1].block(i, j),
+                        layer_outputs[l].block(0, i),
+                        error_terms[l].block(0, i),
+                        shape,
+                        Part::of(j, next_blocks.len()),
+                    )?);
+                }
+            }
+        }
+        let mut plan = BatchPlan {
+            records,
+            x,
+            target,
+            layer_outputs,
+            error_terms,
+            forward,
+            output_error_term,
+            hidden_error_terms,
+            apply_updates: Vec::new(),
+            delta_updates: None,
+            learnrate,
+        };
+        plan.apply_updates = self.updates(&plan, None)?;
+        Ok(plan)
+    }
+
+    /// The weight updates of a plan, block by block: in place, or into `deltas`.
+    pub(super) fn updates(
+        &self,
+        plan: &BatchPlan,
+        deltas: Option<&[BlockMatrix]>,
+    ) -> Result<Vec<Dispatch>> {
+        let mut updates = Vec::new();
+        for l in 0..self.n_layers() {
+            let input = if l == 0 {
+                &plan.x
+            } else {
+                &plan.layer_outputs[l - 1]
+            };
+            for (i, inputs) in self.layout[l].iter().enumerate() {
+                for (j, units) in self.layout[l + 1].iter().enumerate() {
+                    let target = deltas.map_or(&self.unused_deltas, |d| d[l].block(i, j));
+                    let shape = (plan.records, inputs.len(), units.len());
+                    updates.extend(self.device.kernels.weight_update(
+                        &self.device.ctx,
+                        &self.device.choose(Product::WeightUpdate, shape)?,
+                        input.block(0, i),
+                        plan.error_terms[l].block(0, j),
+                        self.weights[l].block(i, j),
+                        target,
+                        shape,
+                        plan.learnrate,
+                        deltas.is_none(),
+                    )?);
+                }
+            }
+        }
+        Ok(updates)
+    }
+
+    /// Makes sure a plan for `records` exists and steps with `learnrate`.
+    pub(super) fn plan_for(&mut self, records: usize, learnrate: f32) -> Result<&mut BatchPlan> {
+        if !self.plans.contains_key(&records) {
+            let plan = self.build_plan(records, learnrate)?;
+            self.plans.insert(records, plan);
+        }
+        let ctx = &self.device.ctx;
+        let plan = self
+            .plans
+            .get_mut(&records)
+            .ok_or_else(|| Error::Gpu("no batch plan".into()))?;
+        if plan.learnrate != learnrate {
+            let scale = learnrate / records as f32;
+            for d in plan
+                .apply_updates
+                .iter_mut()
+                .chain(plan.delta_updates.iter_mut().flatten())
+            {
+                d.set_scale(ctx, scale);
+            }
+            plan.learnrate = learnrate;
+        }
+        Ok(plan)
+    }
+
+    pub(super) fn ensure_delta_updates(&mut self, records: usize) -> Result<()> {
+        if self.deltas.is_none() {
+            let names = crate::model::delta_names(self.n_layers());
+            let deltas = (0..self.n_layers())
+                .map(|l| {
+                    BlockMatrix::new(
+                        &self.device.ctx,
+                        &names[l],
+                        self.layout[l].clone(),
+                        self.layout[l + 1].clone(),
+                        self.options.guard_regions,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.deltas = Some(deltas);
+        }
+        let plan = self.plan(records)?;
+        if plan.delta_updates.is_none() {
+            let updates = self.updates(plan, self.deltas.as_deref())?;
+            if let Some(plan) = self.plans.get_mut(&records) {
+                plan.delta_updates = Some(updates);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn plan(&self, records: usize) -> Result<&BatchPlan> {
+        self.plans
+            .get(&records)
+            .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))
+    }
+
+    pub(super) fn record_step(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        records: usize,
+        apply: bool,
+    ) -> Result<()> {
+        let plan = self.plan(records)?;
+        let updates = if apply {
+            &plan.apply_updates
+        } else {
+            plan.delta_updates
+                .as_ref()
+                .ok_or_else(|| Error::Gpu("delta updates not built".into()))?
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("training step"),
+            timestamp_writes: None,
+        });
+        plan.forward.iter().for_each(|d| d.record(&mut pass));
+        plan.output_error_term
+            .iter()
+            .for_each(|d| d.record(&mut pass));
+        plan.hidden_error_terms
+            .iter()
+            .for_each(|d| d.record(&mut pass));
+        updates.iter().for_each(|d| d.record(&mut pass));
+        Ok(())
+    }
+}
