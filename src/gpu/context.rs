@@ -1,6 +1,7 @@
 //! Adapter discovery and device setup: which GPUs wgpu reaches, which one we take, and a device
 //! created with the adapter's own limits (wgpu's defaults are far lower, see GPU.md).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +69,33 @@ impl AdapterSummary {
 
 fn is_software(info: &AdapterInfo) -> bool {
     info.device_type == DeviceType::Cpu
+}
+
+/// The pipeline cache of this adapter and driver, from the user's cache directory (a file
+/// named by wgpu's key for the adapter); `None` where the device has no pipeline cache.
+fn open_pipeline_cache(
+    device: &wgpu::Device,
+    info: &AdapterInfo,
+) -> Option<(wgpu::PipelineCache, PathBuf)> {
+    if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+        return None;
+    }
+    let path = crate::tune::cache::default_dir()?
+        .join("pipelines")
+        .join(wgpu::util::pipeline_cache_key(info)?);
+    let data = std::fs::read(&path).ok();
+    // SAFETY: the data comes only from `PipelineCache::get_data` of an adapter with the same
+    // `pipeline_cache_key` (the file is named by it, written whole by `save_pipeline_cache`).
+    // wgpu checks its header (format, adapter key, validation key, length) and with `fallback`
+    // starts an empty cache when the data does not match.
+    let cache = unsafe {
+        device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+            label: Some("backprop pipelines"),
+            data: data.as_deref(),
+            fallback: true,
+        })
+    };
+    Some((cache, path))
 }
 
 /// The device memory a run may use: `BACKPROP_GPU_MEMORY` when set; for a software rasterizer,
@@ -156,6 +184,9 @@ pub struct GpuContext {
     pub memory_budget: Available,
     /// Bytes of buffers alive (see `Region::new`, which refuses beyond the budget).
     allocated: Arc<AtomicU64>,
+    /// The driver's compiled pipelines, kept on disk between runs where the backend can
+    /// (Vulkan): a run's second start skips compiling the generated kernels.
+    pipeline_cache: Option<(wgpu::PipelineCache, PathBuf)>,
 }
 
 impl GpuContext {
@@ -211,8 +242,10 @@ impl GpuContext {
     pub fn from_adapter(adapter: Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Timestamps give `backprop bench` its per-kernel times where the adapter has them.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps give `backprop bench` and the tuner their times where the adapter has them;
+        // a pipeline cache keeps compiled kernels between runs.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("backprop"),
             required_features: features,
@@ -239,6 +272,7 @@ impl GpuContext {
             ));
         }
         let memory_budget = memory_budget(&adapter, &info)?;
+        let pipeline_cache = open_pipeline_cache(&device, &info);
         let max_reduction = if info.name.to_lowercase().contains("llvmpipe") {
             LLVMPIPE_MAX_REDUCTION
         } else {
@@ -254,8 +288,32 @@ impl GpuContext {
             }),
             memory_budget,
             allocated: Arc::new(AtomicU64::new(0)),
+            pipeline_cache,
             info,
             limits,
+        })
+    }
+
+    /// The pipeline cache to compile through, where there is one.
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|(cache, _)| cache)
+    }
+
+    /// Writes the pipeline cache back to disk (atomically), with what this run compiled. A
+    /// cache that cannot be written only costs the next run its compile time, so a failure is
+    /// returned for the caller to ignore or report.
+    pub fn save_pipeline_cache(&self) -> Result<()> {
+        let Some((cache, path)) = &self.pipeline_cache else {
+            return Ok(());
+        };
+        let Some(data) = cache.get_data() else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        crate::io::write_atomic(path, |w| {
+            std::io::Write::write_all(w, &data).map_err(|e| Error::io(path, e))
         })
     }
 

@@ -22,6 +22,14 @@ pub struct GpuDevice {
     pub tuning: tuning::Tuning,
 }
 
+impl Drop for GpuDevice {
+    /// The pipelines compiled this run go to the disk cache for the next; best effort (a cache
+    /// that cannot be written costs compile time, nothing else).
+    fn drop(&mut self) {
+        let _ = self.ctx.save_pipeline_cache();
+    }
+}
+
 impl GpuDevice {
     /// A device whose products use the heuristic variants (no tuning).
     pub fn new(ctx: GpuContext) -> Arc<Self> {

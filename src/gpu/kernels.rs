@@ -212,7 +212,7 @@ impl Kernels {
                     module,
                     entry_point: Some(entry),
                     compilation_options: Default::default(),
-                    cache: None,
+                    cache: ctx.pipeline_cache(),
                 })
         };
         let error_terms = trusted_module(ctx, "error_terms.wgsl", [COMMON, ERROR_TERMS].join("\n"));
@@ -291,7 +291,7 @@ impl Kernels {
                     module: &module,
                     entry_point: Some(entry),
                     compilation_options: compilation_options(),
-                    cache: None,
+                    cache: ctx.pipeline_cache(),
                 })
         };
         let built = Arc::new(ProductPipelines {
