@@ -31,7 +31,7 @@ fn gpu_step(c: &mut Criterion) {
     let Some(ctx) = GpuContext::for_tests() else {
         return;
     };
-    let device = GpuDevice::new(ctx);
+    let device = GpuDevice::new(ctx).expect("the device opens");
     for size in parse_sizes(SIZES).expect("valid sizes") {
         let (network, x, target) = problem(&size).expect("a problem");
         let options = GpuOptions {

@@ -16,20 +16,54 @@ struct Dims {
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 
-// Bits of `dims.flag`.
-// The layer's activation is the identity (otherwise sigmoid).
-const FLAG_IDENTITY: u32 = 1u;
+// `dims.flag`: the activation's code in the low four bits (twins of `Activation::wgsl_code`
+// in src/ops/activation.rs), and these bits above them.
+const ACTIVATION_BITS: u32 = 15u;
+const ACT_SIGMOID: u32 = 0u;
+const ACT_IDENTITY: u32 = 1u;
+const ACT_TANH: u32 = 2u;
+const ACT_RELU: u32 = 3u;
+const ACT_LEAKY_RELU: u32 = 4u;
 // A layer whose inputs are split across bindings is summed block by block: add the partial
 // sum already stored in the output ...
-const FLAG_ACCUMULATE: u32 = 2u;
+const FLAG_ACCUMULATE: u32 = 16u;
 // ... and store the raw partial sum, leaving the epilogue to the last input block.
-const FLAG_PARTIAL: u32 = 4u;
-// weight_update: add the step to the weights instead of writing it to `deltas`.
-const FLAG_APPLY: u32 = 8u;
+const FLAG_PARTIAL: u32 = 32u;
+// weight_update, bias_update: add the step to the weights instead of writing it to `deltas`.
+const FLAG_APPLY: u32 = 64u;
+// forward: add the layer's bias before the activation.
+const FLAG_BIAS: u32 = 128u;
+// output error term: cross-entropy with its matching output (the slope cancels).
+const FLAG_CROSS_ENTROPY: u32 = 256u;
 
-// 1 / (1 + exp(-x)), as `sigmoid` in src/cpu.rs.
+// The slope of leaky ReLU below 0, as LEAKY_RELU_SLOPE in src/ops/activation.rs.
+const LEAKY_RELU_SLOPE: f32 = 0.01;
+
+// 1 / (1 + exp(-x)), as `sigmoid` in src/cpu/mod.rs.
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
+}
+
+// The activation `dims.flag` names, as `Activation::apply`.
+fn activate(x: f32) -> f32 {
+    switch (dims.flag & ACTIVATION_BITS) {
+        case ACT_IDENTITY: { return x; }
+        case ACT_TANH: { return tanh(x); }
+        case ACT_RELU: { return max(x, 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_RELU_SLOPE * x, x, x > 0.0); }
+        default: { return sigmoid(x); }
+    }
+}
+
+// Its derivative at the input that gave output `y`, as `Activation::slope_from_output`.
+fn slope_from_output(y: f32) -> f32 {
+    switch (dims.flag & ACTIVATION_BITS) {
+        case ACT_IDENTITY: { return 1.0; }
+        case ACT_TANH: { return 1.0 - y * y; }
+        case ACT_RELU: { return select(0.0, 1.0, y > 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_RELU_SLOPE, 1.0, y > 0.0); }
+        default: { return y * (1.0 - y); }
+    }
 }
 
 // Element-wise kernels run 256 invocations per workgroup over a 2-D grid of workgroups, since
@@ -52,14 +86,15 @@ fn watch_non_finite(y: f32) {
     }
 }
 
-// output_error_term, twin of the function of that name in src/cpu.rs:
+// output_error_term, twin of the function of that name in src/cpu/mod.rs (and of
+// `Loss::output_error_term`):
 //     error = target - output_layer_out
-//     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid output)
-//     output_error_term = error                                               (identity output)
+//     output_error_term = error * output_layer_out * (1 - output_layer_out)   (sigmoid, squared error)
+//     output_error_term = error            (identity and squared error; any output with cross-entropy)
 fn output_error_term_of(target_value: f32, y: f32) -> f32 {
     let error = target_value - y;
-    if ((dims.flag & FLAG_IDENTITY) == 0u) {
-        return error * y * (1.0 - y);
+    if ((dims.flag & FLAG_CROSS_ENTROPY) != 0u) {
+        return error;
     }
-    return error;
+    return error * slope_from_output(y);
 }

@@ -24,7 +24,8 @@ fn output_error_term(
 
 // ---- hidden_error_term (a generated product, entry point `matmul`) -----------------------
 //     hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)
-//     hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)
+//     hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)   (sigmoid;
+//     the hidden activation's `slope_from_output` in general)
 // For deeper networks "output" is the next layer. The weights are those from before this
 // step's update. dims: m = records, k = units of the next layer, n = hidden units (or blocks
 // of them); FLAG_ACCUMULATE / FLAG_PARTIAL when the next layer is split across bindings.
@@ -55,6 +56,5 @@ fn store(m: u32, n: u32, sum: f32) {
         hidden_error_term_out[i] = hidden_error;
         return;
     }
-    let h = hidden_layer_out[i];
-    hidden_error_term_out[i] = hidden_error * h * (1.0 - h);
+    hidden_error_term_out[i] = hidden_error * slope_from_output(hidden_layer_out[i]);
 }

@@ -1,4 +1,4 @@
-// layer_forward: layer_out = activation(np.dot(layer_input, weights)), fused. `finish_layer`
+// layer_forward: layer_out = activation(np.dot(layer_input, weights) + bias), fused. `finish_layer`
 // is appended by the host: nothing for a layer alone, the output error term for the fused
 // output layer (output_layer.wgsl).
 // Twin of `layer_forward` in src/cpu.rs:
@@ -10,6 +10,7 @@
 @group(0) @binding(1) var<storage, read> layer_input: array<f32>;  // records x inputs
 @group(0) @binding(2) var<storage, read> weights: array<f32>;      // inputs x units
 @group(0) @binding(3) var<storage, read_write> layer_out: array<f32>; // records x units
+@group(0) @binding(9) var<storage, read> bias: array<f32>;            // units (with FLAG_BIAS)
 
 const A_K_CONTIGUOUS: bool = true;  // layer_input[record * k + input]
 const B_N_CONTIGUOUS: bool = true;  // weights[input * n + unit]
@@ -32,10 +33,10 @@ fn store(m: u32, n: u32, sum: f32) {
         layer_out[i] = layer_in;
         return;
     }
-    var out = layer_in;
-    if ((dims.flag & FLAG_IDENTITY) == 0u) {
-        out = sigmoid(layer_in);
+    if ((dims.flag & FLAG_BIAS) != 0u) {
+        layer_in += bias[n];
     }
+    let out = activate(layer_in);
     layer_out[i] = out;
     finish_layer(i, out);
 }

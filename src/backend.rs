@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::error::{Error, Result};
 use crate::guard::memory::MemoryPlan;
 use crate::guard::numeric::Precision;
-use crate::model::Network;
+use crate::model::{Deltas, Network};
 
 /// One training step, forward pass and weight read-back, on some device.
 pub trait Backend {
@@ -20,14 +20,14 @@ pub trait Backend {
     /// The precision the backend computes in: every value it is given must fit it.
     fn precision(&self) -> Precision;
 
-    /// The mean delta weights of one batch (`delta_w_i_h`, …, `delta_w_h_o`), leaving the
-    /// weights unchanged.
+    /// The mean deltas of one batch (`delta_w_i_h`, …, `delta_w_h_o`, and the biases'),
+    /// leaving the network unchanged.
     fn delta_weights(
         &mut self,
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
         learnrate: f64,
-    ) -> Result<Vec<Array2<f64>>>;
+    ) -> Result<Deltas<f64>>;
 
     /// One step: the same deltas, added to the weights where the backend keeps them.
     fn train_step(

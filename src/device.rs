@@ -50,7 +50,7 @@ pub fn create(
         let ctx = GpuContext::open(adapter)?;
         let options = GpuOptions::for_batch(&ctx, &network.layer_sizes(), batch)?;
         Ok(Box::new(GpuBackend::new(
-            GpuDevice::with_tuning(ctx, tuning),
+            GpuDevice::with_tuning(ctx, tuning)?,
             network,
             options,
         )?))

@@ -17,6 +17,7 @@ pub mod io;
 pub mod linalg;
 pub mod model;
 pub mod model_file;
+pub mod ops;
 pub mod report;
 pub mod seed;
 pub mod train;
@@ -26,4 +27,7 @@ pub mod validate;
 pub use backend::Backend;
 pub use cpu::CpuBackend;
 pub use error::{Error, Result};
-pub use model::{delta_names, weight_names, Activation, Float, Network};
+pub use model::{
+    bias_delta_names, bias_names, delta_names, weight_names, Activation, Deltas, Float, Loss,
+    Network, Spec,
+};

@@ -1,57 +1,115 @@
-//! The network: layer sizes, activations and weights, stored inputs x outputs as in the seeds
-//! (`np.dot(x, weights_input_to_hidden)`). Hidden layers are sigmoid; the output layer is sigmoid
-//! (seeds 000-003) or identity (seed 004's regression). No bias terms, as in the seeds.
+//! The network: layer sizes, weights (stored inputs x outputs as in the seeds,
+//! `np.dot(x, weights_input_to_hidden)`), optional biases, and its [`Spec`]: the hidden layers'
+//! activation, the output layer's and the loss. The seeds' network, the default, has sigmoid
+//! hidden layers, no biases, a sigmoid (seeds 000-003) or identity (seed 004) output and the
+//! squared error.
 
-use std::fmt;
-
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 pub use crate::float::Float;
+pub use crate::ops::{Activation, Loss};
 
-/// The output layer's activation. Hidden layers are always sigmoid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// `1 / (1 + exp(-x))`: the seeds' classifier output, targets in [0, 1].
-    Sigmoid,
-    /// `x`: seed 004's regression output.
-    Identity,
+/// What kind of network: the hidden layers' activation, the output layer's, and the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Spec {
+    pub hidden: Activation,
+    pub output: Activation,
+    pub loss: Loss,
 }
 
-impl Activation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Sigmoid => "sigmoid",
-            Activation::Identity => "identity",
+impl Spec {
+    /// The seeds' network with the given output: sigmoid hidden layers, squared error.
+    pub fn seeds(output: Activation) -> Self {
+        Spec {
+            hidden: Activation::Sigmoid,
+            output,
+            loss: Loss::Mse,
+        }
+    }
+
+    /// Refuses combinations the tool does not train: a hidden activation that is not
+    /// element-wise, an output other than identity/sigmoid/softmax, or an output the loss does
+    /// not go with (cross-entropy needs sigmoid or softmax; softmax needs cross-entropy).
+    pub fn check(&self) -> Result<()> {
+        // Named by the flags that set them (`--activation`, `--output`, `--loss`).
+        if !Activation::HIDDEN.contains(&self.hidden) {
+            return Err(Error::argument(
+                "--activation",
+                format!(
+                    "a hidden layer cannot be {}: use sigmoid, tanh, relu or leaky-relu",
+                    self.hidden
+                ),
+            ));
+        }
+        if !self.loss.outputs().contains(&self.output) {
+            let fits: Vec<&str> = self.loss.outputs().iter().map(|a| a.name()).collect();
+            return Err(Error::argument(
+                "--output",
+                format!(
+                    "a {} output does not go with --loss {} (use {})",
+                    self.output,
+                    self.loss,
+                    fits.join(" or ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The change a step makes to every weight matrix and, where the network has them, every
+/// bias vector (the seeds' `delta_w_i_h`, …, `delta_w_h_o`, and `delta_b_h`, …, `delta_b_o`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deltas<T> {
+    pub weights: Vec<Array2<T>>,
+    pub biases: Option<Vec<Array1<T>>>,
+}
+
+impl<T: Float> Deltas<T> {
+    /// The same deltas in another precision.
+    pub fn cast<U: Float>(&self) -> Deltas<U> {
+        let cast = |v: &T| U::from(*v).unwrap_or_else(U::nan);
+        Deltas {
+            weights: self.weights.iter().map(|w| w.map(cast)).collect(),
+            biases: self
+                .biases
+                .as_ref()
+                .map(|bs| bs.iter().map(|b| b.map(cast)).collect()),
         }
     }
 }
 
-impl fmt::Display for Activation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A fully connected network with one or more sigmoid hidden layers.
+/// A fully connected network with one or more hidden layers.
 ///
 /// `weights[0]` is `weights_input_to_hidden` (inputs x hidden), the last is
 /// `weights_hidden_to_output` (hidden x outputs); deeper networks have hidden-to-hidden matrices
-/// between them.
+/// between them. `biases[l]`, when present, has one value per unit of layer `l`'s outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network<T> {
     weights: Vec<Array2<T>>,
-    output_activation: Activation,
+    biases: Option<Vec<Array1<T>>>,
+    spec: Spec,
 }
 
 impl<T: Float> Network<T> {
-    /// Builds a network from its weight matrices, checking that they chain
-    /// (`weights[l].ncols() == weights[l + 1].nrows()`) and hold only finite numbers.
+    /// The seeds' network (sigmoid hidden layers, no biases, squared error) from its weight
+    /// matrices, checking that they chain and hold only finite numbers.
     pub fn new(weights: Vec<Array2<T>>, output_activation: Activation) -> Result<Self> {
+        Self::with_spec(weights, None, Spec::seeds(output_activation))
+    }
+
+    /// A network of any [`Spec`], with biases or without; every shape is checked (weights
+    /// chain, one bias per unit) and every value must be finite.
+    pub fn with_spec(
+        weights: Vec<Array2<T>>,
+        biases: Option<Vec<Array1<T>>>,
+        spec: Spec,
+    ) -> Result<Self> {
+        spec.check()?;
         if weights.len() < 2 {
             return Err(Error::Network(format!(
                 "need at least one hidden layer (two weight matrices), got {}",
@@ -87,44 +145,93 @@ impl<T: Float> Network<T> {
                 )));
             }
         }
+        if let Some(biases) = &biases {
+            let bias_names = bias_names(weights.len());
+            if biases.len() != weights.len() {
+                return Err(Error::Network(format!(
+                    "{} bias vectors for {} weight matrices",
+                    biases.len(),
+                    weights.len()
+                )));
+            }
+            for ((b, w), name) in biases.iter().zip(&weights).zip(&bias_names) {
+                if b.len() != w.ncols() {
+                    return Err(Error::Network(format!(
+                        "`{name}` has {} values but its layer has {} units",
+                        b.len(),
+                        w.ncols()
+                    )));
+                }
+                if b.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::Network(format!(
+                        "`{name}` holds NaN or infinite values"
+                    )));
+                }
+            }
+        }
         Ok(Network {
             weights,
-            output_activation,
+            biases,
+            spec,
         })
     }
 
-    /// Seed 004's initialisation: each weight drawn from N(0, n_in^-0.5), where n_in is the
-    /// number of inputs to the layer, so that every unit starts in sigmoid's linear region.
+    /// Seed 004's initialisation of the seeds' network: each weight drawn from
+    /// N(0, n_in^-0.5), where n_in is the number of inputs to the layer, so that every unit
+    /// starts in sigmoid's linear region.
     pub fn random(
         layer_sizes: &[usize],
         output_activation: Activation,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        if layer_sizes.contains(&0) {
-            return Err(Error::Network(format!(
-                "layer sizes must be at least 1, got {layer_sizes:?}"
-            )));
-        }
-        let weights = layer_sizes
-            .windows(2)
-            .map(|pair| {
-                let (n_in, n_out) = (pair[0], pair[1]);
-                let std = (n_in as f64).powf(-0.5);
-                let normal = Normal::new(0.0, std).map_err(|e| Error::Network(e.to_string()))?;
-                Ok(Array2::from_shape_simple_fn((n_in, n_out), || {
-                    T::from_f64(normal.sample(rng)).unwrap_or_else(T::zero)
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let weights = random_weights(layer_sizes, rng, |n_in, _| (n_in as f64).powf(-0.5))?;
         Network::new(weights, output_activation)
+    }
+
+    /// A network of `spec`, initialised for its hidden activation: Glorot (N(0, 2/(n_in + n_out)))
+    /// for sigmoid and tanh, He (N(0, 2/n_in)) for the ReLUs; biases, when wanted, start at 0.
+    pub fn random_with(
+        layer_sizes: &[usize],
+        spec: Spec,
+        with_biases: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let he = matches!(spec.hidden, Activation::Relu | Activation::LeakyRelu);
+        let weights = random_weights(layer_sizes, rng, |n_in, n_out| {
+            if he {
+                (2.0 / n_in as f64).sqrt()
+            } else {
+                (2.0 / (n_in + n_out) as f64).sqrt()
+            }
+        })?;
+        let biases =
+            with_biases.then(|| layer_sizes[1..].iter().map(|&n| Array1::zeros(n)).collect());
+        Network::with_spec(weights, biases, spec)
     }
 
     pub fn weights(&self) -> &[Array2<T>] {
         &self.weights
     }
 
+    pub fn biases(&self) -> Option<&[Array1<T>]> {
+        self.biases.as_deref()
+    }
+
+    pub fn spec(&self) -> Spec {
+        self.spec
+    }
+
     pub fn output_activation(&self) -> Activation {
-        self.output_activation
+        self.spec.output
+    }
+
+    /// The activation of layer `l` (the output layer's for the last).
+    pub fn activation(&self, l: usize) -> Activation {
+        if l + 1 == self.weights.len() {
+            self.spec.output
+        } else {
+            self.spec.hidden
+        }
     }
 
     /// `[inputs, hidden..., outputs]`.
@@ -142,37 +249,95 @@ impl<T: Float> Network<T> {
         self.weights[self.weights.len() - 1].ncols()
     }
 
-    /// `weights += delta_w` for every layer, as the seeds do after the backward pass.
-    pub fn apply_deltas(&mut self, deltas: &[Array2<T>]) -> Result<()> {
-        if deltas.len() != self.weights.len()
+    /// `weights += delta_w` (and `biases += delta_b`) for every layer, as the seeds do after
+    /// the backward pass.
+    pub fn apply_deltas(&mut self, deltas: &Deltas<T>) -> Result<()> {
+        let mismatch = deltas.weights.len() != self.weights.len()
             || deltas
+                .weights
                 .iter()
                 .zip(&self.weights)
                 .any(|(d, w)| d.dim() != w.dim())
-        {
+            || match (&deltas.biases, &self.biases) {
+                (Some(d), Some(b)) => {
+                    d.len() != b.len() || d.iter().zip(b).any(|(d, b)| d.len() != b.len())
+                }
+                (None, None) => false,
+                _ => true,
+            };
+        if mismatch {
             return Err(Error::Shape(format!(
                 "deltas {:?} do not match weights {:?}",
-                deltas.iter().map(|d| d.dim()).collect::<Vec<_>>(),
+                deltas.weights.iter().map(|d| d.dim()).collect::<Vec<_>>(),
                 self.weights.iter().map(|w| w.dim()).collect::<Vec<_>>()
             )));
         }
-        for (w, d) in self.weights.iter_mut().zip(deltas) {
+        for (w, d) in self.weights.iter_mut().zip(&deltas.weights) {
             crate::linalg::add_assign(w, d.view());
+        }
+        if let (Some(biases), Some(deltas)) = (&mut self.biases, &deltas.biases) {
+            for (b, d) in biases.iter_mut().zip(deltas) {
+                b.zip_mut_with(d, |v, &d| *v = *v + d);
+            }
         }
         Ok(())
     }
 
     /// The same network in another precision (f64 reference <-> f32 compute).
     pub fn cast<U: Float>(&self) -> Network<U> {
+        let cast = |v: &T| U::from(*v).unwrap_or_else(U::nan);
         Network {
-            weights: self
-                .weights
-                .iter()
-                .map(|w| w.mapv(|v| U::from(v).unwrap_or_else(U::nan)))
-                .collect(),
-            output_activation: self.output_activation,
+            weights: self.weights.iter().map(|w| w.map(cast)).collect(),
+            biases: self
+                .biases
+                .as_ref()
+                .map(|bs| bs.iter().map(|b| b.map(cast)).collect()),
+            spec: self.spec,
         }
     }
+}
+
+fn random_weights<T: Float>(
+    layer_sizes: &[usize],
+    rng: &mut impl Rng,
+    std_of: impl Fn(usize, usize) -> f64,
+) -> Result<Vec<Array2<T>>> {
+    if layer_sizes.contains(&0) {
+        return Err(Error::Network(format!(
+            "layer sizes must be at least 1, got {layer_sizes:?}"
+        )));
+    }
+    layer_sizes
+        .windows(2)
+        .map(|pair| {
+            let (n_in, n_out) = (pair[0], pair[1]);
+            let normal =
+                Normal::new(0.0, std_of(n_in, n_out)).map_err(|e| Error::Network(e.to_string()))?;
+            Ok(Array2::from_shape_simple_fn((n_in, n_out), || {
+                T::from_f64(normal.sample(rng)).unwrap_or_else(T::zero)
+            }))
+        })
+        .collect()
+}
+
+/// The names of the bias vectors: `bias_hidden`, `bias_output` for one hidden layer;
+/// `bias_hidden1`, …, `bias_hiddenK`, `bias_output` for K > 1.
+pub fn bias_names(n_layers: usize) -> Vec<String> {
+    layer_ends(n_layers)
+        .into_iter()
+        .map(|(_, to)| format!("bias_{to}"))
+        .collect()
+}
+
+/// The names of the bias deltas: `delta_b_h`, `delta_b_o`; `delta_b_h1`, …, `delta_b_o`.
+pub fn bias_delta_names(n_layers: usize) -> Vec<String> {
+    delta_names(n_layers)
+        .into_iter()
+        .map(|name| {
+            let to = name.rsplit('_').next().unwrap_or_default().to_string();
+            format!("delta_b_{to}")
+        })
+        .collect()
 }
 
 /// The names of the weight matrices of a network with `n_layers` weight matrices, following
@@ -258,6 +423,40 @@ mod tests {
         assert!(err.contains("weights_input_to_hidden"), "{err}");
         assert!(err.contains("weights_hidden_to_output"), "{err}");
         assert!(err.contains("[3, 2]") && err.contains("[4, 1]"), "{err}");
+    }
+
+    #[test]
+    fn bias_names_follow_the_weight_names() {
+        assert_eq!(bias_names(2), ["bias_hidden", "bias_output"]);
+        assert_eq!(bias_delta_names(2), ["delta_b_h", "delta_b_o"]);
+        assert_eq!(
+            bias_names(3),
+            ["bias_hidden1", "bias_hidden2", "bias_output"]
+        );
+        assert_eq!(
+            bias_delta_names(3),
+            ["delta_b_h1", "delta_b_h2", "delta_b_o"]
+        );
+    }
+
+    #[test]
+    fn specs_refuse_outputs_their_loss_does_not_go_with() {
+        let bad = Spec {
+            hidden: Activation::Relu,
+            output: Activation::Identity,
+            loss: Loss::CrossEntropy,
+        };
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("sigmoid or softmax"));
+        let hidden_softmax = Spec {
+            hidden: Activation::Softmax,
+            ..Spec::seeds(Activation::Identity)
+        };
+        assert!(hidden_softmax.check().is_err());
+        assert!(Spec::seeds(Activation::Sigmoid).check().is_ok());
     }
 
     #[test]

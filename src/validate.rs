@@ -1,7 +1,7 @@
 //! Checking a backend against the f64 CPU reference on random problems of awkward shapes, with
 //! tolerances derived from fp32 rounding and the reduction lengths involved.
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::cpu;
 use crate::error::Result;
-use crate::model::{delta_names, Activation, Network};
+use crate::model::{bias_delta_names, delta_names, Activation, Loss, Network, Spec};
 
 /// fp32's unit roundoff, 2^-24: the relative error of one correctly rounded operation.
 pub const F32_UNIT_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
@@ -47,14 +47,60 @@ pub fn errors(got: ArrayView2<f64>, want: ArrayView2<f64>) -> (f64, f64) {
 pub struct Case {
     pub records: usize,
     pub layer_sizes: Vec<usize>,
-    pub output: Activation,
+    pub spec: Spec,
+    pub bias: bool,
 }
 
 impl Case {
+    /// A case of the seeds' network (sigmoid hidden layers, no biases, squared error).
+    pub fn seeds(records: usize, layer_sizes: Vec<usize>, output: Activation) -> Self {
+        Case {
+            records,
+            layer_sizes,
+            spec: Spec::seeds(output),
+            bias: false,
+        }
+    }
+
     pub fn describe(&self) -> String {
         let sizes: Vec<String> = self.layer_sizes.iter().map(|s| s.to_string()).collect();
-        format!("B={} {} {}", self.records, sizes.join("-"), self.output)
+        let seeds = self.spec == Spec::seeds(self.spec.output) && !self.bias;
+        if seeds {
+            format!(
+                "B={} {} {}",
+                self.records,
+                sizes.join("-"),
+                self.spec.output
+            )
+        } else {
+            format!(
+                "B={} {} {}/{}/{}{}",
+                self.records,
+                sizes.join("-"),
+                self.spec.hidden,
+                self.spec.output,
+                self.spec.loss,
+                if self.bias { "+bias" } else { "" }
+            )
+        }
     }
+}
+
+/// Every valid (hidden, output, loss) combination.
+pub fn all_specs() -> Vec<Spec> {
+    let mut specs = Vec::new();
+    for hidden in Activation::HIDDEN {
+        for loss in [Loss::Mse, Loss::CrossEntropy] {
+            for &output in loss.outputs() {
+                specs.push(Spec {
+                    hidden,
+                    output,
+                    loss,
+                });
+            }
+        }
+    }
+    specs
 }
 
 /// `n` cases: first the awkward ones every run includes (batch 1, single units, primes on both
@@ -71,29 +117,41 @@ pub fn cases(n: usize, seed: u64) -> Vec<Case> {
         (129, vec![2, 97, 1], Activation::Identity),
         (3, vec![61, 127, 67, 10], Activation::Identity),
     ];
+    let specs = all_specs();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let odd = |rng: &mut ChaCha8Rng| rng.random_range(1..=150usize);
-    fixed
-        .into_iter()
-        .map(|(records, layer_sizes, output)| Case {
+    // After the seeds' awkward cases: every activation x output x loss combination once, with
+    // biases, on awkward shapes of its own, then random ones.
+    let combinations = specs.clone().into_iter().enumerate().map(|(i, spec)| {
+        let shapes = [
+            (5, vec![7, 11, 3]),
+            (9, vec![13, 17, 4]),
+            (1, vec![3, 5, 2]),
+            (31, vec![6, 65, 5, 7]),
+        ];
+        let (records, layer_sizes) = shapes[i % shapes.len()].clone();
+        Case {
             records,
             layer_sizes,
-            output,
-        })
+            spec,
+            bias: true,
+        }
+    });
+    fixed
+        .into_iter()
+        .map(|(records, layer_sizes, output)| Case::seeds(records, layer_sizes, output))
+        .chain(combinations)
         .chain(std::iter::from_fn(|| {
             let hidden_layers = rng.random_range(1..=3);
             let mut layer_sizes: Vec<usize> =
                 (0..hidden_layers + 1).map(|_| odd(&mut rng)).collect();
             layer_sizes.push(rng.random_range(1..=12));
-            let output = if rng.random_bool(0.5) {
-                Activation::Sigmoid
-            } else {
-                Activation::Identity
-            };
+            let spec = specs[rng.random_range(0..specs.len())];
             Some(Case {
                 records: odd(&mut rng),
                 layer_sizes,
-                output,
+                spec,
+                bias: rng.random_bool(0.5),
             })
         }))
         .take(n)
@@ -101,16 +159,35 @@ pub fn cases(n: usize, seed: u64) -> Vec<Case> {
 }
 
 /// A network and batch for `case`: inputs in [-1, 1), targets in [0, 1) (valid for a sigmoid
-/// output), weights initialised as seed 004 does.
+/// output; rows that sum to 1 for softmax), weights initialised as seed 004 does for the seeds'
+/// network and for the activation otherwise, and random biases (so that they matter).
 pub fn problem(case: &Case, seed: u64) -> Result<(Network<f64>, Array2<f64>, Array2<f64>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let network = Network::random(&case.layer_sizes, case.output, &mut rng)?;
+    let network = if case.spec == Spec::seeds(case.spec.output) && !case.bias {
+        Network::random(&case.layer_sizes, case.spec.output, &mut rng)?
+    } else {
+        let initialised = Network::random_with(&case.layer_sizes, case.spec, false, &mut rng)?;
+        let biases = case.bias.then(|| {
+            case.layer_sizes[1..]
+                .iter()
+                .map(|&n| Array1::from_shape_simple_fn(n, || rng.random_range(-0.5..0.5)))
+                .collect()
+        });
+        Network::with_spec(initialised.weights().to_vec(), biases, case.spec)?
+    };
     let x = Array2::from_shape_simple_fn((case.records, case.layer_sizes[0]), || {
         rng.random_range(-1.0..1.0)
     });
     let n_outputs = case.layer_sizes[case.layer_sizes.len() - 1];
-    let target =
+    let mut target: Array2<f64> =
         Array2::from_shape_simple_fn((case.records, n_outputs), || rng.random_range(0.0..1.0));
+    if case.spec.output == Activation::Softmax {
+        for mut row in target.rows_mut() {
+            let sum: f64 = row.sum();
+            let sum = sum.max(f64::MIN_POSITIVE);
+            row.mapv_inplace(|v| v / sum);
+        }
+    }
     Ok((network, x, target))
 }
 
@@ -166,17 +243,31 @@ pub fn check_case(
         y.view(),
         tolerance(forward_length, 1.0),
     )];
+    let bias_names = bias_delta_names(n_layers);
     for (l, name) in delta_names(n_layers).into_iter().enumerate() {
         // Forward through every layer, back through the error terms above layer l (their
         // reductions run over the next layer's units), then the sum over the batch.
         let backward_length: usize = sizes[l + 2..].iter().sum();
-        let length = forward_length + backward_length + case.records;
+        let tol = tolerance(
+            forward_length + backward_length + case.records,
+            conditioning,
+        );
         rows.push(row(
             name,
-            got_deltas[l].view(),
-            want_deltas[l].view(),
-            tolerance(length, conditioning),
+            got_deltas.weights[l].view(),
+            want_deltas.weights[l].view(),
+            tol,
         ));
+        // A bias delta is the same sum over the batch with an input of 1.
+        if let (Some(got), Some(want)) = (&got_deltas.biases, &want_deltas.biases) {
+            let as_row = |b: &Array1<f64>| b.view().insert_axis(Axis(0)).to_owned();
+            rows.push(row(
+                bias_names[l].clone(),
+                as_row(&got[l]).view(),
+                as_row(&want[l]).view(),
+                tol,
+            ));
+        }
     }
     Ok(rows)
 }

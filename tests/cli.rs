@@ -105,7 +105,10 @@ fn step_on_npz_files_matches_the_reference() {
             .success();
         let mut d = io::NpzFile::open(&files.path("D.npz")).unwrap();
         let expected = cpu::backward(&p.network, p.x.view(), p.target.view(), 0.25).unwrap();
-        for (name, want) in backprop::delta_names(sizes.len() - 1).iter().zip(expected) {
+        for (name, want) in backprop::delta_names(sizes.len() - 1)
+            .iter()
+            .zip(expected.weights)
+        {
             let got = d.array(name).unwrap();
             assert_eq!(got.shape(), want.shape(), "{name}");
             let diff = (&got - &want.into_dyn())
@@ -398,7 +401,10 @@ fn step_on_the_gpu_matches_numpy_to_f32_tolerance() {
         // entries that are zero up to rounding.
         let mut d = io::NpzFile::open(&files.path("D.npz")).unwrap();
         let expected = cpu::backward(&p.network, p.x.view(), p.target.view(), 0.5).unwrap();
-        for (name, want) in backprop::delta_names(sizes.len() - 1).iter().zip(&expected) {
+        for (name, want) in backprop::delta_names(sizes.len() - 1)
+            .iter()
+            .zip(&expected.weights)
+        {
             let got = d.array(name).unwrap().into_dimensionality().unwrap();
             let (_, rel) = backprop::validate::errors(got.view(), want.view());
             assert!(rel < 1e-4, "{sizes:?} {name}: {rel:e}");

@@ -11,14 +11,14 @@ use backprop::gpu::context::GpuContext;
 use backprop::gpu::gemm::GemmConfig;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::validate::{self, F32_UNIT_ROUNDOFF as U};
-use backprop::{cpu, Activation, Backend, CpuBackend, Network};
-use ndarray::{Array2, ArrayView2, Zip};
+use backprop::{cpu, Activation, Backend, CpuBackend, Loss, Network};
+use ndarray::{Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
 fn device() -> Option<Arc<GpuDevice>> {
     static DEVICE: OnceLock<Option<Arc<GpuDevice>>> = OnceLock::new();
     DEVICE
-        .get_or_init(|| GpuContext::for_tests().map(GpuDevice::new))
+        .get_or_init(|| GpuContext::for_tests().map(|ctx| GpuDevice::new(ctx).unwrap()))
         .clone()
 }
 
@@ -72,36 +72,89 @@ fn assert_within(what: &str, got: ArrayView2<f32>, want: ArrayView2<f64>, bound:
     }
 }
 
+/// The bound on a forward layer's output: the product (with its bias) is within
+/// γ_{K+1}·(|x|·|w| + |b|) of exact; sigmoid's slope is at most 1/4 and tanh's 1, and the GPU's
+/// exp and tanh may be off by (3 + 2|z|) ulp (Vulkan's bound on exp), which moves them by at
+/// most that relative error; the ReLUs add nothing; softmax moves each output by at most twice
+/// the largest error of its row's inputs times the output, plus its own exp and division.
+fn forward_bound(
+    activation: Activation,
+    magnitude: &Array2<f64>,
+    layer_in: &Array2<f64>,
+    want: &Array2<f64>,
+    k: usize,
+) -> Array2<f64> {
+    let g = 2.0 * gamma(k + 1);
+    match activation {
+        Activation::Identity | Activation::Relu | Activation::LeakyRelu => magnitude * g + 1e-30,
+        Activation::Sigmoid | Activation::Tanh => Zip::from(magnitude)
+            .and(layer_in)
+            .map_collect(|&m, &z| g * m + (8.0 + 2.0 * z.abs()) * U),
+        Activation::Softmax => {
+            let mut bound = want.clone();
+            for ((mut row, m), z) in bound
+                .rows_mut()
+                .into_iter()
+                .zip(magnitude.rows())
+                .zip(layer_in.rows())
+            {
+                let input_error = m.fold(0.0f64, |a, &v| a.max(g * v));
+                let spread = z.fold(0.0f64, |a, &v| a.max(v.abs()));
+                row.mapv_inplace(|y| y * (4.0 * input_error + (16.0 + 4.0 * spread) * U) + 1e-30);
+            }
+            bound
+        }
+    }
+}
+
 #[test]
 fn layer_forward_matches_its_cpu_twin() {
     let Some(device) = device() else { return };
+    let all = variants(&device);
     for (i, &(records, inputs, units)) in SHAPES.iter().enumerate() {
         let x = random((records, inputs), -1.0, 1.0, i as u64);
         let w = random((inputs, units), -0.5, 0.5, 100 + i as u64);
+        let b = random((1, units), -0.5, 0.5, 150 + i as u64)
+            .row(0)
+            .to_owned();
         let (x64, w64) = (to_f64(x.view()), to_f64(w.view()));
-        let magnitude = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
-        let layer_in = x64.dot(&w64);
-        for (activation, config) in [Activation::Sigmoid, Activation::Identity]
+        let b64 = b.mapv(f64::from);
+        // Every variant with the seeds' epilogues; every activation, with and without a bias,
+        // with the first variant (the epilogue is the same code in every variant).
+        let seeds = [Activation::Sigmoid, Activation::Identity]
             .into_iter()
-            .flat_map(|a| variants(&device).into_iter().map(move |c| (a, c)))
-        {
+            .flat_map(|a| all.iter().map(move |c| (a, *c, false)));
+        let others = [
+            Activation::Tanh,
+            Activation::Relu,
+            Activation::LeakyRelu,
+            Activation::Softmax,
+            Activation::Sigmoid,
+            Activation::Identity,
+        ]
+        .into_iter()
+        .flat_map(|a| [(a, all[0], true), (a, all[all.len() - 1], false)]);
+        for (activation, config, bias) in seeds.chain(others) {
+            let (bias32, bias64) = if bias {
+                (Some(b.view()), Some(b64.view()))
+            } else {
+                (None, None)
+            };
             let got = device
                 .twins()
-                .layer_forward(&config, x.view(), w.view(), activation)
+                .layer_forward(&config, x.view(), w.view(), bias32, activation)
                 .unwrap();
-            let want = cpu::layer_forward(x64.view(), w64.view(), activation);
-            // The product is within γ_K·(|x|·|w|); sigmoid's slope is at most 1/4, and the
-            // GPU's exp may be off by (3 + 2|z|) ulp (Vulkan's bound), which moves sigmoid
-            // by at most a quarter of that relative error.
-            let bound = match activation {
-                Activation::Identity => &magnitude * (2.0 * gamma(inputs)) + 1e-30,
-                Activation::Sigmoid => Zip::from(&magnitude)
-                    .and(&layer_in)
-                    .map_collect(|&m, &z| 0.5 * gamma(inputs) * m + (8.0 + z.abs()) * U),
-            };
+            let want = cpu::layer_forward(x64.view(), w64.view(), bias64, activation);
+            let mut magnitude = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
+            let mut layer_in = x64.dot(&w64);
+            if let Some(b) = bias64 {
+                magnitude += &b.mapv(f64::abs);
+                layer_in += &b;
+            }
+            let bound = forward_bound(activation, &magnitude, &layer_in, &want, inputs);
             assert_within(
                 &format!(
-                    "layer_forward {} {activation} {records}x{inputs}x{units}",
+                    "layer_forward {} {activation} bias={bias} {records}x{inputs}x{units}",
                     config.name()
                 ),
                 got.view(),
@@ -112,24 +165,32 @@ fn layer_forward_matches_its_cpu_twin() {
     }
 }
 
+/// The output activation and loss pairs a network can have.
+const OUTPUTS: [(Activation, Loss); 4] = [
+    (Activation::Sigmoid, Loss::Mse),
+    (Activation::Identity, Loss::Mse),
+    (Activation::Sigmoid, Loss::CrossEntropy),
+    (Activation::Softmax, Loss::CrossEntropy),
+];
+
 #[test]
 fn output_error_term_matches_its_cpu_twin() {
     let Some(device) = device() else { return };
     for (i, &(records, _, units)) in SHAPES.iter().enumerate() {
         let t = random((records, units), 0.0, 1.0, 200 + i as u64);
         let y = random((records, units), 0.01, 0.99, 300 + i as u64);
-        for activation in [Activation::Sigmoid, Activation::Identity] {
+        for (activation, loss) in OUTPUTS {
             let got = device
                 .twins()
-                .output_error_term(t.view(), y.view(), activation)
+                .output_error_term(t.view(), y.view(), activation, loss)
                 .unwrap();
             let (t64, y64) = (to_f64(t.view()), to_f64(y.view()));
-            let want = cpu::output_error_term(t64.view(), y64.view(), activation);
+            let want = cpu::output_error_term(t64.view(), y64.view(), activation, loss);
             // Four roundings at most (subtract, two multiplies, 1 - y), each relative to
             // magnitudes bounded by |t| + |y|.
             let bound = (&t64.mapv(f64::abs) + &y64.mapv(f64::abs)) * (4.0 * U);
             assert_within(
-                &format!("output_error_term {activation} {records}x{units}"),
+                &format!("output_error_term {activation}/{loss} {records}x{units}"),
                 got.view(),
                 want.view(),
                 bound.view(),
@@ -141,27 +202,42 @@ fn output_error_term_matches_its_cpu_twin() {
 #[test]
 fn hidden_error_term_matches_its_cpu_twin() {
     let Some(device) = device() else { return };
+    let all = variants(&device);
     for (i, &(records, next, hidden)) in SHAPES.iter().enumerate() {
         let term = random((records, next), -0.3, 0.3, 400 + i as u64);
         let w = random((hidden, next), -0.5, 0.5, 500 + i as u64);
-        let h = random((records, hidden), 0.0, 1.0, 600 + i as u64);
-        let (term64, w64, h64) = (to_f64(term.view()), to_f64(w.view()), to_f64(h.view()));
-        let want = cpu::hidden_error_term(term64.view(), w64.view(), h64.view());
-        // γ_K on the product δ·Wᵀ, scaled by h(1 - h) <= 1/4 (plus its own three roundings).
+        let (term64, w64) = (to_f64(term.view()), to_f64(w.view()));
+        // γ_K on the product δ·Wᵀ, scaled by the slope (at most 1), plus the slope's own few
+        // roundings.
         let magnitude = term64.mapv(f64::abs).dot(&w64.t().mapv(f64::abs));
-        let slope = h64.mapv(|h| h * (1.0 - h));
-        let bound = Zip::from(&magnitude)
-            .and(&slope)
-            .and(&want)
-            .map_collect(|&m, &s, &v| 2.0 * gamma(next) * m * s + 4.0 * U * v.abs() + 1e-30);
-        for config in variants(&device) {
+        let runs = [Activation::Sigmoid]
+            .into_iter()
+            .flat_map(|a| all.iter().map(move |c| (a, *c)))
+            .chain(
+                [Activation::Tanh, Activation::Relu, Activation::LeakyRelu]
+                    .into_iter()
+                    .map(|a| (a, all[0])),
+            );
+        for (activation, config) in runs {
+            // Hidden outputs the activation can produce (the ReLUs' include exact zeros).
+            let h =
+                random((records, hidden), -1.0, 1.0, 600 + i as u64).mapv(|z| activation.apply(z));
+            let h64 = to_f64(h.view());
+            let want = cpu::hidden_error_term(term64.view(), w64.view(), h64.view(), activation);
+            let slope = h64.mapv(|h| activation.slope_from_output(h).abs());
+            let bound = Zip::from(&magnitude)
+                .and(&slope)
+                .and(&want)
+                .map_collect(|&m, &s, &v| {
+                    2.0 * gamma(next) * m * s + 4.0 * U * (v.abs() + m * s) + 1e-30
+                });
             let got = device
                 .twins()
-                .hidden_error_term(&config, term.view(), w.view(), h.view())
+                .hidden_error_term(&config, term.view(), w.view(), h.view(), activation)
                 .unwrap();
             assert_within(
                 &format!(
-                    "hidden_error_term {} {records}x{next}->{hidden}",
+                    "hidden_error_term {} {activation} {records}x{next}->{hidden}",
                     config.name()
                 ),
                 got.view(),
@@ -169,6 +245,48 @@ fn hidden_error_term_matches_its_cpu_twin() {
                 bound.view(),
             );
         }
+    }
+}
+
+#[test]
+fn delta_bias_matches_its_cpu_twin_in_both_modes() {
+    let Some(device) = device() else { return };
+    let learnrate = 0.37f32;
+    for (i, &(records, _, units)) in SHAPES.iter().enumerate() {
+        let term = random((records, units), -0.3, 0.3, 1300 + i as u64);
+        let b = random((1, units), -0.5, 0.5, 1400 + i as u64)
+            .row(0)
+            .to_owned();
+        let term64 = to_f64(term.view());
+        let want = cpu::delta_bias(f64::from(learnrate), term64.view()).insert_axis(Axis(0));
+        // γ over the batch sum plus the scaling (two more roundings); one more for applying.
+        let scale = f64::from(learnrate) / records as f64;
+        let bound = term64.mapv(f64::abs).sum_axis(Axis(0)).insert_axis(Axis(0))
+            * (2.0 * gamma(records + 2) * scale)
+            + 1e-30;
+        let got = device
+            .twins()
+            .delta_bias(learnrate, term.view(), None)
+            .unwrap();
+        assert_within(
+            &format!("delta_bias {records}x{units}"),
+            got.view(),
+            want.view(),
+            bound.view(),
+        );
+        let applied = device
+            .twins()
+            .delta_bias(learnrate, term.view(), Some(b.view()))
+            .unwrap();
+        let b64 = b.mapv(f64::from).insert_axis(Axis(0));
+        let sum = &b64 + &want;
+        let bound_applied = &bound + &sum.mapv(|v| U * v.abs());
+        assert_within(
+            &format!("applied delta_bias {records}x{units}"),
+            applied.view(),
+            sum.view(),
+            bound_applied.view(),
+        );
     }
 }
 
@@ -221,28 +339,30 @@ fn the_fused_output_layer_matches_its_two_cpu_twins() {
         let t = random((records, outputs), 0.0, 1.0, 1200 + i as u64);
         let (h64, w64, t64) = (to_f64(h.view()), to_f64(w.view()), to_f64(t.view()));
         let magnitude = h64.mapv(f64::abs).dot(&w64.mapv(f64::abs));
-        for activation in [Activation::Sigmoid, Activation::Identity] {
-            let y = cpu::layer_forward(h64.view(), w64.view(), activation);
-            let term = cpu::output_error_term(t64.view(), y.view(), activation);
+        for (activation, loss) in OUTPUTS.into_iter().filter(|(a, _)| a.is_elementwise()) {
+            let y = cpu::layer_forward(h64.view(), w64.view(), None, activation);
+            let term = cpu::output_error_term(t64.view(), y.view(), activation, loss);
             // y as in layer_forward's test; the error term moves by at most its slope in y
             // (|d/dy (t - y)y(1 - y)| <= 1.25 for t, y in [0, 1]; 1 for identity) times y's
             // error, plus its own four roundings.
             let layer_in = h64.dot(&w64);
-            let y_bound = match activation {
-                Activation::Identity => &magnitude * (2.0 * gamma(inputs)) + 1e-30,
-                Activation::Sigmoid => Zip::from(&magnitude)
-                    .and(&layer_in)
-                    .map_collect(|&m, &z| 0.5 * gamma(inputs) * m + (8.0 + z.abs()) * U),
-            };
+            let y_bound = forward_bound(activation, &magnitude, &layer_in, &y, inputs);
             let term_bound =
                 &y_bound * 1.25 + &(&t64.mapv(f64::abs) + &y.mapv(f64::abs)) * (4.0 * U);
             for config in variants(&device) {
                 let (got_y, got_term) = device
                     .twins()
-                    .output_layer(&config, h.view(), w.view(), t.view(), activation)
+                    .output_layer(
+                        &config,
+                        h.view(),
+                        w.view(),
+                        None,
+                        t.view(),
+                        (activation, loss),
+                    )
                     .unwrap();
                 let what = format!(
-                    "output_layer {} {activation} {records}x{inputs}x{outputs}",
+                    "output_layer {} {activation}/{loss} {records}x{inputs}x{outputs}",
                     config.name()
                 );
                 assert_within(&what, got_y.view(), y.view(), y_bound.view());
@@ -267,16 +387,18 @@ fn guarded_backend(device: &Arc<GpuDevice>, network: &backprop::Network<f64>) ->
 #[test]
 fn whole_steps_match_the_reference_on_awkward_networks() {
     let Some(device) = device() else { return };
-    for (i, case) in validate::cases(14, 5).iter().enumerate() {
+    // The seeds' eight, every activation x output x loss with biases, and random ones.
+    for (i, case) in validate::cases(32, 5).iter().enumerate() {
         let (network, x, target) = validate::problem(case, i as u64).unwrap();
         let mut gpu = guarded_backend(&device, &network);
         let rows =
             validate::check_case(&mut gpu, case, &network, x.view(), target.view(), 0.5).unwrap();
         gpu.check_guards().unwrap();
+        let layers = case.layer_sizes.len() - 1;
         assert_eq!(
             rows.len(),
-            case.layer_sizes.len(),
-            "one row per delta plus the output"
+            1 + layers * if case.bias { 2 } else { 1 },
+            "one row per delta (weights and biases) plus the output"
         );
         for row in rows {
             assert!(row.pass, "{row:?}");
@@ -436,7 +558,7 @@ fn predictions_over_more_records_than_one_pass_match_the_reference() {
 fn capped_device(bytes: u64) -> Option<Arc<GpuDevice>> {
     let mut ctx = GpuContext::for_tests()?;
     ctx.max_binding_bytes = bytes;
-    Some(GpuDevice::new(ctx))
+    Some(GpuDevice::new(ctx).unwrap())
 }
 
 #[test]
@@ -452,11 +574,7 @@ fn layers_wider_than_a_binding_are_split_along_the_hidden_dimension() {
         guard_regions: true,
         max_records: 16,
     };
-    let case = validate::Case {
-        records: 7,
-        layer_sizes: vec![13, 97, 61, 3],
-        output: Activation::Sigmoid,
-    };
+    let case = validate::Case::seeds(7, vec![13, 97, 61, 3], Activation::Sigmoid);
     let (network, x, target) = validate::problem(&case, 3).unwrap();
     let mut gpu = GpuBackend::new(device.clone(), &network, options).unwrap();
     assert_eq!(gpu.blocks_per_layer(), [1, 2, 4, 1]);
@@ -509,11 +627,7 @@ fn sums_longer_than_the_adapter_loops_are_split_into_blocks() {
     // one block on a real GPU). With a cap of 64 the same blocking runs on every adapter, for
     // the hidden error term too. Both match the reference.
     for (sizes, records) in [(vec![3, 70_001, 2], 5), (vec![4, 200, 150, 3], 7)] {
-        let case = validate::Case {
-            records,
-            layer_sizes: sizes.clone(),
-            output: Activation::Identity,
-        };
+        let case = validate::Case::seeds(records, sizes.clone(), Activation::Identity);
         let (network, x, target) = validate::problem(&case, 3).unwrap();
         let mut ctx = GpuContext::for_tests().unwrap();
         if sizes[1] < 1000 {
@@ -525,7 +639,7 @@ fn sums_longer_than_the_adapter_loops_are_split_into_blocks() {
             guard_regions: true,
             max_records: records,
         };
-        let mut gpu = GpuBackend::new(GpuDevice::new(ctx), &network, options).unwrap();
+        let mut gpu = GpuBackend::new(GpuDevice::new(ctx).unwrap(), &network, options).unwrap();
         let blocks = gpu.blocks_per_layer();
         assert_eq!(blocks[1] > 1, capped < sizes[1], "{blocks:?}");
         for row in

@@ -34,8 +34,8 @@ fn seed_exercise_in_f64_matches_numpy_to_1e_10() {
     .unwrap();
     // f64 against NumPy's f64 on a 3-2-1 network: a handful of roundings of 1e-16 each; 1e-10
     // is far above them and far below any formula mistake.
-    assert_abs_diff_eq!(deltas[0], numpy_delta_w_i_h(), epsilon = 1e-10);
-    assert_abs_diff_eq!(deltas[1], numpy_delta_w_h_o(), epsilon = 1e-10);
+    assert_abs_diff_eq!(deltas.weights[0], numpy_delta_w_i_h(), epsilon = 1e-10);
+    assert_abs_diff_eq!(deltas.weights[1], numpy_delta_w_h_o(), epsilon = 1e-10);
 }
 
 #[test]
@@ -52,6 +52,7 @@ fn seed_exercise_in_f32_matches_numpy_to_1e_6_relative() {
     // f32 rounds at 6e-8 relative; about ten chained operations with no cancellation stay
     // within 1e-6 relative of the f64 result.
     for (got, want) in deltas
+        .weights
         .iter()
         .zip([numpy_delta_w_i_h(), numpy_delta_w_h_o()])
     {
@@ -72,10 +73,10 @@ fn seed_exercise_prints_the_seed_digits() {
         ex.learnrate,
     )
     .unwrap();
-    let delta_w_h_o = deltas[1].column(0).to_owned().into_dyn();
+    let delta_w_h_o = deltas.weights[1].column(0).to_owned().into_dyn();
     assert_eq!(format_array(delta_w_h_o.view()), "[0.00804047 0.00555918]");
     assert_eq!(
-        format_array(deltas[0].view().into_dyn()),
+        format_array(deltas.weights[0].view().into_dyn()),
         "[[ 1.77005547e-04 -5.11178506e-04]\n [ 3.54011093e-05 -1.02235701e-04]\n [-7.08022187e-05  2.04471402e-04]]"
     );
 }
@@ -100,10 +101,14 @@ fn seed_003_worked_example() {
 
     let deltas = cpu::backward(&network, x.view(), target.view(), 0.5).unwrap();
     // ΔW = 0.0302 at the seed's four decimals.
-    assert_abs_diff_eq!(deltas[1][[0, 0]], 0.0302, epsilon = 5e-5);
+    assert_abs_diff_eq!(deltas.weights[1][[0, 0]], 0.0302, epsilon = 5e-5);
     // Δw = (0.00015, 0.00045): the seed rounds δh = 0.00305 down to 0.003 before multiplying,
     // so its figures are 1.7% low; 1e-5 covers that and nothing more.
-    assert_abs_diff_eq!(deltas[0], array![[0.00015], [0.00045]], epsilon = 1e-5);
+    assert_abs_diff_eq!(
+        deltas.weights[0],
+        array![[0.00015], [0.00045]],
+        epsilon = 1e-5
+    );
 }
 
 #[test]
@@ -116,7 +121,7 @@ fn a_batch_steps_by_the_mean_of_its_one_record_steps() {
     ] {
         let p = common::problem(&sizes, n_records, output, &mut rng);
         let batch = cpu::backward(&p.network, p.x.view(), p.target.view(), 0.3).unwrap();
-        for (l, delta) in batch.iter().enumerate() {
+        for (l, delta) in batch.weights.iter().enumerate() {
             let mean = (0..n_records)
                 .map(|b| {
                     let one = cpu::backward(
@@ -126,7 +131,7 @@ fn a_batch_steps_by_the_mean_of_its_one_record_steps() {
                         0.3,
                     )
                     .unwrap();
-                    one[l].clone()
+                    one.weights[l].clone()
                 })
                 .reduce(|a, b| a + b)
                 .unwrap()

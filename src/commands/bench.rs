@@ -133,7 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let device: Option<std::result::Result<Arc<GpuDevice>, String>> =
         args.backend.contains(&BenchBackend::Gpu).then(|| {
             GpuContext::open(args.adapter.as_deref())
-                .map(|ctx| GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false)))
+                .and_then(|ctx| GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false)))
                 .map_err(|e| e.to_string())
         });
     let mut rows: Vec<Row> = Vec::new();

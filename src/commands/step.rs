@@ -12,7 +12,7 @@ use backprop::guard::numeric::{check_finite_result, check_flag_value};
 use backprop::guard::paths::FilePlan;
 use backprop::io::{self, WeightsFile};
 use backprop::report::numpy_format::format_array;
-use backprop::{delta_names, seed, Activation, Error};
+use backprop::{bias_delta_names, delta_names, seed, Activation, Error, Loss, Network, Spec};
 
 use super::outln;
 
@@ -31,10 +31,17 @@ pub struct StepArgs {
     /// Learning rate (the seeds' `learnrate`); the seed exercise uses 0.5.
     #[arg(long, value_name = "LR", allow_hyphen_values = true)]
     lr: Option<f64>,
+    /// The hidden layers' activation (the seeds': sigmoid).
+    #[arg(long, value_enum, default_value_t = Activation::Sigmoid)]
+    activation: Activation,
     /// The output layer's activation.
     #[arg(long, value_enum, default_value_t = Activation::Sigmoid)]
     output: Activation,
-    /// Where the deltas go (.npz, `delta_w_i_h`, `delta_w_h_o`); written atomically.
+    /// The loss whose gradient the deltas follow (the seeds': mse).
+    #[arg(long, value_enum, default_value_t = Loss::Mse)]
+    loss: Loss,
+    /// Where the deltas go (.npz, `delta_w_i_h`, `delta_w_h_o`, and `delta_b_h`, `delta_b_o`
+    /// when W.npz holds biases); written atomically.
     #[arg(long, value_name = "D.npz")]
     out: Option<PathBuf>,
     /// Print the deltas as one JSON object keyed by their names.
@@ -83,19 +90,10 @@ pub fn run(args: StepArgs) -> Result<()> {
         .with_context(|| problem.names.clone())
         .context("computing the backward pass")?;
 
-    let names = delta_names(deltas.len());
-    for (name, delta) in names.iter().zip(&deltas) {
-        check_finite_result(name, "the backward pass", delta.view()).with_context(|| {
-            format!(
-                "{}: the values are too large for {}; nothing was written",
-                problem.names,
-                backend.description()
-            )
-        })?;
-    }
-    let shaped: Vec<(String, ArrayD<f64>)> = names
+    let n_layers = deltas.weights.len();
+    let mut shaped: Vec<(String, ArrayD<f64>)> = delta_names(n_layers)
         .into_iter()
-        .zip(deltas)
+        .zip(deltas.weights)
         .zip(&problem.weights.stored_shapes)
         .map(|((name, delta), shape)| {
             let delta = delta
@@ -104,6 +102,20 @@ pub fn run(args: StepArgs) -> Result<()> {
             Ok((name, delta))
         })
         .collect::<Result<_>>()?;
+    shaped.extend(
+        bias_delta_names(n_layers)
+            .into_iter()
+            .zip(deltas.biases.into_iter().flatten().map(|b| b.into_dyn())),
+    );
+    for (name, delta) in &shaped {
+        check_finite_result(name, "the backward pass", delta.view()).with_context(|| {
+            format!(
+                "{}: the values are too large for {}; nothing was written",
+                problem.names,
+                backend.description()
+            )
+        })?;
+    }
 
     if let Some(out) = &args.out {
         io::write_npz(out, &shaped)?;
@@ -115,8 +127,15 @@ pub fn run(args: StepArgs) -> Result<()> {
             .collect();
         outln!("{}", serde_json::Value::Object(object))?;
     } else {
-        for (name, delta) in shaped.iter().rev() {
-            outln!("Change in weights for {} ({name}):", layer_words(name))?;
+        // The seeds print the later layer first; biases after the weights.
+        let (weights, biases) = shaped.split_at(n_layers);
+        for (name, delta) in weights.iter().rev().chain(biases.iter().rev()) {
+            let what = if name.starts_with("delta_b_") {
+                "biases"
+            } else {
+                "weights"
+            };
+            outln!("Change in {what} for {} ({name}):", layer_words(name))?;
             outln!("{}", format_array(delta.view()))?;
         }
     }
@@ -132,19 +151,30 @@ fn load(args: &StepArgs) -> Result<Problem> {
         }
         .into());
     }
+    let spec = Spec {
+        hidden: args.activation,
+        output: args.output,
+        loss: args.loss,
+    };
+    spec.check()?;
     let (Some(weights_path), Some(input_path), Some(target_path)) =
         (&args.weights, &args.input, &args.target)
     else {
         let seed = seed::exercise();
+        let network = &seed.weights.network;
+        let network = Network::with_spec(network.weights().to_vec(), None, spec)?;
         return Ok(Problem {
-            weights: seed.weights,
+            weights: WeightsFile {
+                network,
+                ..seed.weights
+            },
             x: seed.x,
             target: seed.target,
             learnrate: args.lr.unwrap_or(seed.learnrate),
             names: "the seed exercise".into(),
         });
     };
-    let weights = io::read_weights_npz(weights_path, args.output)?;
+    let weights = io::read_weights_npz(weights_path, spec)?;
     let x = io::records(input_path, "input", io::read_npy(input_path)?)?;
     let target = read_target(target_path, x.nrows(), weights.network.n_outputs())?;
     let network = &weights.network;
@@ -212,7 +242,10 @@ fn layer_words(name: &str) -> String {
         "h" => "hidden layer".to_string(),
         h => format!("hidden layer {}", h.trim_start_matches('h')),
     };
-    let mut ends = name.trim_start_matches("delta_w_").split('_');
+    let mut ends = name
+        .trim_start_matches("delta_w_")
+        .trim_start_matches("delta_b_")
+        .split('_');
     let from = ends.next().unwrap_or_default();
     let to = ends.next().unwrap_or_default();
     format!("{} to {}", word(from), word(to))

@@ -40,7 +40,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let sizes = parse_sizes(&args.sizes)?;
     let ctx = GpuContext::open(args.adapter.as_deref())?;
     errln!("tuning on {}", ctx.describe());
-    let device = GpuDevice::with_tuning(ctx, super::tuning(false, args.retune));
+    let device = GpuDevice::with_tuning(ctx, super::tuning(false, args.retune))?;
     let mut rows = Vec::new();
     for size in &sizes {
         let (network, x, target) = problem(size)?;

@@ -49,7 +49,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
             force,
             ..TuningOptions::default()
         };
-        Ok(GpuDevice::with_tuning(ctx, options))
+        Ok(GpuDevice::with_tuning(ctx, options)?)
     };
     // One device per forced variant (or one with the heuristic choice); none for the CPU.
     let devices: Vec<(String, Option<std::sync::Arc<GpuDevice>>)> = match (gpu, args.all_variants) {

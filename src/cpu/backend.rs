@@ -10,7 +10,7 @@ use crate::float::Float;
 use crate::guard::interrupt;
 use crate::guard::memory::host_available;
 use crate::guard::numeric::{check_representable, first_non_finite, Precision};
-use crate::model::Network;
+use crate::model::{Deltas, Network};
 
 /// The CPU backend: the reference of `cpu.rs` run in precision `T`.
 pub struct CpuBackend<T> {
@@ -48,7 +48,7 @@ impl<T: Float> CpuBackend<T> {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
         learnrate: f64,
-    ) -> Result<Vec<Array2<T>>> {
+    ) -> Result<Deltas<T>> {
         let (x, target) = Self::convert(x, target)?;
         cpu::backward(
             &self.network,
@@ -89,9 +89,8 @@ impl<T: Float> Backend for CpuBackend<T> {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
         learnrate: f64,
-    ) -> Result<Vec<Array2<f64>>> {
-        let deltas = self.backward(x, target, learnrate)?;
-        Ok(deltas.iter().map(|d| cast(d.view())).collect())
+    ) -> Result<Deltas<f64>> {
+        Ok(self.backward(x, target, learnrate)?.cast())
     }
 
     fn train_step(

@@ -1,4 +1,5 @@
-//! The CPU reference: the seeds' lines, one to one, in ndarray, generic over f32 and f64.
+//! The CPU reference: the seeds' lines, one to one, in ndarray, generic over f32 and f64, and
+//! the same lines with biases, other activations and cross-entropy beside them.
 //!
 //! `matmul(a, b)` is `np.dot(a, b)` (see `linalg.rs`). Each function here has a WGSL twin in
 //! `shaders/` with the same name and formula; the GPU
@@ -10,28 +11,41 @@ mod backend;
 
 pub use backend::CpuBackend;
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
 
 use crate::error::{Error, Result};
 use crate::linalg::{map_inplace, matmul, scaled_matmul, zip_map};
-use crate::model::{Activation, Float, Network};
+use crate::model::{Activation, Deltas, Float, Loss, Network};
+use crate::ops::activation::softmax_row;
 
 /// `1 / (1 + np.exp(-x))`
 pub fn sigmoid<T: Float>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    Activation::Sigmoid.apply(x)
 }
 
-/// One layer of the forward pass, `activation(np.dot(layer_input, weights))`:
-/// `hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))` for a hidden layer.
-/// Twin of `shaders/forward.wgsl`.
+/// One layer of the forward pass, `activation(np.dot(layer_input, weights) + bias)`:
+/// `hidden_layer_out = sigmoid(np.dot(x, weights_input_to_hidden))` for a seeds' hidden layer.
+/// Twin of `shaders/forward.wgsl` (and of `shaders/softmax.wgsl` for a softmax output).
 pub fn layer_forward<T: Float>(
     layer_input: ArrayView2<T>,
     weights: ArrayView2<T>,
+    bias: Option<ArrayView1<T>>,
     activation: Activation,
 ) -> Array2<T> {
     let mut layer_out = matmul(layer_input, weights);
-    if activation == Activation::Sigmoid {
-        map_inplace(&mut layer_out, sigmoid);
+    if let Some(bias) = bias {
+        layer_out.zip_mut_with(&bias, |v, &b| *v = *v + b);
+    }
+    match activation {
+        Activation::Identity => {}
+        Activation::Softmax => {
+            for mut row in layer_out.rows_mut() {
+                if let Some(values) = row.as_slice_mut() {
+                    softmax_row(values);
+                }
+            }
+        }
+        other => map_inplace(&mut layer_out, |v| other.apply(v)),
     }
     layer_out
 }
@@ -41,48 +55,43 @@ pub fn forward<T: Float>(network: &Network<T>, x: ArrayView2<T>) -> Vec<Array2<T
     let weights = network.weights();
     let mut layer_outputs: Vec<Array2<T>> = Vec::with_capacity(weights.len());
     for (l, w) in weights.iter().enumerate() {
-        let activation = if l + 1 == weights.len() {
-            network.output_activation()
-        } else {
-            Activation::Sigmoid
-        };
         let layer_input = layer_outputs.last().map_or(x, |h| h.view());
-        let out = layer_forward(layer_input, w.view(), activation);
+        let bias = network.biases().map(|b| b[l].view());
+        let out = layer_forward(layer_input, w.view(), bias, network.activation(l));
         layer_outputs.push(out);
     }
     layer_outputs
 }
 
-/// `error = target - output_layer_out`, then
+/// `error = target - output_layer_out`, then for the seeds' squared error
 /// `output_error_term = error * output_layer_out * (1 - output_layer_out)` for a sigmoid output
-/// and `output_error_term = error` for an identity output (seed 004).
+/// and `output_error_term = error` for an identity output (seed 004); with cross-entropy (and a
+/// sigmoid or softmax output) the slope cancels: `output_error_term = error`.
 /// Twin of `output_error_term` in `shaders/error_terms.wgsl`.
 pub fn output_error_term<T: Float>(
     target: ArrayView2<T>,
     output_layer_out: ArrayView2<T>,
     activation: Activation,
+    loss: Loss,
 ) -> Array2<T> {
-    match activation {
-        Activation::Sigmoid => zip_map(target, output_layer_out, |t, y| {
-            let error = t - y;
-            error * y * (T::one() - y)
-        }),
-        Activation::Identity => zip_map(target, output_layer_out, |t, y| t - y),
-    }
+    zip_map(target, output_layer_out, |t, y| {
+        loss.output_error_term(activation, t, y)
+    })
 }
 
 /// `hidden_error = np.dot(output_error_term, weights_hidden_to_output.T)`, then
-/// `hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)`.
-/// For deeper networks the "output" side is the next layer. Twin of `hidden_error_term` in
-/// `shaders/error_terms.wgsl`.
+/// `hidden_error_term = hidden_error * hidden_layer_out * (1 - hidden_layer_out)` for the seeds'
+/// sigmoid (the activation's slope, from its output, in general). For deeper networks the
+/// "output" side is the next layer. Twin of `hidden_error_term` in `shaders/error_terms.wgsl`.
 pub fn hidden_error_term<T: Float>(
     next_error_term: ArrayView2<T>,
     weights_to_next: ArrayView2<T>,
     hidden_layer_out: ArrayView2<T>,
+    activation: Activation,
 ) -> Array2<T> {
     let hidden_error = matmul(next_error_term, weights_to_next.t());
     zip_map(hidden_error.view(), hidden_layer_out, |e, h| {
-        e * h * (T::one() - h)
+        e * activation.slope_from_output(h)
     })
 }
 
@@ -97,6 +106,13 @@ pub fn delta_weights<T: Float>(
     scaled_matmul(learnrate / n_records, layer_input.t(), error_term)
 }
 
+/// `delta_b = learnrate * error_term`, averaged over the batch: a bias is a weight whose input
+/// is always 1. Twin of `shaders/bias_update.wgsl`.
+pub fn delta_bias<T: Float>(learnrate: T, error_term: ArrayView2<T>) -> Array1<T> {
+    let n_records = T::from_usize(error_term.nrows()).unwrap_or_else(T::one);
+    error_term.sum_axis(Axis(0)) * (learnrate / n_records)
+}
+
 /// Every layer's error term, computed from the output back to the first hidden layer with the
 /// weights as they are before this step's update.
 pub fn error_terms<T: Float>(
@@ -105,29 +121,37 @@ pub fn error_terms<T: Float>(
     target: ArrayView2<T>,
 ) -> Vec<Array2<T>> {
     let weights = network.weights();
+    let spec = network.spec();
     let n_layers = weights.len();
     let mut terms = vec![output_error_term(
         target,
         layer_outputs[n_layers - 1].view(),
-        network.output_activation(),
+        spec.output,
+        spec.loss,
     )];
     for l in (0..n_layers - 1).rev() {
         let next = &terms[terms.len() - 1];
-        let term = hidden_error_term(next.view(), weights[l + 1].view(), layer_outputs[l].view());
+        let term = hidden_error_term(
+            next.view(),
+            weights[l + 1].view(),
+            layer_outputs[l].view(),
+            spec.hidden,
+        );
         terms.push(term);
     }
     terms.reverse();
     terms
 }
 
-/// One backward pass on a batch: the mean delta weights of every layer, first layer first
-/// (`delta_w_i_h`, …, `delta_w_h_o`). The weights are not changed.
+/// One backward pass on a batch: the mean deltas of every layer, first layer first
+/// (`delta_w_i_h`, …, `delta_w_h_o`, and the biases' `delta_b_h`, …). The weights are not
+/// changed.
 pub fn backward<T: Float>(
     network: &Network<T>,
     x: ArrayView2<T>,
     target: ArrayView2<T>,
     learnrate: T,
-) -> Result<Vec<Array2<T>>> {
+) -> Result<Deltas<T>> {
     check_batch(
         network.n_inputs(),
         network.n_outputs(),
@@ -152,9 +176,9 @@ pub fn deltas_from_outputs<T: Float>(
     layer_outputs: &[Array2<T>],
     target: ArrayView2<T>,
     learnrate: T,
-) -> Vec<Array2<T>> {
+) -> Deltas<T> {
     let terms = error_terms(network, layer_outputs, target);
-    terms
+    let weights = terms
         .iter()
         .enumerate()
         .map(|(l, term)| {
@@ -165,7 +189,14 @@ pub fn deltas_from_outputs<T: Float>(
             };
             delta_weights(learnrate, term.view(), layer_input)
         })
-        .collect()
+        .collect();
+    let biases = network.biases().map(|_| {
+        terms
+            .iter()
+            .map(|term| delta_bias(learnrate, term.view()))
+            .collect()
+    });
+    Deltas { weights, biases }
 }
 
 /// The seeds' loss on a batch: the mean over records and outputs of `(target - output)^2`.

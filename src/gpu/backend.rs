@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-use super::buffers::{BlockMatrix, Region};
+use super::buffers::{split, BlockMatrix, Region};
 use super::context::{self, GpuContext};
 use super::device::GpuDevice;
 use super::kernels::{self, Dispatch};
@@ -24,7 +24,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
-use crate::model::{weight_names, Activation, Network};
+use crate::model::{bias_names, weight_names, Activation, Deltas, Network, Spec};
 
 /// How the GPU backend allocates its memory.
 #[derive(Clone, Copy, Debug)]
@@ -94,12 +94,15 @@ pub struct GpuBackend {
     pub(super) device: Arc<GpuDevice>,
     pub(super) options: GpuOptions,
     pub(super) layer_sizes: Vec<usize>,
-    pub(super) output_activation: Activation,
+    pub(super) spec: Spec,
     /// The unit blocks of each layer (inputs, hidden layers, outputs): a hidden layer too
     /// wide for one storage binding is split, and every matrix touching it with it.
     pub(super) layout: Vec<Vec<Range<usize>>>,
     pub(super) weights: Vec<BlockMatrix>,
+    /// Each layer's biases as one row split like its units, when the network has biases.
+    pub(super) biases: Option<Vec<BlockMatrix>>,
     pub(super) deltas: Option<Vec<BlockMatrix>>,
+    pub(super) bias_deltas: Option<Vec<BlockMatrix>>,
     /// Bound as `deltas` by in-place updates, which never touch it.
     pub(super) unused_deltas: Region,
     /// The non-finite watch of the output error term kernel (see `error_terms.wgsl`).
@@ -147,20 +150,52 @@ impl GpuBackend {
         let unused_deltas = Region::new(ctx, "unused deltas", 1, options.guard_regions)?;
         let status = Region::new(ctx, "status", kernels::STATUS_LEN, options.guard_regions)?;
         status.upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
-        Ok(GpuBackend {
+        let mut backend = GpuBackend {
             status,
             options,
             layer_sizes,
-            output_activation: network.output_activation(),
+            spec: network.spec(),
             layout,
             weights,
+            biases: None,
             deltas: None,
+            bias_deltas: None,
             unused_deltas,
             plans: HashMap::new(),
             batches_per_submission: 1,
             data: Vec::new(),
             device,
-        })
+        };
+        if let Some(biases) = network.biases() {
+            let names = bias_names(biases.len());
+            let uploaded = biases
+                .iter()
+                .enumerate()
+                .map(|(l, b)| {
+                    let matrix = backend.bias_matrix(&names[l], l)?;
+                    matrix.upload(&backend.device.ctx, b.view().insert_axis(Axis(0)))?;
+                    Ok(matrix)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            backend.biases = Some(uploaded);
+        }
+        Ok(backend)
+    }
+
+    /// A row of layer `l`'s units, split like them (a bias vector or its delta).
+    pub(super) fn bias_matrix(&self, label: &str, l: usize) -> Result<BlockMatrix> {
+        BlockMatrix::new(
+            &self.device.ctx,
+            label,
+            split(1, 1),
+            self.layout[l + 1].clone(),
+            self.options.guard_regions,
+        )
+    }
+
+    /// Block `j` of layer `l`'s biases, when the network has biases.
+    pub(super) fn bias_block(&self, l: usize, j: usize) -> Option<&Region> {
+        self.biases.as_ref().map(|b| b[l].block(0, j))
     }
 
     /// How many blocks each layer's units are split into (1 everywhere for a network whose
@@ -175,9 +210,9 @@ impl GpuBackend {
 
     pub(super) fn activation(&self, l: usize) -> Activation {
         if l + 1 == self.n_layers() {
-            self.output_activation
+            self.spec.output
         } else {
-            Activation::Sigmoid
+            self.spec.hidden
         }
     }
 
@@ -273,7 +308,14 @@ impl GpuBackend {
         let mut regions: Vec<&Region> =
             self.weights.iter().flat_map(BlockMatrix::regions).collect();
         regions.extend([&self.unused_deltas, &self.status]);
-        regions.extend(self.deltas.iter().flatten().flat_map(BlockMatrix::regions));
+        let vectors = [&self.deltas, &self.biases, &self.bias_deltas];
+        regions.extend(
+            vectors
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(BlockMatrix::regions),
+        );
         for plan in self.plans.values() {
             let matrices = [&plan.x, &plan.target].into_iter();
             let matrices = matrices
@@ -292,6 +334,11 @@ impl GpuBackend {
             .iter()
             .try_for_each(|r| r.check_guards(&self.device.ctx))
     }
+}
+
+/// A one-row block matrix (a bias vector) read back as a vector.
+fn read_row(ctx: &GpuContext, row: &BlockMatrix) -> Result<Array1<f64>> {
+    Ok(row.read(ctx)?.row(0).to_owned())
 }
 
 fn to_f32(a: ArrayView2<f64>) -> Vec<f32> {
@@ -317,18 +364,27 @@ impl Backend for GpuBackend {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
         learnrate: f64,
-    ) -> Result<Vec<Array2<f64>>> {
+    ) -> Result<Deltas<f64>> {
         self.check_batch(x.dim(), target.dim())?;
         let records = self.upload_batch(x, Some(target), learnrate as f32)?;
         self.ensure_delta_updates(records)?;
         let mut encoder = self.encoder("delta weights");
         self.record_step(&mut encoder, records, false)?;
         self.submit(encoder);
-        self.deltas
-            .iter()
-            .flatten()
-            .map(|d| d.read(&self.device.ctx))
-            .collect()
+        let ctx = &self.device.ctx;
+        Ok(Deltas {
+            weights: self
+                .deltas
+                .iter()
+                .flatten()
+                .map(|d| d.read(ctx))
+                .collect::<Result<_>>()?,
+            biases: self
+                .bias_deltas
+                .as_ref()
+                .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
+                .transpose()?,
+        })
     }
 
     fn train_step(
@@ -355,12 +411,18 @@ impl Backend for GpuBackend {
     }
 
     fn network(&mut self) -> Result<Network<f64>> {
+        let ctx = &self.device.ctx;
         let weights = self
             .weights
             .iter()
-            .map(|w| w.read(&self.device.ctx))
+            .map(|w| w.read(ctx))
             .collect::<Result<Vec<_>>>()?;
-        Network::new(weights, self.output_activation)
+        let biases = self
+            .biases
+            .as_ref()
+            .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
+            .transpose()?;
+        Network::with_spec(weights, biases, self.spec)
     }
 
     fn train_steps(

@@ -244,8 +244,8 @@ impl GpuContext {
         let limits = adapter.limits();
         // Timestamps give `backprop bench` and the tuner their times where the adapter has them;
         // a pipeline cache keeps compiled kernels between runs.
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("backprop"),
             required_features: features,

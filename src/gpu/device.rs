@@ -11,7 +11,7 @@ use super::kernels::{Dispatch, Kernels, Part};
 use super::ops::KernelTwins;
 use super::tuning::{self, Choice, Operands, OUTPUT_PATHS, RUNS, TUNE_BUDGET};
 use crate::error::{Error, Result};
-use crate::model::Activation;
+use crate::model::{Activation, Loss};
 use crate::tune::{self as tuner, Entry};
 
 /// A device with its pipelines compiled: opened once, shared by every backend on it.
@@ -32,18 +32,18 @@ impl Drop for GpuDevice {
 
 impl GpuDevice {
     /// A device whose products use the heuristic variants (no tuning).
-    pub fn new(ctx: GpuContext) -> Arc<Self> {
+    pub fn new(ctx: GpuContext) -> Result<Arc<Self>> {
         Self::with_tuning(ctx, tuning::TuningOptions::default())
     }
 
     /// A device that tunes its products as `options` say.
-    pub fn with_tuning(ctx: GpuContext, options: tuning::TuningOptions) -> Arc<Self> {
-        let kernels = Kernels::new(&ctx);
-        Arc::new(GpuDevice {
+    pub fn with_tuning(ctx: GpuContext, options: tuning::TuningOptions) -> Result<Arc<Self>> {
+        let kernels = Kernels::new(&ctx)?;
+        Ok(Arc::new(GpuDevice {
             ctx,
             kernels,
             tuning: tuning::Tuning::new(options),
-        })
+        }))
     }
 
     /// The single-kernel twins of `cpu.rs` on this device.
@@ -161,6 +161,7 @@ impl GpuDevice {
                         &forward_config,
                         &operands.a_region,
                         &operands.b_region,
+                        None,
                         &operands.out,
                         shape,
                         Activation::Identity,
@@ -176,7 +177,7 @@ impl GpuDevice {
                             &separate_term,
                             &operands.extra[2],
                             (records, outputs),
-                            Activation::Identity,
+                            (Activation::Identity, Loss::Mse),
                         )
                         .map_err(e)?,
                 );

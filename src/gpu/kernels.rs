@@ -14,9 +14,13 @@ use crate::gpu::buffers::Region;
 use crate::gpu::context::GpuContext;
 use crate::gpu::gemm::generate::{module_source, PARTIAL_SUMS_BINDING};
 use crate::gpu::gemm::{GemmConfig, Product, COMMON, ERROR_TERMS};
-use crate::model::Activation;
+use crate::model::{Activation, Loss};
 
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
+const BIAS_UPDATE: &str = include_str!("../../shaders/bias_update.wgsl");
+/// The binding of a layer's bias in the forward products.
+const BIAS_BINDING: u32 = 9;
 
 /// The values of the non-finite watch (`status` in `common.wgsl`): the batch being computed,
 /// and the first batch whose output was not finite.
@@ -44,15 +48,21 @@ pub struct Dims {
 }
 
 // Bits of `Dims::flag`, as in `shaders/common.wgsl`.
-const FLAG_IDENTITY: u32 = 1;
-const FLAG_ACCUMULATE: u32 = 2;
-const FLAG_PARTIAL: u32 = 4;
-const FLAG_APPLY: u32 = 8;
+const FLAG_ACCUMULATE: u32 = 16;
+const FLAG_PARTIAL: u32 = 32;
+const FLAG_APPLY: u32 = 64;
+const FLAG_BIAS: u32 = 128;
+const FLAG_CROSS_ENTROPY: u32 = 256;
 
+/// The activation's code in the flag's low bits (softmax: its row kernel follows).
 fn activation_flag(a: Activation) -> u32 {
-    match a {
-        Activation::Sigmoid => 0,
-        Activation::Identity => FLAG_IDENTITY,
+    a.wgsl_code()
+}
+
+fn loss_flag(loss: Loss) -> u32 {
+    match loss {
+        Loss::Mse => 0,
+        Loss::CrossEntropy => FLAG_CROSS_ENTROPY,
     }
 }
 
@@ -154,11 +164,12 @@ struct ProductPipelines {
 /// The bindings of each product's module (0 is the uniform): (binding, read-only).
 fn product_bindings(product: Product) -> &'static [(u32, bool)] {
     match product {
-        Product::LayerForward => &[(1, true), (2, true), (3, false)],
+        Product::LayerForward => &[(1, true), (2, true), (3, false), (BIAS_BINDING, true)],
         Product::OutputLayer => &[
             (1, true),
             (2, true),
             (3, false),
+            (BIAS_BINDING, true),
             (4, true),
             (5, false),
             (STATUS_BINDING, false),
@@ -173,6 +184,10 @@ fn product_bindings(product: Product) -> &'static [(u32, bool)] {
 pub struct Kernels {
     output_error_term: wgpu::ComputePipeline,
     gather: wgpu::ComputePipeline,
+    softmax_rows: wgpu::ComputePipeline,
+    bias_update: wgpu::ComputePipeline,
+    /// Bound as the bias of a layer that has none (the kernel reads it only with FLAG_BIAS).
+    no_bias: Region,
     products: Mutex<HashMap<(Product, GemmConfig), Arc<ProductPipelines>>>,
 }
 
@@ -203,7 +218,7 @@ fn compilation_options() -> wgpu::PipelineCompilationOptions<'static> {
 }
 
 impl Kernels {
-    pub fn new(ctx: &GpuContext) -> Self {
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
             ctx.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -217,11 +232,16 @@ impl Kernels {
         };
         let error_terms = trusted_module(ctx, "error_terms.wgsl", [COMMON, ERROR_TERMS].join("\n"));
         let gather = trusted_module(ctx, "gather.wgsl", [COMMON, GATHER].join("\n"));
-        Kernels {
+        let softmax = trusted_module(ctx, "softmax.wgsl", [COMMON, SOFTMAX].join("\n"));
+        let bias_update = trusted_module(ctx, "bias_update.wgsl", [COMMON, BIAS_UPDATE].join("\n"));
+        Ok(Kernels {
             output_error_term: pipeline(&error_terms, "output_error_term"),
             gather: pipeline(&gather, "gather"),
+            softmax_rows: pipeline(&softmax, "softmax_rows"),
+            bias_update: pipeline(&bias_update, "bias_update"),
+            no_bias: Region::new(ctx, "no bias", 1, false)?,
             products: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The pipelines of `product` computed by `config`, generated and compiled on first use.
@@ -472,6 +492,7 @@ impl Kernels {
         config: &GemmConfig,
         layer_input: &Region,
         weights: &Region,
+        bias: Option<&Region>,
         layer_out: &Region,
         (records, inputs, units): (usize, usize, usize),
         activation: Activation,
@@ -480,6 +501,7 @@ impl Kernels {
         expect_len(layer_input, records * inputs)?;
         expect_len(weights, inputs * units)?;
         expect_len(layer_out, records * units)?;
+        let (bias, bias_flag) = self.bias(bias, units)?;
         let (m, k, n) = (
             dim("records", records)?,
             dim("inputs", inputs)?,
@@ -489,9 +511,31 @@ impl Kernels {
             ctx,
             Product::LayerForward,
             config,
-            dims(m, n, k, activation_flag(activation) | part.flags(), 0.0),
-            &[(1, layer_input), (2, weights), (3, layer_out)],
+            dims(
+                m,
+                n,
+                k,
+                activation_flag(activation) | part.flags() | bias_flag,
+                0.0,
+            ),
+            &[
+                (1, layer_input),
+                (2, weights),
+                (3, layer_out),
+                (BIAS_BINDING, bias),
+            ],
         )
+    }
+
+    /// The region bound as a layer's bias, and the flag that makes the kernel add it.
+    fn bias<'a>(&'a self, bias: Option<&'a Region>, units: usize) -> Result<(&'a Region, u32)> {
+        match bias {
+            Some(b) => {
+                expect_len(b, units)?;
+                Ok((b, FLAG_BIAS))
+            }
+            None => Ok((&self.no_bias, 0)),
+        }
     }
 
     /// The output layer's forward pass and its output error term in one product (the fused
@@ -504,15 +548,22 @@ impl Kernels {
         config: &GemmConfig,
         layer_input: &Region,
         weights: &Region,
+        bias: Option<&Region>,
         output_layer_out: &Region,
         target: &Region,
         output_error_term: &Region,
         status: &Region,
         (records, inputs, outputs): (usize, usize, usize),
-        activation: Activation,
+        (activation, loss): (Activation, Loss),
     ) -> Result<Vec<Dispatch>> {
+        if !activation.is_elementwise() {
+            return Err(Error::Gpu(format!(
+                "the fused output layer computes element-wise outputs, not {activation}"
+            )));
+        }
         expect_len(layer_input, records * inputs)?;
         expect_len(weights, inputs * outputs)?;
+        let (bias, bias_flag) = self.bias(bias, outputs)?;
         for region in [output_layer_out, target, output_error_term] {
             expect_len(region, records * outputs)?;
         }
@@ -526,11 +577,18 @@ impl Kernels {
             ctx,
             Product::OutputLayer,
             config,
-            dims(m, n, k, activation_flag(activation), 0.0),
+            dims(
+                m,
+                n,
+                k,
+                activation_flag(activation) | bias_flag | loss_flag(loss),
+                0.0,
+            ),
             &[
                 (1, layer_input),
                 (2, weights),
                 (3, output_layer_out),
+                (BIAS_BINDING, bias),
                 (4, target),
                 (5, output_error_term),
                 (STATUS_BINDING, status),
@@ -549,7 +607,7 @@ impl Kernels {
         output_error_term: &Region,
         status: &Region,
         (records, outputs): (usize, usize),
-        activation: Activation,
+        (activation, loss): (Activation, Loss),
     ) -> Result<Dispatch> {
         let len = records * outputs;
         expect_len(target, len)?;
@@ -560,7 +618,7 @@ impl Kernels {
         self.elementwise(
             ctx,
             ("output_error_term", &self.output_error_term),
-            dims(m, n, 0, activation_flag(activation), 0.0),
+            dims(m, n, 0, activation_flag(activation) | loss_flag(loss), 0.0),
             len,
             &[
                 (1, target),
@@ -583,6 +641,7 @@ impl Kernels {
         hidden_layer_out: &Region,
         hidden_error_term: &Region,
         (records, hidden, next): (usize, usize, usize),
+        activation: Activation,
         part: Part,
     ) -> Result<Vec<Dispatch>> {
         expect_len(next_error_term, records * next)?;
@@ -598,13 +657,69 @@ impl Kernels {
             ctx,
             Product::HiddenErrorTerm,
             config,
-            dims(m, n, k, part.flags(), 0.0),
+            dims(m, n, k, activation_flag(activation) | part.flags(), 0.0),
             &[
                 (4, next_error_term),
                 (5, weights_to_next),
                 (6, hidden_layer_out),
                 (7, hidden_error_term),
             ],
+        )
+    }
+
+    /// Softmax over each record's outputs, in place (after an identity forward pass). One
+    /// invocation loops over a row three times, so on an adapter with a bounded loop count
+    /// (llvmpipe) the outputs are limited to a third of `max_reduction`.
+    pub fn softmax_rows(
+        &self,
+        ctx: &GpuContext,
+        values: &Region,
+        (records, outputs): (usize, usize),
+    ) -> Result<Dispatch> {
+        expect_len(values, records * outputs)?;
+        check_reduction(ctx, outputs.saturating_mul(3))?;
+        let (m, n) = (dim("records", records)?, dim("outputs", outputs)?);
+        self.elementwise(
+            ctx,
+            ("softmax_rows", &self.softmax_rows),
+            dims(m, n, 0, 0, 0.0),
+            records,
+            &[(1, values)],
+        )
+    }
+
+    /// `learnrate / records * Σ_records error_term`, added to `bias` when `apply`, otherwise
+    /// written to `bias_deltas`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bias_update(
+        &self,
+        ctx: &GpuContext,
+        error_term: &Region,
+        bias: &Region,
+        bias_deltas: &Region,
+        (records, units): (usize, usize),
+        learnrate: f32,
+        apply: bool,
+    ) -> Result<Dispatch> {
+        expect_len(error_term, records * units)?;
+        expect_len(bias, units)?;
+        if !apply {
+            expect_len(bias_deltas, units)?;
+        }
+        check_reduction(ctx, records)?;
+        let (n, k) = (dim("units", units)?, dim("records", records)?);
+        self.elementwise(
+            ctx,
+            ("bias_update", &self.bias_update),
+            dims(
+                1,
+                n,
+                k,
+                if apply { FLAG_APPLY } else { 0 },
+                learnrate / records as f32,
+            ),
+            units,
+            &[(1, error_term), (2, bias), (3, bias_deltas)],
         )
     }
 

@@ -2,7 +2,7 @@
 //! fenced by sentinel guards that are checked after the kernel. The parity tests and
 //! `backprop validate` compare these with the reference one kernel at a time.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_all, Region};
@@ -11,7 +11,7 @@ use crate::gpu::gemm::GemmConfig;
 use crate::gpu::kernels::{
     gather_indices, Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN,
 };
-use crate::model::Activation;
+use crate::model::{Activation, Loss};
 
 /// Runs single kernels on one device.
 pub struct KernelTwins<'a> {
@@ -24,6 +24,12 @@ fn upload(ctx: &GpuContext, label: &str, a: ArrayView2<f32>) -> Result<Region> {
     let region = Region::new(ctx, label, a.len(), true)?;
     region.upload(ctx, a.as_standard_layout().as_slice().unwrap_or_default())?;
     Ok(region)
+}
+
+/// A bias vector uploaded into a guarded region.
+fn upload_bias(ctx: &GpuContext, bias: Option<ArrayView1<f32>>) -> Result<Option<Region>> {
+    bias.map(|b| upload(ctx, "bias", b.insert_axis(Axis(0))))
+        .transpose()
 }
 
 impl KernelTwins<'_> {
@@ -58,24 +64,35 @@ impl KernelTwins<'_> {
         config: &GemmConfig,
         layer_input: ArrayView2<f32>,
         weights: ArrayView2<f32>,
+        bias: Option<ArrayView1<f32>>,
         activation: Activation,
     ) -> Result<Array2<f32>> {
         let (records, inputs) = layer_input.dim();
         let units = weights.ncols();
         let input = upload(self.ctx, "layer_input", layer_input)?;
         let w = upload(self.ctx, "weights", weights)?;
+        let b = upload_bias(self.ctx, bias)?;
         let out = Region::new(self.ctx, "layer_out", records * units, true)?;
-        let d = self.kernels.layer_forward(
+        let mut d = self.kernels.layer_forward(
             self.ctx,
             config,
             &input,
             &w,
+            b.as_ref(),
             &out,
             (records, inputs, units),
             activation,
             Part::WHOLE,
         )?;
-        self.run(d, &out, (records, units), &[&input, &w, &out])
+        if activation == Activation::Softmax {
+            d.push(
+                self.kernels
+                    .softmax_rows(self.ctx, &out, (records, units))?,
+            );
+        }
+        let mut all = vec![&input, &w, &out];
+        all.extend(b.iter());
+        self.run(d, &out, (records, units), &all)
     }
 
     /// GPU twin of [`crate::cpu::output_error_term`].
@@ -84,6 +101,7 @@ impl KernelTwins<'_> {
         target: ArrayView2<f32>,
         output_layer_out: ArrayView2<f32>,
         activation: Activation,
+        loss: Loss,
     ) -> Result<Array2<f32>> {
         let shape = target.dim();
         let t = upload(self.ctx, "target", target)?;
@@ -91,9 +109,15 @@ impl KernelTwins<'_> {
         let term = Region::new(self.ctx, "output_error_term", target.len(), true)?;
         let status = Region::new(self.ctx, "status", STATUS_LEN, true)?;
         status.upload(self.ctx, &[0, NO_NON_FINITE_BATCH])?;
-        let d = self
-            .kernels
-            .output_error_term(self.ctx, &t, &y, &term, &status, shape, activation)?;
+        let d = self.kernels.output_error_term(
+            self.ctx,
+            &t,
+            &y,
+            &term,
+            &status,
+            shape,
+            (activation, loss),
+        )?;
         self.run(vec![d], &term, shape, &[&t, &y, &term, &status])
     }
 
@@ -104,14 +128,16 @@ impl KernelTwins<'_> {
         config: &GemmConfig,
         layer_input: ArrayView2<f32>,
         weights: ArrayView2<f32>,
+        bias: Option<ArrayView1<f32>>,
         target: ArrayView2<f32>,
-        activation: Activation,
+        (activation, loss): (Activation, Loss),
     ) -> Result<(Array2<f32>, Array2<f32>)> {
         let (records, inputs) = layer_input.dim();
         let outputs = weights.ncols();
         let input = upload(self.ctx, "layer_input", layer_input)?;
         let w = upload(self.ctx, "weights", weights)?;
         let t = upload(self.ctx, "target", target)?;
+        let b = upload_bias(self.ctx, bias)?;
         let y = Region::new(self.ctx, "output_layer_out", records * outputs, true)?;
         let term = Region::new(self.ctx, "output_error_term", records * outputs, true)?;
         let status = Region::new(self.ctx, "status", STATUS_LEN, true)?;
@@ -121,12 +147,13 @@ impl KernelTwins<'_> {
             config,
             &input,
             &w,
+            b.as_ref(),
             &y,
             &t,
             &term,
             &status,
             (records, inputs, outputs),
-            activation,
+            (activation, loss),
         )?;
         let shape = (records, outputs);
         let term_values = self.run(d, &term, shape, &[&input, &w, &t, &y, &term, &status])?;
@@ -142,6 +169,7 @@ impl KernelTwins<'_> {
         next_error_term: ArrayView2<f32>,
         weights_to_next: ArrayView2<f32>,
         hidden_layer_out: ArrayView2<f32>,
+        activation: Activation,
     ) -> Result<Array2<f32>> {
         let (records, next) = next_error_term.dim();
         let hidden = weights_to_next.nrows();
@@ -157,6 +185,7 @@ impl KernelTwins<'_> {
             &h,
             &term,
             (records, hidden, next),
+            activation,
             Part::WHOLE,
         )?;
         self.run(d, &term, (records, hidden), &[&e, &w, &h, &term])
@@ -224,6 +253,35 @@ impl KernelTwins<'_> {
             true,
         )?;
         self.run(d, &w, (inputs, units), &[&x, &e, &w, &unused])
+    }
+
+    /// GPU twin of [`crate::cpu::delta_bias`] (written out), or with `bias` given, the bias
+    /// plus it (applied in place, as a training step does).
+    pub fn delta_bias(
+        &self,
+        learnrate: f32,
+        error_term: ArrayView2<f32>,
+        bias: Option<ArrayView1<f32>>,
+    ) -> Result<Array2<f32>> {
+        let (records, units) = error_term.dim();
+        let e = upload(self.ctx, "error_term", error_term)?;
+        let apply = bias.is_some();
+        let b = match upload_bias(self.ctx, bias)? {
+            Some(b) => b,
+            None => Region::new(self.ctx, "bias (unused)", units, true)?,
+        };
+        let deltas = Region::new(self.ctx, "bias deltas", units, true)?;
+        let d = self.kernels.bias_update(
+            self.ctx,
+            &e,
+            &b,
+            &deltas,
+            (records, units),
+            learnrate,
+            apply,
+        )?;
+        let out = if apply { &b } else { &deltas };
+        self.run(vec![d], out, (1, units), &[&e, &b, &deltas])
     }
 
     /// GPU twin of `source.select(Axis(0), order)`: the rows of an epoch in shuffled order.

@@ -7,6 +7,7 @@ use super::buffers::{split, BlockMatrix};
 use super::gemm::Product;
 use super::kernels::{Dispatch, Part};
 use crate::error::{Error, Result};
+use crate::model::Activation;
 
 /// The buffers and recorded dispatches for one batch size.
 pub(super) struct BatchPlan {
@@ -70,7 +71,9 @@ impl GpuBackend {
         let last = n_layers - 1;
         // The output layer's forward pass and error term are one product where the layer is one
         // block and the device chose the fused path for its shape.
+        let output = self.spec.output;
         let fused = layout[last].len() == 1
+            && output.is_elementwise()
             && self
                 .device
                 .fuse_output_layer((records, layout[last][0].len(), self.n_outputs()))?;
@@ -88,12 +91,13 @@ impl GpuBackend {
                             &self.device.choose(Product::OutputLayer, shape)?,
                             input.block(0, i),
                             self.weights[l].block(i, j),
+                            self.bias_block(l, j),
                             layer_outputs[l].block(0, j),
                             target.block(0, 0),
                             error_terms[l].block(0, 0),
                             &self.status,
                             shape,
-                            self.output_activation,
+                            (output, self.spec.loss),
                         )?
                     } else {
                         kernels.layer_forward(
@@ -101,6 +105,7 @@ impl GpuBackend {
                             &self.device.choose(Product::LayerForward, shape)?,
                             input.block(0, i),
                             self.weights[l].block(i, j),
+                            self.bias_block(l, j),
                             layer_outputs[l].block(0, j),
                             shape,
                             self.activation(l),
@@ -110,6 +115,14 @@ impl GpuBackend {
                     forward.extend(dispatches);
                 }
             }
+        }
+        // A softmax output: the forward product left the raw sums; each record's row now.
+        if output == Activation::Softmax {
+            forward.push(kernels.softmax_rows(
+                ctx,
+                layer_outputs[last].block(0, 0),
+                (records, self.n_outputs()),
+            )?);
         }
         let output_error_term = if fused {
             None
@@ -121,7 +134,7 @@ impl GpuBackend {
                 error_terms[last].block(0, 0),
                 &self.status,
                 (records, self.n_outputs()),
-                self.output_activation,
+                (output, self.spec.loss),
             )?)
         };
         // Back to front: each block of a hidden layer sums over the blocks of the next layer.
@@ -142,6 +155,7 @@ impl GpuBackend {
                         layer_outputs[l].block(0, i),
                         error_terms[l].block(0, i),
                         shape,
+                        self.spec.hidden,
                         Part::of(j, next_blocks.len()),
                     )?);
                 }
@@ -160,16 +174,21 @@ impl GpuBackend {
             delta_updates: None,
             learnrate,
         };
-        plan.apply_updates = self.updates(&plan, None)?;
+        plan.apply_updates = self.updates(&plan, false)?;
         Ok(plan)
     }
 
     /// The weight updates of a plan, block by block: in place, or into `deltas`.
-    pub(super) fn updates(
-        &self,
-        plan: &BatchPlan,
-        deltas: Option<&[BlockMatrix]>,
-    ) -> Result<Vec<Dispatch>> {
+    pub(super) fn updates(&self, plan: &BatchPlan, into_deltas: bool) -> Result<Vec<Dispatch>> {
+        let deltas = if into_deltas {
+            Some(
+                self.deltas
+                    .as_deref()
+                    .ok_or_else(|| Error::Gpu("no delta buffers".into()))?,
+            )
+        } else {
+            None
+        };
         let mut updates = Vec::new();
         for l in 0..self.n_layers() {
             let input = if l == 0 {
@@ -193,6 +212,25 @@ impl GpuBackend {
                         deltas.is_none(),
                     )?);
                 }
+            }
+            // The layer's biases: a bias is a weight whose input is always 1.
+            let Some(biases) = &self.biases else {
+                continue;
+            };
+            for (j, units) in self.layout[l + 1].iter().enumerate() {
+                let target = match (&self.bias_deltas, into_deltas) {
+                    (Some(d), true) => d[l].block(0, j),
+                    _ => &self.unused_deltas,
+                };
+                updates.push(self.device.kernels.bias_update(
+                    &self.device.ctx,
+                    plan.error_terms[l].block(0, j),
+                    biases[l].block(0, j),
+                    target,
+                    (plan.records, units.len()),
+                    plan.learnrate,
+                    !into_deltas,
+                )?);
             }
         }
         Ok(updates)
@@ -239,9 +277,16 @@ impl GpuBackend {
                 .collect::<Result<Vec<_>>>()?;
             self.deltas = Some(deltas);
         }
+        if self.biases.is_some() && self.bias_deltas.is_none() {
+            let names = crate::model::bias_delta_names(self.n_layers());
+            let bias_deltas = (0..self.n_layers())
+                .map(|l| self.bias_matrix(&names[l], l))
+                .collect::<Result<Vec<_>>>()?;
+            self.bias_deltas = Some(bias_deltas);
+        }
         let plan = self.plan(records)?;
         if plan.delta_updates.is_none() {
-            let updates = self.updates(plan, self.deltas.as_deref())?;
+            let updates = self.updates(plan, true)?;
             if let Some(plan) = self.plans.get_mut(&records) {
                 plan.delta_updates = Some(updates);
             }

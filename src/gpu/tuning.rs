@@ -22,7 +22,7 @@ use super::gemm::{GemmConfig, Product, VARIANTS};
 use super::kernels::{Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN};
 use super::timing::run_ms;
 use crate::error::{Error, Result};
-use crate::model::Activation;
+use crate::model::{Activation, Loss};
 use crate::tune::{self, TuneCache};
 
 /// Timed runs per candidate, after one warm-up.
@@ -205,6 +205,7 @@ impl Operands {
                 config,
                 &self.a_region,
                 &self.b_region,
+                None,
                 &self.out,
                 (m, k, n),
                 Activation::Identity,
@@ -215,12 +216,13 @@ impl Operands {
                 config,
                 &self.a_region,
                 &self.b_region,
+                None,
                 &self.out,
                 &self.extra[0],
                 &self.extra[1],
                 &self.extra[2],
                 (m, k, n),
-                Activation::Identity,
+                (Activation::Identity, Loss::Mse),
             ),
             Product::HiddenErrorTerm => kernels.hidden_error_term(
                 ctx,
@@ -230,6 +232,7 @@ impl Operands {
                 &self.extra[0],
                 &self.out,
                 (m, n, k),
+                Activation::Identity,
                 raw,
             ),
             Product::WeightUpdate => kernels.weight_update(

@@ -19,7 +19,7 @@ use crate::guard::interrupt;
 use crate::guard::memory::{host_available, MemoryPlan};
 use crate::guard::numeric::{check_representable, Precision};
 use crate::guard::paths::{directory_of, resolve};
-use crate::model::{weight_names, Activation, Network};
+use crate::model::{bias_names, weight_names, Network, Spec};
 
 pub use npz::{write_npz, NpzFile};
 
@@ -158,8 +158,10 @@ pub struct WeightsFile {
     pub stored_shapes: Vec<Vec<usize>>,
 }
 
-/// Reads `weights_input_to_hidden` … `weights_hidden_to_output` (see [`weight_names`]).
-pub fn read_weights_npz(path: &Path, output_activation: Activation) -> Result<WeightsFile> {
+/// Reads `weights_input_to_hidden` … `weights_hidden_to_output` (see [`weight_names`]) and,
+/// when the archive has them, the biases `bias_hidden` … `bias_output` (all of them or none),
+/// for a network of `spec`.
+pub fn read_weights_npz(path: &Path, spec: Spec) -> Result<WeightsFile> {
     let mut npz = NpzFile::open(path)?;
     let n_layers = (2..=npz.names().len().max(2))
         .find(|&n| weight_names(n).iter().all(|name| npz.contains(name)))
@@ -201,7 +203,34 @@ pub fn read_weights_npz(path: &Path, output_activation: Activation) -> Result<We
             ),
         })?);
     }
-    let network = Network::new(weights, output_activation).map_err(|e| Error::File {
+    let bias_names = bias_names(n_layers);
+    let present: Vec<&String> = bias_names.iter().filter(|n| npz.contains(n)).collect();
+    let biases = match present.len() {
+        0 => None,
+        n if n == n_layers => Some(
+            bias_names
+                .iter()
+                .map(|name| {
+                    let b = npz.array(name)?;
+                    let len = b.len();
+                    b.into_shape_with_order(len).map_err(|e| Error::Array {
+                        path: path.into(),
+                        array: name.clone(),
+                        message: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        _ => {
+            return Err(Error::File {
+                path: path.into(),
+                message: format!(
+                    "holds {present:?} but a network's biases are all of {bias_names:?} or none"
+                ),
+            })
+        }
+    };
+    let network = Network::with_spec(weights, biases, spec).map_err(|e| Error::File {
         path: path.into(),
         message: e.to_string(),
     })?;
