@@ -1,6 +1,7 @@
-//! A trained model on disk: weights as safetensors (float64), and in its metadata the layer
-//! sizes, activations, the data encoder (standardisation statistics, category levels) and,
-//! for checkpoints, the training state. Written atomically.
+//! A trained model on disk: weights and biases as safetensors (float64), and in its metadata
+//! the layer sizes, activations, loss, the data encoder (standardisation statistics, category
+//! levels, class names) and, for checkpoints, the training state. Written atomically. Format 2;
+//! a format-1 file (before biases, other activations and classes) loads as the seeds' network.
 
 use std::path::Path;
 
@@ -9,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::Encoder;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::{weight_names, Activation, Network};
+use crate::model::{bias_names, weight_names, Activation, Loss, Network, Spec};
 use crate::train::TrainingState;
 
 const METADATA_KEY: &str = "backprop";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Metadata {
@@ -21,6 +22,12 @@ struct Metadata {
     layer_sizes: Vec<usize>,
     hidden_activation: Activation,
     output_activation: Activation,
+    /// Absent from format 1: the seeds' squared error.
+    #[serde(default)]
+    loss: Loss,
+    /// Absent from format 1: no biases.
+    #[serde(default)]
+    biases: bool,
     encoder: Encoder,
     training: Option<TrainingState>,
 }
@@ -33,19 +40,38 @@ pub struct SavedModel {
 }
 
 pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
-    let names = weight_names(model.network.weights().len());
-    let bytes: Vec<Vec<u8>> = model
-        .network
-        .weights()
-        .iter()
-        .map(|w| w.iter().flat_map(|v| v.to_le_bytes()).collect())
+    let network = &model.network;
+    let n_layers = network.weights().len();
+    // (name, shape, little-endian f64 bytes) of every weight matrix, then every bias.
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = weight_names(n_layers)
+        .into_iter()
+        .zip(network.weights())
+        .map(|(name, w)| {
+            (
+                name,
+                w.shape().to_vec(),
+                w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
-    let views = names
+    if let Some(biases) = network.biases() {
+        tensors.extend(
+            bias_names(n_layers)
+                .into_iter()
+                .zip(biases)
+                .map(|(name, b)| {
+                    (
+                        name,
+                        b.shape().to_vec(),
+                        b.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    )
+                }),
+        );
+    }
+    let views = tensors
         .iter()
-        .zip(model.network.weights())
-        .zip(&bytes)
-        .map(|((name, w), data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F64, w.shape().to_vec(), data)
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F64, shape.clone(), data)
                 .map(|view| (name.clone(), view))
         })
         .collect::<Result<Vec<_>, _>>()
@@ -53,11 +79,14 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
             path: path.into(),
             message: e.to_string(),
         })?;
+    let spec = network.spec();
     let metadata = Metadata {
         format_version: FORMAT_VERSION,
-        layer_sizes: model.network.layer_sizes(),
-        hidden_activation: Activation::Sigmoid,
-        output_activation: model.network.output_activation(),
+        layer_sizes: network.layer_sizes(),
+        hidden_activation: spec.hidden,
+        output_activation: spec.output,
+        loss: spec.loss,
+        biases: network.biases().is_some(),
         encoder: model.encoder.clone(),
         training: model.training.clone(),
     };
@@ -99,46 +128,66 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<SavedModel> {
         })?;
     let meta: Metadata =
         serde_json::from_str(json).map_err(|e| error(format!("unreadable metadata ({e})")))?;
-    if meta.format_version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
         return Err(error(format!(
-            "format version {} (this build reads {FORMAT_VERSION})",
+            "format version {} (this build reads 1 to {FORMAT_VERSION}; a newer backprop wrote it)",
             meta.format_version
         )));
     }
     let n_layers = meta.layer_sizes.len().saturating_sub(1);
+    // A tensor of `shape`, float64, as its values in row-major order.
+    let values = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| error(format!("tensor `{name}`: {e}")))?;
+        if view.dtype() != safetensors::Dtype::F64 || view.shape() != shape {
+            return Err(error(format!(
+                "tensor `{name}` is {:?} {:?}, expected F64 {shape:?}",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect())
+    };
     let weights = weight_names(n_layers)
         .iter()
         .enumerate()
         .map(|(l, name)| {
-            let view = tensors
-                .tensor(name)
-                .map_err(|e| error(format!("tensor `{name}`: {e}")))?;
             let shape = (meta.layer_sizes[l], meta.layer_sizes[l + 1]);
-            if view.dtype() != safetensors::Dtype::F64 || view.shape() != [shape.0, shape.1] {
-                return Err(error(format!(
-                    "tensor `{name}` is {:?} {:?}, expected F64 {shape:?}",
-                    view.dtype(),
-                    view.shape()
-                )));
-            }
-            let values: Vec<f64> = view
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                .collect();
-            ndarray::Array2::from_shape_vec(shape, values).map_err(|e| error(e.to_string()))
+            ndarray::Array2::from_shape_vec(shape, values(name, &[shape.0, shape.1])?)
+                .map_err(|e| error(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let network =
-        Network::new(weights, meta.output_activation).map_err(|e| error(e.to_string()))?;
+    let biases = meta
+        .biases
+        .then(|| {
+            bias_names(n_layers)
+                .iter()
+                .enumerate()
+                .map(|(l, name)| {
+                    values(name, &[meta.layer_sizes[l + 1]]).map(ndarray::Array1::from)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let spec = Spec {
+        hidden: meta.hidden_activation,
+        output: meta.output_activation,
+        loss: meta.loss,
+    };
+    let network = Network::with_spec(weights, biases, spec).map_err(|e| error(e.to_string()))?;
     meta.encoder
         .validate()
         .map_err(|e| error(format!("its metadata is inconsistent: {e}")))?;
-    if network.n_outputs() != meta.encoder.targets.len() {
+    if network.n_outputs() != meta.encoder.n_outputs() {
         return Err(error(format!(
-            "the network has {} outputs but the encoder {} target columns",
+            "the network has {} outputs but the encoder makes {} targets",
             network.n_outputs(),
-            meta.encoder.targets.len()
+            meta.encoder.n_outputs()
         )));
     }
     if network.n_inputs() != meta.encoder.n_features() {

@@ -1,6 +1,7 @@
 //! The trainer: epochs of shuffled mini-batches on any backend, losses once per epoch, a guard
 //! against divergence, and state that lets an interrupted run continue exactly.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ndarray::ArrayView2;
@@ -10,9 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, DataId};
-use crate::cpu::mean_squared_error;
 use crate::error::{Error, Result};
 use crate::guard::interrupt;
+use crate::model::Spec;
 
 /// A training loss this many times the untrained network's counts as diverged.
 pub const EXPLODED_FACTOR: f64 = 1e3;
@@ -26,12 +27,34 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
-/// The losses after one epoch, in model units (standardised targets).
+/// The losses after one epoch, in model units (standardised targets), and the figures beside
+/// them (accuracy for classes; RMSE, MAE and R² in the target's units for regression).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
     pub val_loss: f64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub train_metrics: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_metrics: BTreeMap<String, f64>,
+}
+
+/// Figures computed from a run's outputs and targets (accuracy, RMSE…), by name.
+pub type MetricsFn<'a> = dyn Fn(ArrayView2<f64>, ArrayView2<f64>) -> BTreeMap<String, f64> + 'a;
+
+/// How a run is judged: the loss of the network's spec, and the figures reported beside it
+/// each epoch (from outputs and targets).
+pub struct Evaluation<'a> {
+    pub spec: Spec,
+    pub metrics: &'a MetricsFn<'a>,
+}
+
+impl Evaluation<'_> {
+    /// The loss of outputs `y` against `target`.
+    pub fn loss(&self, y: ArrayView2<f64>, target: ArrayView2<f64>) -> f64 {
+        self.spec.loss.evaluate(self.spec.output, y, target)
+    }
 }
 
 /// Where a run stands: what a checkpoint stores besides the weights.
@@ -86,10 +109,18 @@ pub struct Loaded<'a> {
     pub validation_target: ArrayView2<'a, f64>,
 }
 
-/// The mean squared error of the backend's predictions on loaded data.
-pub fn loss(backend: &mut dyn Backend, data: DataId, target: ArrayView2<f64>) -> Result<f64> {
+/// The loss of the backend's predictions on loaded data, and the figures beside it.
+pub fn evaluate(
+    backend: &mut dyn Backend,
+    data: DataId,
+    target: ArrayView2<f64>,
+    evaluation: &Evaluation,
+) -> Result<(f64, BTreeMap<String, f64>)> {
     let y = backend.predict_data(data)?;
-    Ok(mean_squared_error(y.view(), target))
+    Ok((
+        evaluation.loss(y.view(), target),
+        (evaluation.metrics)(y.view(), target),
+    ))
 }
 
 /// What `run` leaves: how it ended, the state (history of the good epochs) and the speed. The
@@ -107,6 +138,7 @@ pub struct Finished {
 pub fn run(
     backend: &mut dyn Backend,
     data: &Loaded,
+    evaluation: &Evaluation,
     mut state: TrainingState,
     mut after_epoch: impl FnMut(&EpochRecord, &TrainingState, &mut dyn Backend) -> Result<()>,
 ) -> Result<Finished> {
@@ -135,8 +167,10 @@ pub fn run(
             .train_epoch(data.train, &order, config.batch, config.learnrate)
             .map_err(interrupted)?;
         trained_records += n;
-        let train_loss = loss(backend, data.train, data.train_target)?;
-        let val_loss = loss(backend, data.validation, data.validation_target)?;
+        let (train_loss, train_metrics) =
+            evaluate(backend, data.train, data.train_target, evaluation)?;
+        let (val_loss, val_metrics) =
+            evaluate(backend, data.validation, data.validation_target, evaluation)?;
         if first_non_finite_batch.is_some()
             || exploded(train_loss, state.initial_loss)
             || exploded(val_loss, state.initial_loss)
@@ -156,6 +190,8 @@ pub fn run(
             epoch,
             train_loss,
             val_loss,
+            train_metrics,
+            val_metrics,
         };
         state.history.push(record.clone());
         after_epoch(&record, &state, &mut *backend)?;
@@ -194,14 +230,19 @@ mod tests {
             learnrate: 1e4,
             seed: 0,
         };
-        let initial_loss = loss(&mut backend, id, t.view()).unwrap();
+        let no_metrics = |_: ArrayView2<f64>, _: ArrayView2<f64>| BTreeMap::new();
+        let evaluation = Evaluation {
+            spec: network.spec(),
+            metrics: &no_metrics,
+        };
+        let initial_loss = evaluate(&mut backend, id, t.view(), &evaluation).unwrap().0;
         let state = TrainingState {
             config,
             initial_loss,
             history: Vec::new(),
         };
         let mut epochs_seen = 0;
-        let finished = run(&mut backend, &data, state, |_, _, _| {
+        let finished = run(&mut backend, &data, &evaluation, state, |_, _, _| {
             epochs_seen += 1;
             Ok(())
         })

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use serde_json::json;
 
@@ -19,9 +19,13 @@ use backprop::guard::memory::host_available;
 use backprop::guard::numeric::{check_flag_value, Precision};
 use backprop::guard::paths::FilePlan;
 use backprop::model_file::{self, SavedModel};
+use backprop::report::metrics::{ClassReport, RegressionReport};
 use backprop::report::plot;
-use backprop::train::{self, Loaded, Outcome, TrainConfig, TrainingState, EXPLODED_FACTOR};
-use backprop::{cpu, Activation, Backend, Error, Network};
+use backprop::report::summary::{self, Figures};
+use backprop::train::{
+    self, Evaluation, Loaded, Outcome, TrainConfig, TrainingState, EXPLODED_FACTOR,
+};
+use backprop::{Activation, Backend, Error, Loss, Network, Spec};
 
 use super::{errln, outln};
 
@@ -77,10 +81,22 @@ pub struct TrainArgs {
     /// one feature per value).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CATEGORIES)]
     max_categories: usize,
-    /// Output activation: identity for regression (targets standardised), sigmoid for targets
-    /// in [0, 1] (one-hot targets also report accuracy).
-    #[arg(long, value_enum, default_value_t = Activation::Identity)]
-    output: Activation,
+    /// The hidden layers' activation (the seeds': sigmoid); weights start Glorot-scaled for
+    /// sigmoid and tanh, He-scaled for the ReLUs.
+    #[arg(long, value_enum, default_value_t = Activation::Sigmoid)]
+    activation: Activation,
+    /// The loss: mse (regression, the seeds'), or cross-entropy (classes in a text or integer
+    /// target column, or probabilities in [0, 1]).
+    #[arg(long, value_enum, default_value_t = Loss::Mse)]
+    loss: Loss,
+    /// Output activation. Default: identity with mse (targets standardised); with
+    /// cross-entropy, softmax for three or more classes and one sigmoid output for two
+    /// classes or for probabilities. Sigmoid with mse needs targets in [0, 1].
+    #[arg(long, value_enum)]
+    output: Option<Activation>,
+    /// No biases: the seeds' network (and the seeds' initialisation).
+    #[arg(long)]
+    no_bias: bool,
     #[command(flatten)]
     backend: super::BackendArgs,
     /// No progress bar.
@@ -169,6 +185,12 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
     if args.max_categories == 0 {
         return Err(argument("--max-categories", "must be at least 1".into()));
     }
+    if args.loss == Loss::CrossEntropy && args.plot_predictions.is_some() {
+        return Err(argument(
+            "--plot-predictions",
+            "draws a regression target over time; with --loss cross-entropy the summary has the confusion matrix".into(),
+        ));
+    }
     for (flag, path) in [
         ("--plot", &args.plot),
         ("--plot-predictions", &args.plot_predictions),
@@ -201,8 +223,11 @@ fn warn_if_learning_rate_is_lost(lr: f64, layer_sizes: &[usize]) {
 
 /// The data options, with the built-in data's defaults filled in.
 fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
-    let standardize_targets = args.output == Activation::Identity;
+    let classify = args.loss == Loss::CrossEntropy;
+    let standardize_targets =
+        !classify && args.output.unwrap_or(Activation::Identity) == Activation::Identity;
     let max_categories = args.max_categories;
+    let output = args.output;
     match &args.data {
         Some(path) => (
             Source::File(path.clone()),
@@ -213,6 +238,8 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                 date: args.date.clone(),
                 standardize_targets,
                 max_categories,
+                classify,
+                output,
             },
             None,
         ),
@@ -233,6 +260,8 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                     date: args.date.clone().or(Some("dteday".into())),
                     standardize_targets,
                     max_categories,
+                    classify,
+                    output,
                 },
                 Some("rides per hour".into()),
             )
@@ -256,30 +285,23 @@ fn check_sigmoid_targets(source: &Path, parts: [&Dataset; 3]) -> Result<()> {
     Ok(())
 }
 
-/// Accuracy when the targets are one-hot (two or more 0/1 columns summing to 1).
-fn accuracy(y: ArrayView2<f64>, target: ArrayView2<f64>) -> Option<f64> {
-    let one_hot = target.ncols() >= 2
-        && target
-            .outer_iter()
-            .all(|r| r.iter().all(|&v| v == 0.0 || v == 1.0) && r.sum() == 1.0);
-    if !one_hot {
-        return None;
-    }
-    let argmax = |r: ndarray::ArrayView1<f64>| {
-        r.iter()
-            .enumerate()
-            .fold(
-                (0, f64::MIN),
-                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-            )
-            .0
+/// The network's kind from the flags and, for classes, from the data: with cross-entropy two
+/// classes take one sigmoid output unless softmax was asked for, more take softmax.
+fn spec_of(args: &TrainArgs, encoder: &Encoder) -> Result<Spec> {
+    let output = match (args.loss, &encoder.classes, args.output) {
+        (Loss::CrossEntropy, Some(c), _) if c.single_output => Activation::Sigmoid,
+        (_, _, Some(output)) => output,
+        (Loss::CrossEntropy, Some(_), None) => Activation::Softmax,
+        (Loss::CrossEntropy, None, None) => Activation::Sigmoid,
+        (Loss::Mse, _, None) => Activation::Identity,
     };
-    let hits = y
-        .outer_iter()
-        .zip(target.outer_iter())
-        .filter(|(a, b)| argmax(*a) == argmax(*b))
-        .count();
-    Some(hits as f64 / target.nrows() as f64)
+    let spec = Spec {
+        hidden: args.activation,
+        output,
+        loss: args.loss,
+    };
+    spec.check()?;
+    Ok(spec)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -292,7 +314,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         SplitKind::Random
     });
     let (encoder, splits) = data::prepare(&source, &options, split, args.seed)?;
-    if args.output == Activation::Sigmoid {
+    for warning in &splits.warnings {
+        errln!("warning: {warning}");
+    }
+    let spec = spec_of(&args, &encoder)?;
+    if spec.output == Activation::Sigmoid && spec.loss == Loss::Mse {
         check_sigmoid_targets(
             &source.name(),
             [&splits.train, &splits.validation, &splits.test],
@@ -300,7 +326,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let mut layer_sizes = vec![encoder.n_features()];
     layer_sizes.extend(&args.hidden);
-    layer_sizes.push(encoder.targets.len());
+    layer_sizes.push(encoder.n_outputs());
     let config = TrainConfig {
         epochs: args.epochs,
         batch: args.batch,
@@ -316,7 +342,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     .check("host memory", host_available()?.as_ref())?;
     warn_if_learning_rate_is_lost(args.lr, &layer_sizes);
 
-    let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, &config)?;
+    let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, spec, &config)?;
+    let epoch_metrics =
+        |y: ArrayView2<f64>, t: ArrayView2<f64>| summary::epoch_metrics(&encoder, y, t);
+    let evaluation = Evaluation {
+        spec,
+        metrics: &epoch_metrics,
+    };
 
     let mut backend = args
         .backend
@@ -341,7 +373,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ..state
         },
         None => {
-            let initial_loss = train::loss(backend.as_mut(), loaded.train, loaded.train_target)?;
+            let (initial_loss, _) = train::evaluate(
+                backend.as_mut(),
+                loaded.train,
+                loaded.train_target,
+                &evaluation,
+            )?;
             if !initial_loss.is_finite() {
                 bail!(
                     "{}: the untrained network's loss on the training data is {initial_loss}: the inputs are too large for fp32 (largest feature {})",
@@ -377,6 +414,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let finished = train::run(
         backend.as_mut(),
         &loaded,
+        &evaluation,
         state,
         |record, state, backend| {
             bar.set_position(record.epoch as u64);
@@ -488,12 +526,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 None => "no metrics or plots were written".into(),
             })?;
     }
-    let names = encoder.target_names();
+    let names = encoder.target_columns();
     let unit_label = unit.clone().unwrap_or_else(|| "data units".into());
-    let summary = summarise(&encoder, &parts);
+    let summary = summarise(&encoder, spec, &parts);
 
     if let Some(path) = &args.metrics {
-        let mut metrics = summary.json(&names);
+        let mut metrics = summary.json();
         metrics.insert("backend".into(), json!(description));
         metrics.insert("layer_sizes".into(), json!(layer_sizes));
         metrics.insert("config".into(), json!(config));
@@ -533,13 +571,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     outln!(
-        "trained {:?} ({} output) for {} epochs on {description}: {} training records, {:.0} records/s, {:.1} s",
-        layer_sizes, args.output, config.epochs, splits.train.len(), records_per_second, seconds
+        "trained {:?} ({} hidden, {} output, {} loss{}) for {} epochs on {description}: {} training records, {:.0} records/s, {:.1} s",
+        layer_sizes,
+        spec.hidden,
+        spec.output,
+        spec.loss,
+        if args.no_bias { ", no biases" } else { "" },
+        config.epochs,
+        splits.train.len(),
+        records_per_second,
+        seconds
     )?;
     if splits.dropped > 0 {
         outln!("{} records without a target were left out", splits.dropped)?;
     }
-    summary.print(&names, &unit_label)
+    if let Some(classes) = &encoder.classes {
+        outln!(
+            "{} classes of `{}` ({}): {}",
+            classes.names.len(),
+            classes.column,
+            classes.names.join(", "),
+            if classes.single_output {
+                format!(
+                    "one sigmoid output, the probability of `{}`",
+                    classes.names[1]
+                )
+            } else {
+                format!("a {}-way {} output", classes.names.len(), spec.output)
+            }
+        )?;
+    }
+    summary.print(&unit_label)
 }
 
 /// The feature farthest from its training mean over a data set, as `name = value at line N`.
@@ -584,6 +646,7 @@ fn initial_network(
     args: &TrainArgs,
     encoder: &Encoder,
     layer_sizes: &[usize],
+    spec: Spec,
     config: &TrainConfig,
 ) -> Result<(Network<f64>, Option<TrainingState>)> {
     if args.resume {
@@ -594,11 +657,21 @@ fn initial_network(
                 args.checkpoint.display()
             );
         };
+        let saved_spec = saved.network.spec();
         if saved.encoder != *encoder
             || saved.network.layer_sizes() != *layer_sizes
-            || saved.network.output_activation() != args.output
+            || saved_spec != spec
+            || saved.network.biases().is_none() != args.no_bias
         {
-            bail!("{}: the checkpoint was made with other data or flags (layers {:?}, {} output); resume with the same ones", args.checkpoint.display(), saved.network.layer_sizes(), saved.network.output_activation());
+            bail!(
+                "{}: the checkpoint was made with other data or flags (layers {:?}, --activation {} --output {} --loss {}{}); resume with the same ones",
+                args.checkpoint.display(),
+                saved.network.layer_sizes(),
+                saved_spec.hidden,
+                saved_spec.output,
+                saved_spec.loss,
+                if saved.network.biases().is_none() { " --no-bias" } else { "" }
+            );
         }
         let same_run = TrainConfig {
             epochs: state.config.epochs,
@@ -610,93 +683,194 @@ fn initial_network(
         Ok((saved.network, Some(state)))
     } else {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-        Ok((Network::random(layer_sizes, args.output, &mut rng)?, None))
+        let network = if args.no_bias {
+            // The seeds' network: their initialisation, no biases.
+            let seeds = Network::random(layer_sizes, spec.output, &mut rng)?;
+            Network::with_spec(seeds.weights().to_vec(), None, spec)?
+        } else {
+            Network::random_with(layer_sizes, spec, true, &mut rng)?
+        };
+        Ok((network, None))
     }
 }
 
-/// The figures of each split: the loss in standardised units, the RMSE in the data's units
-/// per target, and accuracy for one-hot targets.
+/// The figures of each split: the loss, then for classes accuracy and macro F1 (and the test
+/// set's per-class figures and confusion matrix), for numbers RMSE, MAE and R² in the data's
+/// units per target (and accuracy where numeric targets are one-hot).
 struct Summary {
+    spec: Spec,
     rows: Vec<SummaryRow>,
 }
 
 struct SummaryRow {
     name: &'static str,
-    mse: f64,
-    rmse: Vec<f64>,
-    accuracy: Option<f64>,
+    loss: f64,
+    figures: Figures,
+    one_hot_accuracy: Option<f64>,
 }
 
-fn summarise(encoder: &Encoder, parts: &[(&'static str, Array2<f64>, &Dataset)]) -> Summary {
+fn summarise(
+    encoder: &Encoder,
+    spec: Spec,
+    parts: &[(&'static str, Array2<f64>, &Dataset)],
+) -> Summary {
     let rows = parts
         .iter()
-        .map(|(name, y, part)| {
-            let rmse = encoder
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(j, t)| {
-                    let col = |a: &Array2<f64>| a.index_axis(Axis(1), j).to_owned();
-                    let diff = col(y) - col(&part.target);
-                    (diff.mapv(|d| d * d).mean().unwrap_or(0.0)).sqrt() * t.std
-                })
-                .collect();
-            SummaryRow {
-                name,
-                mse: cpu::mean_squared_error(y.view(), part.target.view()),
-                rmse,
-                accuracy: accuracy(y.view(), part.target.view()),
-            }
+        .map(|(name, y, part)| SummaryRow {
+            name,
+            loss: spec
+                .loss
+                .evaluate(spec.output, y.view(), part.target.view()),
+            figures: summary::figures(encoder, y.view(), part.target.view()),
+            one_hot_accuracy: summary::one_hot_accuracy(y.view(), part.target.view()),
         })
         .collect();
-    Summary { rows }
+    Summary { spec, rows }
 }
 
 impl Summary {
     /// The same figures for `--metrics`.
-    fn json(&self, names: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut summary = serde_json::Map::new();
+        summary.insert("loss".into(), json!(summary::loss_label(self.spec)));
         for row in &self.rows {
-            summary.insert(format!("{}_loss", row.name), json!(row.mse));
-            let rmse_by_name: serde_json::Map<String, serde_json::Value> = names
-                .iter()
-                .zip(&row.rmse)
-                .map(|(n, r)| (n.clone(), json!(r)))
-                .collect();
-            summary.insert(
-                format!("{}_rmse_original_units", row.name),
-                json!(rmse_by_name),
-            );
-            if let Some(a) = row.accuracy {
-                summary.insert(format!("{}_accuracy", row.name), json!(a));
+            let name = row.name;
+            summary.insert(format!("{name}_loss"), json!(row.loss));
+            match &row.figures {
+                Figures::Classes(c) => {
+                    summary.insert(format!("{name}_accuracy"), json!(c.accuracy));
+                    summary.insert(format!("{name}_macro_f1"), json!(c.macro_f1));
+                    summary.insert(format!("{name}_per_class"), json!(c.per_class));
+                    summary.insert(
+                        format!("{name}_confusion_matrix"),
+                        json!(c.confusion_matrix),
+                    );
+                }
+                Figures::Regression(reports) => {
+                    let by_target = |pick: &dyn Fn(&RegressionReport) -> serde_json::Value| {
+                        reports
+                            .iter()
+                            .map(|(n, r)| (n.clone(), pick(r)))
+                            .collect::<serde_json::Map<_, _>>()
+                    };
+                    summary.insert(
+                        format!("{name}_rmse_original_units"),
+                        json!(by_target(&|r| json!(r.rmse))),
+                    );
+                    summary.insert(
+                        format!("{name}_mae_original_units"),
+                        json!(by_target(&|r| json!(r.mae))),
+                    );
+                    summary.insert(format!("{name}_r2"), json!(by_target(&|r| json!(r.r2))));
+                }
+            }
+            if let Some(a) = row.one_hot_accuracy {
+                summary.insert(format!("{name}_accuracy"), json!(a));
             }
         }
         summary
     }
 
-    fn print(&self, names: &[String], unit_label: &str) -> Result<()> {
-        outln!(
-            "{:<11} {:>19}  {}",
-            "",
-            "MSE (standardised)",
-            names
-                .iter()
-                .map(|n| format!("{:>22}", format!("RMSE {n} ({unit_label})")))
-                .collect::<String>()
-        )?;
-        for row in &self.rows {
-            outln!(
-                "{:<11} {:>19.4}  {}{}",
-                row.name,
-                row.mse,
-                row.rmse
-                    .iter()
-                    .map(|r| format!("{r:>22.2}"))
-                    .collect::<String>(),
-                row.accuracy
-                    .map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
-            )?;
+    fn print(&self, unit_label: &str) -> Result<()> {
+        let loss = summary::loss_label(self.spec);
+        match self.rows.first().map(|r| &r.figures) {
+            Some(Figures::Classes(_)) => {
+                outln!(
+                    "{:<11} {:>14} {:>9} {:>9}",
+                    "",
+                    loss,
+                    "accuracy",
+                    "macro F1"
+                )?;
+                for row in &self.rows {
+                    if let Figures::Classes(c) = &row.figures {
+                        outln!(
+                            "{:<11} {:>14.4} {:>8.1}% {:>9.3}",
+                            row.name,
+                            row.loss,
+                            c.accuracy * 100.0,
+                            c.macro_f1
+                        )?;
+                    }
+                }
+                if let Some(Figures::Classes(test)) = self.rows.last().map(|r| &r.figures) {
+                    print_classes(test)?;
+                }
+            }
+            Some(Figures::Regression(reports)) => {
+                let header: String = reports
+                    .keys()
+                    .map(|n| {
+                        format!(
+                            "  {:>24}{:>12}{:>8}",
+                            format!("RMSE {n} ({unit_label})"),
+                            format!("MAE {n}"),
+                            format!("R² {n}")
+                        )
+                    })
+                    .collect();
+                outln!("{:<11} {:>19}{header}", "", loss)?;
+                for row in &self.rows {
+                    let Figures::Regression(reports) = &row.figures else {
+                        continue;
+                    };
+                    let values: String = reports
+                        .values()
+                        .map(|r| {
+                            format!(
+                                "  {:>24}{:>12.2}{:>8.3}",
+                                r.rmse.map_or("-".into(), |v| format!("{v:.2}")),
+                                r.mae,
+                                r.r2
+                            )
+                        })
+                        .collect();
+                    outln!(
+                        "{:<11} {:>19.4}{values}{}",
+                        row.name,
+                        row.loss,
+                        row.one_hot_accuracy
+                            .map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
+                    )?;
+                }
+            }
+            None => {}
         }
         Ok(())
     }
+}
+
+/// The test set's per-class figures and confusion matrix.
+fn print_classes(test: &ClassReport) -> Result<()> {
+    let width = test
+        .per_class
+        .iter()
+        .map(|c| c.class.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    outln!(
+        "test set, per class:\n{:<width$} {:>9} {:>7} {:>6} {:>8}",
+        "class",
+        "precision",
+        "recall",
+        "F1",
+        "support"
+    )?;
+    for c in &test.per_class {
+        outln!(
+            "{:<width$} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+            c.class,
+            c.precision,
+            c.recall,
+            c.f1,
+            c.support
+        )?;
+    }
+    outln!("confusion matrix (rows: true class, columns: predicted, in the order above):")?;
+    for (c, row) in test.per_class.iter().zip(&test.confusion_matrix) {
+        let counts: String = row.iter().map(|n| format!("{n:>7}")).collect();
+        outln!("{:<width$} {counts}", c.class)?;
+    }
+    Ok(())
 }

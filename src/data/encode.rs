@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::{Datelike, NaiveDate};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use super::{Dataset, Table};
@@ -26,6 +26,12 @@ pub struct PipelineOptions {
     /// A categorical column with more distinct values than this is refused (one-hot encoding
     /// it would make one feature per value: a column of IDs is a matrix of records squared).
     pub max_categories: usize,
+    /// Cross-entropy training: a single target column of text or integers is a set of
+    /// classes (one-hot encoded), and numeric targets must lie in [0, 1].
+    pub classify: bool,
+    /// The output the user asked for (`--output`), which decides how two classes are encoded:
+    /// one sigmoid output (the default) or a two-way softmax.
+    pub output: Option<crate::model::Activation>,
 }
 
 /// The default of [`PipelineOptions::max_categories`] (`--max-categories`).
@@ -40,6 +46,8 @@ impl Default for PipelineOptions {
             date: None,
             standardize_targets: false,
             max_categories: DEFAULT_MAX_CATEGORIES,
+            classify: false,
+            output: None,
         }
     }
 }
@@ -89,6 +97,59 @@ pub struct TargetColumn {
     pub std: f64,
 }
 
+/// A target column of classes: their names as found in the training records (numbers in
+/// numeric order, text in lexical order), one-hot encoded; two classes with a single sigmoid
+/// output are encoded as 1 for the second class, 0 for the first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Classes {
+    pub column: String,
+    pub names: Vec<String>,
+    pub single_output: bool,
+}
+
+impl Classes {
+    pub fn n_outputs(&self) -> usize {
+        if self.single_output {
+            1
+        } else {
+            self.names.len()
+        }
+    }
+
+    /// The class each row of outputs predicts: the largest output, or for a single sigmoid
+    /// output the second class from 0.5 on.
+    pub fn predicted(&self, y: ArrayView2<f64>) -> Vec<usize> {
+        y.rows()
+            .into_iter()
+            .map(|row| {
+                if self.single_output {
+                    usize::from(row[0] >= 0.5)
+                } else {
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                            if v > best.1 {
+                                (i, v)
+                            } else {
+                                best
+                            }
+                        })
+                        .0
+                }
+            })
+            .collect()
+    }
+
+    /// Each class's probability from a row of outputs.
+    pub fn probabilities(&self, row: ArrayView1<f64>) -> Vec<f64> {
+        if self.single_output {
+            vec![1.0 - row[0], row[0]]
+        } else {
+            row.to_vec()
+        }
+    }
+}
+
 /// Everything needed to turn a CSV into model inputs the same way again (saved with a model).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Encoder {
@@ -99,6 +160,10 @@ pub struct Encoder {
     pub weekday_columns: Vec<String>,
     /// A column of clock hours (`6am`, `13:00`) that orders records within a day.
     pub hour: Option<String>,
+    /// The target as classes (cross-entropy on a text or integer column); `targets` is then
+    /// empty.
+    #[serde(default)]
+    pub classes: Option<Classes>,
 }
 
 /// Column roles before any statistics: what `Encoder::fit` needs besides the training rows.
@@ -110,6 +175,8 @@ pub struct Schema {
     date: Option<usize>,
     weekday_columns: Vec<usize>,
     hour: Option<usize>,
+    /// The target column is a set of classes (see `PipelineOptions::classify`).
+    class_target: bool,
     /// Rows whose targets are all present.
     pub usable_rows: Vec<usize>,
     /// The parsed date of each row, when there is a date column.
@@ -196,6 +263,50 @@ fn cell_error(table: &Table, row: usize, column: usize, message: String) -> Erro
 }
 
 impl Schema {
+    /// Feature columns that give the target away: one equal to a target column in every
+    /// training record, or (for classes) one holding 1 exactly where the target is some class
+    /// and 0 elsewhere. Each is a warning naming the column.
+    pub fn label_leaks(&self, table: &Table, train_rows: &[usize]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let features = self.numeric.iter().chain(&self.categorical);
+        for &c in features {
+            let feature = &table.columns[c];
+            for &t in &self.targets {
+                let target = &table.columns[t];
+                let same = train_rows
+                    .iter()
+                    .all(|&r| table.rows[r][c] == table.rows[r][t]);
+                if same && !train_rows.is_empty() {
+                    warnings.push(format!(
+                        "feature `{feature}` equals the target `{target}` in every training record: a label leak? (--drop {feature})"
+                    ));
+                    continue;
+                }
+                if !self.class_target {
+                    continue;
+                }
+                let indicator = |r: usize| parse_number(&table.rows[r][c]);
+                let first = train_rows.first().map(|&r| table.rows[r][t].as_str());
+                let class_of_ones = train_rows
+                    .iter()
+                    .find(|&&r| indicator(r) == Some(1.0))
+                    .map(|&r| table.rows[r][t].as_str());
+                if let Some(class) = class_of_ones.or(first) {
+                    let is_indicator = train_rows.iter().all(|&r| {
+                        let expected = if table.rows[r][t] == class { 1.0 } else { 0.0 };
+                        indicator(r) == Some(expected)
+                    });
+                    if is_indicator {
+                        warnings.push(format!(
+                            "feature `{feature}` is 1 exactly where the target `{target}` is `{class}`: a one-hot column of the target left among the features? (--drop {feature})"
+                        ));
+                    }
+                }
+            }
+        }
+        warnings
+    }
+
     /// The time of table row `row` (0 without a date column).
     pub fn time_key(&self, table: &Table, row: usize) -> f64 {
         match &self.dates {
@@ -287,14 +398,39 @@ impl Schema {
             })
             .transpose()?;
 
+        // With cross-entropy, one column of text or integers holds classes; any other target
+        // is a probability in [0, 1].
+        let class_target = options.classify
+            && targets.len() == 1
+            && table
+                .rows
+                .iter()
+                .map(|row| row[targets[0]].as_str())
+                .any(|cell| {
+                    !cell.is_empty() && parse_number(cell).is_none_or(|v| v.fract() == 0.0)
+                });
         let mut usable_rows = Vec::with_capacity(table.rows.len());
         for (r, row) in table.rows.iter().enumerate() {
             let mut complete = true;
             for &t in &targets {
                 if row[t].is_empty() {
                     complete = false;
+                } else if class_target {
+                    continue;
                 } else if parse_number(&row[t]).is_none() {
                     return Err(number_error(table, r, t, "target "));
+                } else if options.classify
+                    && parse_number(&row[t]).is_some_and(|v| !(0.0..=1.0).contains(&v))
+                {
+                    return Err(cell_error(
+                        table,
+                        r,
+                        t,
+                        format!(
+                            "target `{}` is outside [0, 1]: with --loss cross-entropy a numeric target is a probability (or name a column of class labels)",
+                            quoted(&row[t])
+                        ),
+                    ));
                 }
             }
             if complete {
@@ -382,6 +518,7 @@ impl Schema {
         Ok(Schema {
             numeric,
             categorical,
+            class_target,
             targets,
             date,
             weekday_columns,
@@ -396,6 +533,47 @@ impl Schema {
 fn time_key(date: NaiveDate, hour: Option<u32>) -> f64 {
     let days = date.signed_duration_since(NaiveDate::default()).num_days();
     days as f64 * 24.0 + f64::from(hour.unwrap_or(0))
+}
+
+/// The classes of column `t` in the training records, sorted (numerically when they are all
+/// integers), with how two of them are encoded. Fewer than two is an error.
+fn fit_classes(
+    table: &Table,
+    t: usize,
+    train_rows: &[usize],
+    options: &PipelineOptions,
+) -> Result<Classes> {
+    let column = table.columns[t].clone();
+    let mut names: Vec<String> = train_rows
+        .iter()
+        .map(|&r| table.rows[r][t].clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.iter().all(|n| n.parse::<i64>().is_ok()) {
+        names.sort_by_key(|n| n.parse::<i64>().unwrap_or_default());
+    }
+    if names.len() < 2 {
+        return Err(table.file_error(format!(
+            "target `{column}` has {} class in the training records ({}); a classifier needs two or more",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    if names.len() > options.max_categories {
+        return Err(table.file_error(format!(
+            "target `{column}` has {} classes in the training records (over --max-categories {}); is it really a class label?",
+            names.len(),
+            options.max_categories
+        )));
+    }
+    let single_output =
+        names.len() == 2 && options.output != Some(crate::model::Activation::Softmax);
+    Ok(Classes {
+        column,
+        names,
+        single_output,
+    })
 }
 
 /// `(v - mean) / std`, or `v / std - mean / std` where the difference overflows (values near
@@ -531,13 +709,40 @@ impl Encoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let name = |c: usize| table.columns[c].clone();
+        let classes = if schema.class_target {
+            let t = schema.targets[0];
+            Some(fit_classes(table, t, train_rows, options)?)
+        } else {
+            None
+        };
         Ok(Encoder {
             features,
-            targets,
+            targets: if classes.is_some() {
+                Vec::new()
+            } else {
+                targets
+            },
             date: schema.date.map(name),
             weekday_columns: schema.weekday_columns.iter().map(|&c| name(c)).collect(),
             hour: schema.hour.map(name),
+            classes,
         })
+    }
+
+    /// The network's outputs: one per numeric target, or the classes' outputs.
+    pub fn n_outputs(&self) -> usize {
+        match &self.classes {
+            Some(c) => c.n_outputs(),
+            None => self.targets.len(),
+        }
+    }
+
+    /// The column(s) the model predicts.
+    pub fn target_columns(&self) -> Vec<String> {
+        match &self.classes {
+            Some(c) => vec![c.column.clone()],
+            None => self.target_names(),
+        }
     }
 
     /// Checks what a model file's metadata could get wrong (every statistic finite, every
@@ -555,8 +760,18 @@ impl Encoder {
         if self.features.is_empty() {
             return Err("the encoder makes no features".into());
         }
-        if self.targets.is_empty() {
-            return Err("the encoder has no target column".into());
+        match &self.classes {
+            Some(c) if c.names.len() < 2 || (c.single_output && c.names.len() != 2) => {
+                return Err(format!(
+                    "class column `{}` has classes {:?}",
+                    c.column, c.names
+                ));
+            }
+            Some(_) => {}
+            None if self.targets.is_empty() => {
+                return Err("the encoder has no target column".into());
+            }
+            None => {}
         }
         for feature in &self.features {
             match feature {
@@ -627,17 +842,20 @@ impl Encoder {
                 | Feature::DateMonth { column } => find(column, "a feature"),
             })
             .collect::<Result<Vec<_>>>()?;
-        let target_cols = if with_targets {
+        let target_cols = if !with_targets {
+            Vec::new()
+        } else if let Some(classes) = &self.classes {
+            vec![find(&classes.column, "its class label")?]
+        } else {
             self.targets
                 .iter()
                 .map(|t| find(&t.column, "a target"))
                 .collect::<Result<Vec<_>>>()?
-        } else {
-            Vec::new()
         };
+        let n_targets = if with_targets { self.n_outputs() } else { 0 };
 
         let mut x = Array2::zeros((rows.len(), self.n_features()));
-        let mut target = Array2::zeros((rows.len(), target_cols.len()));
+        let mut target = Array2::zeros((rows.len(), n_targets));
         let mut time = date_col.map(|_| Vec::with_capacity(rows.len()));
         for (i, &r) in rows.iter().enumerate() {
             let row = &table.rows[r];
@@ -693,6 +911,32 @@ impl Encoder {
                     }
                 }
                 at += feature.width();
+            }
+            if let (Some(classes), Some(&c)) = (&self.classes, target_cols.first()) {
+                let label = &row[c];
+                let k = classes
+                    .names
+                    .iter()
+                    .position(|n| n == label)
+                    .ok_or_else(|| {
+                        cell_error(
+                            table,
+                            r,
+                            c,
+                            format!(
+                                "class `{}` is not among the {} classes of the training records ({})",
+                                quoted(label),
+                                classes.names.len(),
+                                classes.names.join(", ")
+                            ),
+                        )
+                    })?;
+                if classes.single_output {
+                    target[[i, 0]] = k as f64;
+                } else {
+                    target[[i, k]] = 1.0;
+                }
+                continue;
             }
             for (j, (&c, t)) in target_cols.iter().zip(&self.targets).enumerate() {
                 let v =

@@ -18,7 +18,7 @@ use ndarray::Array2;
 use crate::guard::memory::{host_available, MemoryPlan};
 
 pub use self::csv::{read_csv, Source, Table};
-pub use encode::{Encoder, PipelineOptions, DEFAULT_MAX_CATEGORIES};
+pub use encode::{Classes, Encoder, PipelineOptions, DEFAULT_MAX_CATEGORIES};
 pub use split::{Split, SplitKind};
 
 /// The built-in default: the UCI hourly bike-sharing data (Fanaee-T and Gama, CC BY 4.0).
@@ -53,13 +53,15 @@ pub struct Splits {
     pub test: Dataset,
     /// Records dropped because their target was empty.
     pub dropped: usize,
+    /// Things the user should know (a feature that gives the target away).
+    pub warnings: Vec<String>,
 }
 
 /// The memory `records` encoded records take: features and targets in f64, and the f32 copy
 /// a backend keeps of them.
 pub fn encoding_plan(encoder: &Encoder, records: usize) -> crate::Result<MemoryPlan> {
     let mut plan = MemoryPlan::new();
-    let width = encoder.n_features() + encoder.targets.len();
+    let width = encoder.n_features() + encoder.n_outputs();
     plan.add(
         format!("{records} encoded records x {width} features"),
         &[records, width],
@@ -107,6 +109,7 @@ pub fn prepare_table(
         validation: encode(&mut parts.validation)?,
         test: encode(&mut parts.test)?,
         dropped: table.rows.len() - schema.usable_rows.len(),
+        warnings: schema.label_leaks(table, &parts.train),
     };
     Ok((encoder, splits))
 }
@@ -167,7 +170,7 @@ impl Dataset {
                 let (what, name) = if array == "input" {
                     ("feature", encoder.feature_names().get(index[1]).cloned())
                 } else {
-                    ("target", encoder.target_names().get(index[1]).cloned())
+                    ("target", encoder.target_columns().get(index[1]).cloned())
                 };
                 crate::Error::File {
                     path: source.into(),

@@ -29,6 +29,96 @@ pub fn figure(value: Option<f64>) -> String {
     }
 }
 
+/// How well predicted classes match the true ones.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassReport {
+    pub accuracy: f64,
+    /// The unweighted mean of the classes' F1.
+    pub macro_f1: f64,
+    pub per_class: Vec<ClassFigures>,
+    /// `confusion_matrix[true class][predicted class]`, in the classes' order.
+    pub confusion_matrix: Vec<Vec<usize>>,
+}
+
+/// One class's precision, recall and F1 (0 where a class is never predicted or never true, as
+/// scikit-learn reports with `zero_division=0`), and how many records hold it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassFigures {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// The classification figures of `predicted` against `truth` (indices into `classes`).
+pub fn classification(classes: &[String], truth: &[usize], predicted: &[usize]) -> ClassReport {
+    let n = classes.len();
+    let mut confusion = vec![vec![0usize; n]; n];
+    for (&t, &p) in truth.iter().zip(predicted) {
+        if t < n && p < n {
+            confusion[t][p] += 1;
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_class: Vec<ClassFigures> = (0..n)
+        .map(|k| {
+            let hits = confusion[k][k];
+            let predicted_k: usize = confusion.iter().map(|row| row[k]).sum();
+            let support: usize = confusion[k].iter().sum();
+            let (precision, recall) = (ratio(hits, predicted_k), ratio(hits, support));
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassFigures {
+                class: classes[k].clone(),
+                precision,
+                recall,
+                f1,
+                support,
+            }
+        })
+        .collect();
+    let correct: usize = (0..n).map(|k| confusion[k][k]).sum();
+    ClassReport {
+        accuracy: ratio(correct, truth.len()),
+        macro_f1: per_class.iter().map(|c| c.f1).sum::<f64>() / n.max(1) as f64,
+        per_class,
+        confusion_matrix: confusion,
+    }
+}
+
+/// Regression figures in the target's own units.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RegressionReport {
+    pub rmse: Option<f64>,
+    pub mae: f64,
+    /// 1 − SS_res / SS_tot (scikit-learn's convention for a constant truth: 1 when predicted
+    /// exactly, else 0).
+    pub r2: f64,
+}
+
+/// RMSE, MAE and R² of `predicted` against `truth`.
+pub fn regression(truth: &[f64], predicted: &[f64]) -> RegressionReport {
+    let errors: Vec<f64> = truth.iter().zip(predicted).map(|(t, p)| p - t).collect();
+    let n = truth.len().max(1) as f64;
+    let mean = truth.iter().sum::<f64>() / n;
+    let deviations: Vec<f64> = truth.iter().map(|t| t - mean).collect();
+    let (residual, total) = (root_mean_square(&errors), root_mean_square(&deviations));
+    let r2 = match (residual, total) {
+        (Some(r), Some(t)) if t > 0.0 => 1.0 - (r / t).powi(2),
+        (Some(0.0), _) => 1.0,
+        _ => 0.0,
+    };
+    RegressionReport {
+        rmse: residual,
+        mae: errors.iter().map(|e| e.abs()).sum::<f64>() / n,
+        r2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +132,29 @@ mod tests {
         assert!((tiny / 1e-310 - 1.0).abs() < 1e-9, "{tiny:e}");
         assert_eq!(root_mean_square(&[]), None);
         assert_eq!(root_mean_square(&[f64::INFINITY]), None);
+    }
+
+    #[test]
+    fn classification_figures_follow_their_definitions() {
+        let classes = ["a".to_string(), "b".to_string(), "c".to_string()];
+        // truth a a b b c, predicted a b b b a
+        let r = classification(&classes, &[0, 0, 1, 1, 2], &[0, 1, 1, 1, 0]);
+        assert_eq!(r.confusion_matrix, [[1, 1, 0], [0, 2, 0], [1, 0, 0]]);
+        assert!((r.accuracy - 0.6).abs() < 1e-12);
+        assert!((r.per_class[0].precision - 0.5).abs() < 1e-12);
+        assert!((r.per_class[1].precision - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((r.per_class[2].precision, r.per_class[2].f1), (0.0, 0.0));
+        let f1_b = 2.0 * (2.0 / 3.0) / (2.0 / 3.0 + 1.0);
+        assert!((r.macro_f1 - (0.5 + f1_b) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn regression_figures_follow_their_definitions() {
+        let r = regression(&[1.0, 2.0, 3.0], &[1.0, 2.0, 5.0]);
+        assert!((r.rmse.unwrap() - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((r.mae - 2.0 / 3.0).abs() < 1e-12);
+        assert!((r.r2 - (1.0 - 4.0 / 2.0)).abs() < 1e-12);
+        assert_eq!(regression(&[2.0, 2.0], &[2.0, 2.0]).r2, 1.0);
     }
 
     #[test]

@@ -3,3 +3,4 @@
 pub mod metrics;
 pub mod numpy_format;
 pub mod plot;
+pub mod summary;

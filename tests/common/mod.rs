@@ -86,3 +86,30 @@ pub fn bike_like_csv(days: usize, seed: u64) -> String {
         rows.join("\n")
     )
 }
+
+/// A small classification CSV like the iris flowers: `per_class` records of each of three
+/// species (text labels), four measurements drawn around well-separated centres, rows shuffled.
+pub fn flowers_csv(per_class: usize, seed: u64) -> String {
+    use rand::seq::SliceRandom;
+    let mut rng = rng(seed);
+    let species = [
+        ("setosa", [5.0, 3.4, 1.5, 0.2]),
+        ("versicolor", [5.9, 2.8, 4.3, 1.3]),
+        ("virginica", [6.6, 3.0, 5.6, 2.0]),
+    ];
+    let mut rows = Vec::new();
+    for (name, centre) in species {
+        for _ in 0..per_class {
+            let cells: Vec<String> = centre
+                .iter()
+                .map(|c| format!("{:.2}", c + rng.random_range(-0.25..0.25)))
+                .collect();
+            rows.push(format!("{},{name}", cells.join(",")));
+        }
+    }
+    rows.shuffle(&mut rng);
+    format!(
+        "sepal_length,sepal_width,petal_length,petal_width,species\n{}\n",
+        rows.join("\n")
+    )
+}
