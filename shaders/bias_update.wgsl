@@ -1,7 +1,8 @@
 // bias_update: delta_b = learnrate / n_records * sum over the batch of error_term, the mean of
 // the per-record steps `learnrate * error_term` (a bias is a weight whose input is always 1).
 // Twin of `delta_bias` in src/cpu/mod.rs. FLAG_APPLY adds it to the bias in place (training);
-// without it the step goes to `bias_deltas` (`backprop step`).
+// without it the step goes to `bias_deltas` (`backprop step`). With an optimizer rule in the
+// flag, scale is -1 / records and `optimizer_update` (optimizer.wgsl) steps the bias.
 // dims: n = units (or a block of them), k = records; scale = learnrate / records.
 
 @group(0) @binding(1) var<storage, read> error_term: array<f32>;        // records x units
@@ -23,7 +24,9 @@ fn bias_update(
         sum += error_term[record * dims.n + unit];
     }
     let delta = dims.scale * sum;
-    if ((dims.flag & FLAG_APPLY) != 0u) {
+    if (((dims.flag >> OPT_SHIFT) & OPT_BITS) != OPT_PLAIN) {
+        bias[unit] = optimizer_update(unit, bias[unit], delta);
+    } else if ((dims.flag & FLAG_APPLY) != 0u) {
         bias[unit] += delta;
     } else {
         bias_deltas[unit] = delta;

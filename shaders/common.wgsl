@@ -35,6 +35,15 @@ const FLAG_APPLY: u32 = 64u;
 const FLAG_BIAS: u32 = 128u;
 // output error term: cross-entropy with its matching output (the slope cancels).
 const FLAG_CROSS_ENTROPY: u32 = 256u;
+// weight_update, bias_update: the optimizer rule in three bits from OPT_SHIFT (twins of
+// `Rule` in src/ops/optimizer.rs); OPT_PLAIN is the seeds' step (FLAG_APPLY or `deltas`).
+const OPT_SHIFT: u32 = 9u;
+const OPT_BITS: u32 = 7u;
+const OPT_PLAIN: u32 = 0u;
+const OPT_SGD: u32 = 1u;
+const OPT_MOMENTUM: u32 = 2u;
+const OPT_NESTEROV: u32 = 3u;
+const OPT_ADAM: u32 = 4u;
 
 // The slope of leaky ReLU below 0, as LEAKY_RELU_SLOPE in src/ops/activation.rs.
 const LEAKY_RELU_SLOPE: f32 = 0.01;

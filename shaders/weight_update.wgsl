@@ -2,6 +2,8 @@
 // over the batch of the seeds' outer products `learnrate * np.outer(x, error_term)`.
 // Twin of `delta_weights` in src/cpu.rs. FLAG_APPLY adds the step to the weights in place
 // (training); without it the step goes to `deltas` and the weights stay (`backprop step`).
+// With an optimizer rule in the flag, scale is -1 / records (the sum is then the gradient)
+// and `optimizer_update` (optimizer.wgsl) steps the weight.
 // dims: m = inputs to the layer, n = units of the layer, k = records; scale = learnrate / records.
 
 @group(0) @binding(1) var<storage, read> layer_input: array<f32>;   // records x inputs
@@ -23,7 +25,9 @@ fn load_b(k: u32, n: u32) -> f32 {
 fn store(m: u32, n: u32, sum: f32) {
     let i = m * dims.n + n;
     let delta = dims.scale * sum;
-    if ((dims.flag & FLAG_APPLY) != 0u) {
+    if (((dims.flag >> OPT_SHIFT) & OPT_BITS) != OPT_PLAIN) {
+        weights[i] = optimizer_update(i, weights[i], delta);
+    } else if ((dims.flag & FLAG_APPLY) != 0u) {
         weights[i] += delta;
     } else {
         deltas[i] = delta;

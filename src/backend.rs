@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::guard::memory::MemoryPlan;
 use crate::guard::numeric::Precision;
 use crate::model::{Deltas, Network};
+use crate::ops::optimizer::{Optimizer, OptimizerState};
 
 /// One training step, forward pass and weight read-back, on some device.
 pub trait Backend {
@@ -43,14 +44,24 @@ pub trait Backend {
     /// The current weights, read back from wherever they live.
     fn network(&mut self) -> Result<Network<f64>>;
 
+    /// Replaces the weights and biases (of the same shapes): early stopping's best epoch.
+    fn set_network(&mut self, network: &Network<f64>) -> Result<()>;
+
+    /// How `train_epoch` steps from now on: `optimizer`, continuing from `state` (its moments
+    /// and step count; [`OptimizerState::zeros`] for a fresh run).
+    fn set_optimizer(&mut self, optimizer: &Optimizer, state: &OptimizerState<f64>) -> Result<()>;
+
+    /// The optimizer's state, read back (for checkpoints).
+    fn optimizer_state(&mut self) -> Result<OptimizerState<f64>>;
+
     /// Keeps a data set where the backend computes (on the GPU: uploaded once, resident) and
     /// returns its handle for `train_epoch` and `predict_data`.
     fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId>;
 
-    /// One epoch of mini-batch gradient descent over loaded data: records in `order` (a
-    /// permutation of the data set's records), in
-    /// batches of `batch` (the last one smaller when `batch` does not divide the records),
-    /// each batch stepping by the mean of its per-record deltas.
+    /// One epoch of mini-batch training over loaded data: records in `order` (a permutation of
+    /// the data set's records, or of some of them), in batches of `batch` (the last one smaller
+    /// when `batch` does not divide them), each batch stepping by the mean of its per-record
+    /// deltas at `learnrate`, or by the optimizer's rule from their mean gradient.
     ///
     /// Returns the first batch (counted from 0) whose `output_layer_out` held a NaN or an
     /// infinity, if any: the weights are then unusable, and the caller says where it happened.
@@ -117,11 +128,12 @@ pub type KernelTimes = Vec<KernelTime>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataId(pub usize);
 
-/// Checks that `order` visits `n_records` records, each index in range, with `batch` >= 1.
+/// Checks that `order` visits records of a data set of `n_records` (every one, or fewer when
+/// the partial last batch is dropped), each index in range, with `batch` >= 1.
 pub fn check_epoch(n_records: usize, order: &[usize], batch: usize) -> Result<()> {
-    if order.len() != n_records {
+    if order.len() > n_records || order.is_empty() {
         return Err(Error::Shape(format!(
-            "an epoch visits every record once: the order lists {} of {n_records}",
+            "an epoch visits between 1 and {n_records} records: the order lists {}",
             order.len()
         )));
     }
@@ -137,6 +149,21 @@ pub fn check_epoch(n_records: usize, order: &[usize], batch: usize) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// Checks that `new` has the layer sizes and biases of `current`.
+pub fn same_shapes(current: &Network<f64>, new: &Network<f64>) -> Result<()> {
+    if current.layer_sizes() == new.layer_sizes()
+        && current.biases().is_some() == new.biases().is_some()
+    {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!(
+            "a network of layers {:?} cannot replace one of layers {:?}",
+            new.layer_sizes(),
+            current.layer_sizes()
+        )))
+    }
 }
 
 /// Records one pass of a prediction computes at most: the activations of a slice of the data,

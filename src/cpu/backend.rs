@@ -9,12 +9,15 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::guard::interrupt;
 use crate::guard::memory::host_available;
-use crate::guard::numeric::{check_representable, first_non_finite, Precision};
+use crate::guard::numeric::{check_network, check_representable, first_non_finite, Precision};
 use crate::model::{Deltas, Network};
+use crate::ops::optimizer::{self, Optimizer, OptimizerState, Rule};
 
 /// The CPU backend: the reference of `cpu.rs` run in precision `T`.
 pub struct CpuBackend<T> {
     network: Network<T>,
+    optimizer: Optimizer,
+    optimizer_state: OptimizerState<T>,
     data: Vec<(Array2<T>, Array2<T>)>,
     /// Records one forward pass of a prediction computes at a time (see [`records_per_pass`]).
     predict_chunk: usize,
@@ -27,8 +30,12 @@ impl<T: Float> CpuBackend<T> {
         let layer_sizes = network.layer_sizes();
         let budget = host_available().ok().flatten().map(|a| a.bytes);
         let value_bytes = std::mem::size_of::<T>() as u64;
+        let network = network.cast();
+        let optimizer = Optimizer::default();
         CpuBackend {
-            network: network.cast(),
+            optimizer_state: OptimizerState::zeros(&optimizer, &network),
+            optimizer,
+            network,
             data: Vec::new(),
             predict_chunk: records_per_pass(&layer_sizes, value_bytes, RECORDS_PER_PASS, budget)
                 .unwrap_or(1),
@@ -71,6 +78,26 @@ impl<T: Float> CpuBackend<T> {
     }
 }
 
+/// One step of `network` from a batch's forward pass: the seeds' deltas added in place, or
+/// the optimizer's rule from the mean gradient (the deltas at learning rate −1).
+fn step_from_outputs<T: Float>(
+    (network, optimizer, state): (&mut Network<T>, &Optimizer, &mut OptimizerState<T>),
+    x: ArrayView2<T>,
+    layer_outputs: &[Array2<T>],
+    target: ArrayView2<T>,
+    learnrate: f64,
+) -> Result<()> {
+    if optimizer.rule() == Rule::Plain {
+        state.step += 1;
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        let deltas = cpu::deltas_from_outputs(network, x, layer_outputs, target, learnrate);
+        return network.apply_deltas(&deltas);
+    }
+    let gradient = cpu::deltas_from_outputs(network, x, layer_outputs, target, -T::one());
+    optimizer::step(optimizer, learnrate, network, &gradient, state);
+    Ok(())
+}
+
 fn cast<T: Float, U: Float>(a: ArrayView2<T>) -> Array2<U> {
     a.mapv(|v| U::from(v).unwrap_or_else(U::nan))
 }
@@ -99,8 +126,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         target: ArrayView2<f64>,
         learnrate: f64,
     ) -> Result<()> {
-        let deltas = self.backward(x, target, learnrate)?;
-        self.network.apply_deltas(&deltas)
+        self.train_steps(x, target, learnrate, 1)
     }
 
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
@@ -112,6 +138,25 @@ impl<T: Float> Backend for CpuBackend<T> {
 
     fn network(&mut self) -> Result<Network<f64>> {
         Ok(self.network.cast())
+    }
+
+    fn set_network(&mut self, network: &Network<f64>) -> Result<()> {
+        crate::backend::same_shapes(&self.network.cast(), network)?;
+        check_network(network, Precision::of::<T>())?;
+        self.network = network.cast();
+        Ok(())
+    }
+
+    fn set_optimizer(&mut self, optimizer: &Optimizer, state: &OptimizerState<f64>) -> Result<()> {
+        optimizer.check()?;
+        state.check(optimizer, &self.network.cast())?;
+        self.optimizer = *optimizer;
+        self.optimizer_state = state.cast();
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<OptimizerState<f64>> {
+        Ok(self.optimizer_state.cast())
     }
 
     fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
@@ -130,7 +175,6 @@ impl<T: Float> Backend for CpuBackend<T> {
     ) -> Result<Option<usize>> {
         let (x, target) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
         check_epoch(x.nrows(), order, batch)?;
-        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
         for (b, records) in order.chunks(batch).enumerate() {
             interrupt::check()?;
             let x_batch = x.select(Axis(0), records);
@@ -139,14 +183,17 @@ impl<T: Float> Backend for CpuBackend<T> {
             if first_non_finite(layer_outputs[layer_outputs.len() - 1].view()).is_some() {
                 return Ok(Some(b));
             }
-            let deltas = cpu::deltas_from_outputs(
-                &self.network,
+            step_from_outputs(
+                (
+                    &mut self.network,
+                    &self.optimizer,
+                    &mut self.optimizer_state,
+                ),
                 x_batch.view(),
                 &layer_outputs,
                 target_batch.view(),
                 learnrate,
-            );
-            self.network.apply_deltas(&deltas)?;
+            )?;
         }
         Ok(None)
     }
@@ -160,10 +207,25 @@ impl<T: Float> Backend for CpuBackend<T> {
     ) -> Result<()> {
         // The batch is converted to the backend's precision once, as the GPU uploads it once.
         let (x, target) = Self::convert(x, target)?;
-        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        cpu::check_batch(
+            self.network.n_inputs(),
+            self.network.n_outputs(),
+            x.dim(),
+            target.dim(),
+        )?;
         for _ in 0..count {
-            let deltas = cpu::backward(&self.network, x.view(), target.view(), learnrate)?;
-            self.network.apply_deltas(&deltas)?;
+            let layer_outputs = cpu::forward(&self.network, x.view());
+            step_from_outputs(
+                (
+                    &mut self.network,
+                    &self.optimizer,
+                    &mut self.optimizer_state,
+                ),
+                x.view(),
+                &layer_outputs,
+                target.view(),
+                learnrate,
+            )?;
         }
         Ok(())
     }

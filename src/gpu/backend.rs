@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::model::{bias_names, weight_names, Activation, Deltas, Network, Spec};
+use crate::ops::optimizer::{Optimizer, OptimizerState, Rule, STEP_VALUES};
 
 /// How the GPU backend allocates its memory.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +91,12 @@ struct Shuffled {
     gather_target: Dispatch,
 }
 
+/// One moment of an optimizer on the device, laid out like the weights and biases.
+pub(super) struct Moment {
+    pub(super) weights: Vec<BlockMatrix>,
+    pub(super) biases: Option<Vec<BlockMatrix>>,
+}
+
 pub struct GpuBackend {
     pub(super) device: Arc<GpuDevice>,
     pub(super) options: GpuOptions,
@@ -112,6 +119,15 @@ pub struct GpuBackend {
     /// Batches per submission the last epoch settled on (see `Pacer`).
     pub(super) batches_per_submission: usize,
     data: Vec<ResidentData>,
+    /// How a step changes the weights (`Backend::set_optimizer`), the moments it keeps beside
+    /// them, and the steps taken.
+    pub(super) optimizer: Optimizer,
+    pub(super) moments: Vec<Moment>,
+    step: u64,
+    /// The step values of the batch being computed (see `shaders/optimizer.wgsl`), copied in
+    /// before each batch from `planned_step_values`, one entry per batch of the submission.
+    pub(super) step_values: Region,
+    planned_step_values: Option<Region>,
 }
 
 impl GpuBackend {
@@ -150,7 +166,13 @@ impl GpuBackend {
         let unused_deltas = Region::new(ctx, "unused deltas", 1, options.guard_regions)?;
         let status = Region::new(ctx, "status", kernels::STATUS_LEN, options.guard_regions)?;
         status.upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
+        let step_values = Region::new(ctx, "step values", STEP_VALUES, options.guard_regions)?;
         let mut backend = GpuBackend {
+            optimizer: Optimizer::default(),
+            moments: Vec::new(),
+            step: 0,
+            step_values,
+            planned_step_values: None,
             status,
             options,
             layer_sizes,
@@ -196,6 +218,49 @@ impl GpuBackend {
     /// Block `j` of layer `l`'s biases, when the network has biases.
     pub(super) fn bias_block(&self, l: usize, j: usize) -> Option<&Region> {
         self.biases.as_ref().map(|b| b[l].block(0, j))
+    }
+
+    /// Uploads the step values of the next `steps` steps at `learnrate` (when the optimizer
+    /// has a rule of its own), for `copy_step_values` to hand to each batch in turn.
+    fn plan_step_values(&mut self, learnrate: f64, steps: usize) -> Result<()> {
+        if self.optimizer.rule() == Rule::Plain {
+            return Ok(());
+        }
+        let values: Vec<f32> = (1..=steps as u64)
+            .flat_map(|i| {
+                self.optimizer
+                    .step_values(learnrate, self.step + i)
+                    .to_f32()
+            })
+            .collect();
+        let ctx = &self.device.ctx;
+        let fits = self
+            .planned_step_values
+            .as_ref()
+            .is_some_and(|r| r.len() == values.len());
+        if !fits {
+            self.planned_step_values = Some(Region::new(
+                ctx,
+                "planned step values",
+                values.len(),
+                self.options.guard_regions,
+            )?);
+        }
+        if let Some(region) = &self.planned_step_values {
+            region.upload(ctx, &values)?;
+        }
+        Ok(())
+    }
+
+    /// Records the copy of step `i`'s values (of those planned) into `step_values`.
+    fn copy_step_values(&self, encoder: &mut wgpu::CommandEncoder, i: usize) -> Result<()> {
+        match &self.planned_step_values {
+            Some(planned) if self.optimizer.rule() != Rule::Plain => {
+                self.step_values
+                    .copy_from(encoder, planned, i * STEP_VALUES, 0, STEP_VALUES)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// How many blocks each layer's units are split into (1 everywhere for a network whose
@@ -394,11 +459,7 @@ impl Backend for GpuBackend {
         learnrate: f64,
     ) -> Result<()> {
         self.check_batch(x.dim(), target.dim())?;
-        let records = self.upload_batch(x, Some(target), learnrate as f32)?;
-        let mut encoder = self.encoder("train step");
-        self.record_step(&mut encoder, records, true)?;
-        self.submit(encoder);
-        Ok(())
+        self.train_steps(x, target, learnrate, 1)
     }
 
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
@@ -425,6 +486,98 @@ impl Backend for GpuBackend {
         Network::with_spec(weights, biases, self.spec)
     }
 
+    fn set_network(&mut self, network: &Network<f64>) -> Result<()> {
+        crate::backend::same_shapes(&self.network()?, network)?;
+        check_network(network, Precision::F32)?;
+        let ctx = &self.device.ctx;
+        for (matrix, w) in self.weights.iter().zip(network.weights()) {
+            matrix.upload(ctx, w.view())?;
+        }
+        if let (Some(matrices), Some(biases)) = (&self.biases, network.biases()) {
+            for (matrix, b) in matrices.iter().zip(biases) {
+                matrix.upload(ctx, b.view().insert_axis(Axis(0)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_optimizer(&mut self, optimizer: &Optimizer, state: &OptimizerState<f64>) -> Result<()> {
+        optimizer.check()?;
+        state.check(optimizer, &self.network()?)?;
+        let ctx = &self.device.ctx;
+        let moments = state
+            .moments
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let weights = m
+                    .weights
+                    .iter()
+                    .enumerate()
+                    .map(|(l, w)| {
+                        let matrix = BlockMatrix::new(
+                            ctx,
+                            &format!("moment {} of layer {l}", k + 1),
+                            self.layout[l].clone(),
+                            self.layout[l + 1].clone(),
+                            self.options.guard_regions,
+                        )?;
+                        matrix.upload(ctx, w.view())?;
+                        Ok(matrix)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let biases = m
+                    .biases
+                    .as_ref()
+                    .map(|bs| {
+                        bs.iter()
+                            .enumerate()
+                            .map(|(l, b)| {
+                                let matrix =
+                                    self.bias_matrix(&format!("moment {} of bias {l}", k + 1), l)?;
+                                matrix.upload(ctx, b.view().insert_axis(Axis(0)))?;
+                                Ok(matrix)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?;
+                Ok(Moment { weights, biases })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.optimizer = *optimizer;
+        self.moments = moments;
+        self.step = state.step;
+        // The plans' updates are bound to the old rule and moments.
+        self.plans.clear();
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<OptimizerState<f64>> {
+        let ctx = &self.device.ctx;
+        let moments = self
+            .moments
+            .iter()
+            .map(|m| {
+                Ok(Deltas {
+                    weights: m
+                        .weights
+                        .iter()
+                        .map(|w| w.read(ctx))
+                        .collect::<Result<_>>()?,
+                    biases: m
+                        .biases
+                        .as_ref()
+                        .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(OptimizerState {
+            step: self.step,
+            moments,
+        })
+    }
+
     fn train_steps(
         &mut self,
         x: ArrayView2<f64>,
@@ -438,11 +591,14 @@ impl Backend for GpuBackend {
             .collect::<Vec<_>>()
             .chunks(BATCHES_PER_SUBMISSION)
         {
+            self.plan_step_values(learnrate, steps.len())?;
             let mut encoder = self.encoder("train steps");
-            for _ in steps {
+            for i in 0..steps.len() {
+                self.copy_step_values(&mut encoder, i)?;
                 self.record_step(&mut encoder, records, true)?;
             }
             self.submit(encoder);
+            self.step += steps.len() as u64;
         }
         Ok(())
     }
@@ -558,9 +714,10 @@ impl Backend for GpuBackend {
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
         self.ensure_shuffled(data.0)?;
         // Every batch is full but perhaps the last: two plans cover the epoch.
-        self.plan_for(batch.min(records), learnrate as f32)?;
-        if records % batch != 0 && records > batch {
-            self.plan_for(records % batch, learnrate as f32)?;
+        let visited = order.len();
+        self.plan_for(batch.min(visited), learnrate as f32)?;
+        if visited % batch != 0 && visited > batch {
+            self.plan_for(visited % batch, learnrate as f32)?;
         }
         let ctx = &self.device.ctx;
         let resident = &self.data[data.0];
@@ -568,11 +725,21 @@ impl Backend for GpuBackend {
             .shuffled
             .as_ref()
             .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
-        shuffled
-            .order
-            .upload(ctx, &kernels::gather_indices(order)?)?;
+        // The gather kernel reads an index for every record: an epoch that leaves records out
+        // (`--drop-last`) pads its order with record 0, which no batch reads.
+        let mut indices = kernels::gather_indices(order)?;
+        indices.resize(records, 0);
+        shuffled.order.upload(ctx, &indices)?;
         self.status
             .upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
+        let n_batches = order.len().div_ceil(batch);
+        self.plan_step_values(learnrate, n_batches)?;
+        let ctx = &self.device.ctx;
+        let resident = &self.data[data.0];
+        let shuffled = resident
+            .shuffled
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
 
         let mut encoder = self.encoder("epoch");
         {
@@ -587,6 +754,7 @@ impl Backend for GpuBackend {
             let plan = self.plan(chunk.len())?;
             self.status
                 .copy_from(&mut encoder, &shuffled.batch_numbers, i, 0, 1)?;
+            self.copy_step_values(&mut encoder, i)?;
             plan.x.block(0, 0).copy_from(
                 &mut encoder,
                 &shuffled.x,
@@ -613,6 +781,7 @@ impl Backend for GpuBackend {
         let per_submission = pacer.per_submission;
         let first_bad = self.status.read_u32(ctx)?[1];
         self.batches_per_submission = per_submission;
+        self.step += n_batches as u64;
         Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
     }
 

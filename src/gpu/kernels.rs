@@ -15,10 +15,16 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::gemm::generate::{module_source, PARTIAL_SUMS_BINDING};
 use crate::gpu::gemm::{GemmConfig, Product, COMMON, ERROR_TERMS};
 use crate::model::{Activation, Loss};
+use crate::ops::optimizer::{Rule, STEP_VALUES};
 
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const BIAS_UPDATE: &str = include_str!("../../shaders/bias_update.wgsl");
+const OPTIMIZER: &str = include_str!("../../shaders/optimizer.wgsl");
+/// The bindings of an optimizer's moments and step values (`shaders/optimizer.wgsl`).
+const MOMENT1_BINDING: u32 = 10;
+const MOMENT2_BINDING: u32 = 11;
+const STEP_VALUES_BINDING: u32 = 12;
 /// The binding of a layer's bias in the forward products.
 const BIAS_BINDING: u32 = 9;
 
@@ -53,7 +59,36 @@ const FLAG_PARTIAL: u32 = 32;
 const FLAG_APPLY: u32 = 64;
 const FLAG_BIAS: u32 = 128;
 const FLAG_CROSS_ENTROPY: u32 = 256;
+/// The optimizer rule's shift in the flag (`OPT_SHIFT` in common.wgsl).
+const OPT_SHIFT: u32 = 9;
 
+/// How a weight or bias update changes the parameters.
+#[derive(Clone, Copy)]
+pub enum Update<'a> {
+    /// `learnrate / records · Σ`, written to the delta region (`backprop step`).
+    Deltas { learnrate: f32 },
+    /// The same, added in place: the seeds' step.
+    Apply { learnrate: f32 },
+    /// The optimizer's rule from the gradient `−1 / records · Σ`, with its moments (`None` for
+    /// a rule that keeps fewer) and the step values of the batch.
+    Optimizer {
+        rule: Rule,
+        moments: [Option<&'a Region>; 2],
+        step_values: &'a Region,
+    },
+}
+
+impl Update<'_> {
+    /// The flag bits and the scale of the update's dispatch over `records` records.
+    fn flag_and_scale(&self, records: usize) -> (u32, f32) {
+        let per_record = 1.0 / records as f32;
+        match *self {
+            Update::Deltas { learnrate } => (0, learnrate * per_record),
+            Update::Apply { learnrate } => (FLAG_APPLY, learnrate * per_record),
+            Update::Optimizer { rule, .. } => ((rule as u32) << OPT_SHIFT, -per_record),
+        }
+    }
+}
 /// The activation's code in the flag's low bits (softmax: its row kernel follows).
 fn activation_flag(a: Activation) -> u32 {
     a.wgsl_code()
@@ -175,7 +210,15 @@ fn product_bindings(product: Product) -> &'static [(u32, bool)] {
             (STATUS_BINDING, false),
         ],
         Product::HiddenErrorTerm => &[(4, true), (5, true), (6, true), (7, false)],
-        Product::WeightUpdate => &[(1, true), (2, true), (3, false), (4, false)],
+        Product::WeightUpdate => &[
+            (1, true),
+            (2, true),
+            (3, false),
+            (4, false),
+            (MOMENT1_BINDING, false),
+            (MOMENT2_BINDING, false),
+            (STEP_VALUES_BINDING, true),
+        ],
     }
 }
 
@@ -188,6 +231,10 @@ pub struct Kernels {
     bias_update: wgpu::ComputePipeline,
     /// Bound as the bias of a layer that has none (the kernel reads it only with FLAG_BIAS).
     no_bias: Region,
+    /// Bound as the optimizer's moments and its step values by the updates that have none
+    /// (two buffers: a dispatch may not read a buffer it also writes).
+    no_moments: Region,
+    no_step_values: Region,
     products: Mutex<HashMap<(Product, GemmConfig), Arc<ProductPipelines>>>,
 }
 
@@ -233,13 +280,19 @@ impl Kernels {
         let error_terms = trusted_module(ctx, "error_terms.wgsl", [COMMON, ERROR_TERMS].join("\n"));
         let gather = trusted_module(ctx, "gather.wgsl", [COMMON, GATHER].join("\n"));
         let softmax = trusted_module(ctx, "softmax.wgsl", [COMMON, SOFTMAX].join("\n"));
-        let bias_update = trusted_module(ctx, "bias_update.wgsl", [COMMON, BIAS_UPDATE].join("\n"));
+        let bias_update = trusted_module(
+            ctx,
+            "bias_update.wgsl",
+            [COMMON, OPTIMIZER, BIAS_UPDATE].join("\n"),
+        );
         Ok(Kernels {
             output_error_term: pipeline(&error_terms, "output_error_term"),
             gather: pipeline(&gather, "gather"),
             softmax_rows: pipeline(&softmax, "softmax_rows"),
             bias_update: pipeline(&bias_update, "bias_update"),
             no_bias: Region::new(ctx, "no bias", 1, false)?,
+            no_moments: Region::new(ctx, "no moments", 1, false)?,
+            no_step_values: Region::new(ctx, "no step values", STEP_VALUES, false)?,
             products: Mutex::new(HashMap::new()),
         })
     }
@@ -688,9 +741,44 @@ impl Kernels {
         )
     }
 
-    /// `learnrate / records * Σ_records error_term`, added to `bias` when `apply`, otherwise
-    /// written to `bias_deltas`.
-    #[allow(clippy::too_many_arguments)]
+    /// The bindings of `update`'s target: the delta region, or the optimizer's state.
+    fn update_bindings<'a>(
+        &'a self,
+        update: &Update<'a>,
+        deltas: &'a Region,
+        len: usize,
+    ) -> Result<[(u32, &'a Region); 4]> {
+        let unused = &self.no_moments;
+        match *update {
+            Update::Deltas { .. } => expect_len(deltas, len)?,
+            Update::Apply { .. } => {}
+            Update::Optimizer {
+                moments,
+                step_values,
+                ..
+            } => {
+                expect_len(step_values, STEP_VALUES)?;
+                for m in moments.iter().flatten() {
+                    expect_len(m, len)?;
+                }
+                return Ok([
+                    (4, deltas),
+                    (MOMENT1_BINDING, moments[0].unwrap_or(unused)),
+                    (MOMENT2_BINDING, moments[1].unwrap_or(unused)),
+                    (STEP_VALUES_BINDING, step_values),
+                ]);
+            }
+        }
+        Ok([
+            (4, deltas),
+            (MOMENT1_BINDING, unused),
+            (MOMENT2_BINDING, unused),
+            (STEP_VALUES_BINDING, &self.no_step_values),
+        ])
+    }
+
+    /// The bias step from `Σ_records error_term` (a bias is a weight whose input is always 1),
+    /// as `update` says.
     pub fn bias_update(
         &self,
         ctx: &GpuContext,
@@ -698,33 +786,24 @@ impl Kernels {
         bias: &Region,
         bias_deltas: &Region,
         (records, units): (usize, usize),
-        learnrate: f32,
-        apply: bool,
+        update: Update,
     ) -> Result<Dispatch> {
         expect_len(error_term, records * units)?;
         expect_len(bias, units)?;
-        if !apply {
-            expect_len(bias_deltas, units)?;
-        }
+        let [_, m1, m2, values] = self.update_bindings(&update, bias_deltas, units)?;
         check_reduction(ctx, records)?;
         let (n, k) = (dim("units", units)?, dim("records", records)?);
+        let (flag, scale) = update.flag_and_scale(records);
         self.elementwise(
             ctx,
             ("bias_update", &self.bias_update),
-            dims(
-                1,
-                n,
-                k,
-                if apply { FLAG_APPLY } else { 0 },
-                learnrate / records as f32,
-            ),
+            dims(1, n, k, flag, scale),
             units,
-            &[(1, error_term), (2, bias), (3, bias_deltas)],
+            &[(1, error_term), (2, bias), (3, bias_deltas), m1, m2, values],
         )
     }
 
-    /// `learnrate / records * layer_inputᵀ · error_term`, added to `weights` when `apply`,
-    /// otherwise written to `deltas`.
+    /// The weight step from `layer_inputᵀ · error_term`, as `update` says.
     #[allow(clippy::too_many_arguments)]
     pub fn weight_update(
         &self,
@@ -735,32 +814,32 @@ impl Kernels {
         weights: &Region,
         deltas: &Region,
         (records, inputs, units): (usize, usize, usize),
-        learnrate: f32,
-        apply: bool,
+        update: Update,
     ) -> Result<Vec<Dispatch>> {
         expect_len(layer_input, records * inputs)?;
         expect_len(error_term, records * units)?;
         expect_len(weights, inputs * units)?;
-        if !apply {
-            expect_len(deltas, inputs * units)?;
-        }
+        let [d, m1, m2, values] = self.update_bindings(&update, deltas, inputs * units)?;
         let (m, n, k) = (
             dim("inputs", inputs)?,
             dim("units", units)?,
             dim("records", records)?,
         );
+        let (flag, scale) = update.flag_and_scale(records);
         self.product(
             ctx,
             Product::WeightUpdate,
             config,
-            dims(
-                m,
-                n,
-                k,
-                if apply { FLAG_APPLY } else { 0 },
-                learnrate / records as f32,
-            ),
-            &[(1, layer_input), (2, error_term), (3, weights), (4, deltas)],
+            dims(m, n, k, flag, scale),
+            &[
+                (1, layer_input),
+                (2, error_term),
+                (3, weights),
+                d,
+                m1,
+                m2,
+                values,
+            ],
         )
     }
 }

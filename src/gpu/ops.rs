@@ -9,7 +9,7 @@ use crate::gpu::buffers::{read_all, Region};
 use crate::gpu::context::GpuContext;
 use crate::gpu::gemm::GemmConfig;
 use crate::gpu::kernels::{
-    gather_indices, Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN,
+    gather_indices, Dispatch, Kernels, Part, Update, NO_NON_FINITE_BATCH, STATUS_LEN,
 };
 use crate::model::{Activation, Loss};
 
@@ -214,8 +214,7 @@ impl KernelTwins<'_> {
             &weights,
             &deltas,
             (records, inputs, units),
-            learnrate,
-            false,
+            Update::Deltas { learnrate },
         )?;
         let out = self.run(d, &deltas, (inputs, units), &[&x, &e, &weights, &deltas])?;
         if weights.read(self.ctx)?.iter().any(|&w| w != 0.0) {
@@ -249,8 +248,7 @@ impl KernelTwins<'_> {
             &w,
             &unused,
             (records, inputs, units),
-            learnrate,
-            true,
+            Update::Apply { learnrate },
         )?;
         self.run(d, &w, (inputs, units), &[&x, &e, &w, &unused])
     }
@@ -277,8 +275,11 @@ impl KernelTwins<'_> {
             &b,
             &deltas,
             (records, units),
-            learnrate,
-            apply,
+            if apply {
+                Update::Apply { learnrate }
+            } else {
+                Update::Deltas { learnrate }
+            },
         )?;
         let out = if apply { &b } else { &deltas };
         self.run(vec![d], out, (1, units), &[&e, &b, &deltas])

@@ -5,9 +5,10 @@
 use super::backend::GpuBackend;
 use super::buffers::{split, BlockMatrix};
 use super::gemm::Product;
-use super::kernels::{Dispatch, Part};
+use super::kernels::{Dispatch, Part, Update};
 use crate::error::{Error, Result};
 use crate::model::Activation;
+use crate::ops::optimizer::Rule;
 
 /// The buffers and recorded dispatches for one batch size.
 pub(super) struct BatchPlan {
@@ -189,6 +190,28 @@ impl GpuBackend {
         } else {
             None
         };
+        let learnrate = plan.learnrate;
+        let rule = self.optimizer.rule();
+        // How layer `l`'s block `(i, j)` (`i` None: its biases) steps.
+        let update = |l: usize, i: Option<usize>, j: usize| -> Update {
+            if into_deltas {
+                return Update::Deltas { learnrate };
+            }
+            if rule == Rule::Plain {
+                return Update::Apply { learnrate };
+            }
+            let moment = |k: usize| {
+                self.moments.get(k).and_then(|m| match i {
+                    Some(i) => Some(m.weights[l].block(i, j)),
+                    None => m.biases.as_ref().map(|b| b[l].block(0, j)),
+                })
+            };
+            Update::Optimizer {
+                rule,
+                moments: [moment(0), moment(1)],
+                step_values: &self.step_values,
+            }
+        };
         let mut updates = Vec::new();
         for l in 0..self.n_layers() {
             let input = if l == 0 {
@@ -208,8 +231,7 @@ impl GpuBackend {
                         self.weights[l].block(i, j),
                         target,
                         shape,
-                        plan.learnrate,
-                        deltas.is_none(),
+                        update(l, Some(i), j),
                     )?);
                 }
             }
@@ -228,8 +250,7 @@ impl GpuBackend {
                     biases[l].block(0, j),
                     target,
                     (plan.records, units.len()),
-                    plan.learnrate,
-                    !into_deltas,
+                    update(l, None, j),
                 )?);
             }
         }
@@ -243,14 +264,19 @@ impl GpuBackend {
             self.plans.insert(records, plan);
         }
         let ctx = &self.device.ctx;
+        let optimizer_rule = self.optimizer.rule();
         let plan = self
             .plans
             .get_mut(&records)
             .ok_or_else(|| Error::Gpu("no batch plan".into()))?;
         if plan.learnrate != learnrate {
             let scale = learnrate / records as f32;
-            for d in plan
-                .apply_updates
+            // An optimizer's updates read their learning rate from the step values instead.
+            let in_place = match optimizer_rule {
+                Rule::Plain => plan.apply_updates.as_mut_slice(),
+                _ => &mut [],
+            };
+            for d in in_place
                 .iter_mut()
                 .chain(plan.delta_updates.iter_mut().flatten())
             {

@@ -19,7 +19,7 @@ use super::buffers::Region;
 use super::context::GpuContext;
 use super::gemm::generate::module_source;
 use super::gemm::{GemmConfig, Product, VARIANTS};
-use super::kernels::{Dispatch, Kernels, Part, NO_NON_FINITE_BATCH, STATUS_LEN};
+use super::kernels::{Dispatch, Kernels, Part, Update, NO_NON_FINITE_BATCH, STATUS_LEN};
 use super::timing::run_ms;
 use crate::error::{Error, Result};
 use crate::model::{Activation, Loss};
@@ -243,8 +243,9 @@ impl Operands {
                 &self.extra[0],
                 &self.out,
                 (k, m, n),
-                k as f32,
-                false,
+                Update::Deltas {
+                    learnrate: k as f32,
+                },
             ),
         }
     }

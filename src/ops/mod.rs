@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod loss;
+pub mod optimizer;
 
 pub use activation::Activation;
 pub use loss::Loss;
+pub use optimizer::{Optimizer, OptimizerState};

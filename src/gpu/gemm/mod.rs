@@ -17,6 +17,7 @@ const OUTPUT_LAYER: &str = include_str!("../../../shaders/output_layer.wgsl");
 /// The error terms: the element-wise output error term and the hidden error term's product.
 pub const ERROR_TERMS: &str = include_str!("../../../shaders/error_terms.wgsl");
 const WEIGHT_UPDATE: &str = include_str!("../../../shaders/weight_update.wgsl");
+const OPTIMIZER: &str = include_str!("../../../shaders/optimizer.wgsl");
 
 /// The forward pass's epilogue hook when nothing follows the layer.
 const NO_FINISH: &str = "fn finish_layer(i: u32, y: f32) {}\n";
@@ -71,7 +72,7 @@ impl Product {
             Product::LayerForward => [FORWARD, NO_FINISH].concat(),
             Product::OutputLayer => [FORWARD, OUTPUT_LAYER].concat(),
             Product::HiddenErrorTerm => ERROR_TERMS.to_string(),
-            Product::WeightUpdate => WEIGHT_UPDATE.to_string(),
+            Product::WeightUpdate => [OPTIMIZER, WEIGHT_UPDATE].join("\n"),
         }
     }
 }
