@@ -5,11 +5,11 @@
 // the weights. The rule is in `dims.flag` (OPT_* in common.wgsl); the moments have the layout
 // of the parameters they belong to.
 
-@group(0) @binding(10) var<storage, read_write> moment1: array<f32>;
-@group(0) @binding(11) var<storage, read_write> moment2: array<f32>;
+@group(0) @binding(11) var<storage, read_write> moment1: array<f32>;
+@group(0) @binding(12) var<storage, read_write> moment2: array<f32>;
 // learning rate, β1 (or μ), β2, ε, L2 decay, decoupled decay factor 1 − lr·λ,
 // Adam's step size lr / (1 − β1ᵗ), √(1 − β2ᵗ): `StepValues`, copied in before each batch.
-@group(0) @binding(12) var<storage, read> step_values: array<f32, 8>;
+@group(0) @binding(13) var<storage, read> step_values: array<f32, 8>;
 
 fn optimizer_update(i: u32, w: f32, gradient: f32) -> f32 {
     let lr = step_values[0];

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Encoder;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::model::{bias_names, weight_names, Activation, Loss, Network, Spec};
+use crate::model::{bias_names, weight_names, Activation, Deltas, Loss, Network, Spec};
+use crate::ops::optimizer::OptimizerState;
 use crate::train::TrainingState;
 
 const METADATA_KEY: &str = "backprop";
@@ -30,6 +31,9 @@ struct Metadata {
     biases: bool,
     encoder: Encoder,
     training: Option<TrainingState>,
+    /// A checkpoint's optimizer step count; its moments are tensors `moment1.<name>`, ….
+    #[serde(default)]
+    optimizer_step: Option<u64>,
 }
 
 /// A model as saved: the network, how to encode its inputs, and how far training went.
@@ -37,36 +41,80 @@ pub struct SavedModel {
     pub network: Network<f64>,
     pub encoder: Encoder,
     pub training: Option<TrainingState>,
+    /// Checkpoints: the optimizer's state, and under early stopping the best epoch's network
+    /// (tensors `best.<name>`).
+    pub optimizer: Option<OptimizerState<f64>>,
+    pub best_network: Option<Network<f64>>,
 }
 
-pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
-    let network = &model.network;
-    let n_layers = network.weights().len();
-    // (name, shape, little-endian f64 bytes) of every weight matrix, then every bias.
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = weight_names(n_layers)
+impl SavedModel {
+    /// A trained model with nothing of a checkpoint.
+    pub fn model(network: Network<f64>, encoder: Encoder) -> Self {
+        SavedModel {
+            network,
+            encoder,
+            training: None,
+            optimizer: None,
+            best_network: None,
+        }
+    }
+}
+
+/// (name, shape, little-endian f64 bytes) of every weight matrix, then every bias, named with
+/// `prefix`.
+fn parameter_tensors(
+    prefix: &str,
+    weights: &[ndarray::Array2<f64>],
+    biases: Option<&[ndarray::Array1<f64>]>,
+) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let n_layers = weights.len();
+    fn bytes<'a>(values: impl Iterator<Item = &'a f64>) -> Vec<u8> {
+        values.flat_map(|v| v.to_le_bytes()).collect()
+    }
+    let mut tensors: Vec<_> = weight_names(n_layers)
         .into_iter()
-        .zip(network.weights())
+        .zip(weights)
         .map(|(name, w)| {
             (
-                name,
+                format!("{prefix}{name}"),
                 w.shape().to_vec(),
-                w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                bytes(w.iter()),
             )
         })
         .collect();
-    if let Some(biases) = network.biases() {
+    if let Some(biases) = biases {
         tensors.extend(
             bias_names(n_layers)
                 .into_iter()
                 .zip(biases)
                 .map(|(name, b)| {
                     (
-                        name,
+                        format!("{prefix}{name}"),
                         b.shape().to_vec(),
-                        b.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        bytes(b.iter()),
                     )
                 }),
         );
+    }
+    tensors
+}
+
+pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
+    let network = &model.network;
+    let mut tensors = parameter_tensors("", network.weights(), network.biases());
+    for (k, moment) in model
+        .optimizer
+        .iter()
+        .flat_map(|o| o.moments.iter().enumerate())
+    {
+        tensors.extend(parameter_tensors(
+            &format!("moment{}.", k + 1),
+            &moment.weights,
+            moment.biases.as_deref(),
+        ));
+    }
+    if let Some(best) = &model.best_network {
+        tensors.extend(parameter_tensors("best.", best.weights(), best.biases()));
     }
     let views = tensors
         .iter()
@@ -89,6 +137,7 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
         biases: network.biases().is_some(),
         encoder: model.encoder.clone(),
         training: model.training.clone(),
+        optimizer_step: model.optimizer.as_ref().map(|o| o.step),
     };
     let json = serde_json::to_string(&metadata).map_err(|e| Error::File {
         path: path.into(),
@@ -153,33 +202,59 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<SavedModel> {
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             .collect())
     };
-    let weights = weight_names(n_layers)
-        .iter()
-        .enumerate()
-        .map(|(l, name)| {
-            let shape = (meta.layer_sizes[l], meta.layer_sizes[l + 1]);
-            ndarray::Array2::from_shape_vec(shape, values(name, &[shape.0, shape.1])?)
-                .map_err(|e| error(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let biases = meta
-        .biases
-        .then(|| {
-            bias_names(n_layers)
-                .iter()
-                .enumerate()
-                .map(|(l, name)| {
-                    values(name, &[meta.layer_sizes[l + 1]]).map(ndarray::Array1::from)
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .transpose()?;
+    // The weights and biases named with `prefix`.
+    let parameters = |prefix: &str| -> Result<Deltas<f64>> {
+        let weights = weight_names(n_layers)
+            .iter()
+            .enumerate()
+            .map(|(l, name)| {
+                let shape = (meta.layer_sizes[l], meta.layer_sizes[l + 1]);
+                let name = format!("{prefix}{name}");
+                ndarray::Array2::from_shape_vec(shape, values(&name, &[shape.0, shape.1])?)
+                    .map_err(|e| error(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let biases = meta
+            .biases
+            .then(|| {
+                bias_names(n_layers)
+                    .iter()
+                    .enumerate()
+                    .map(|(l, name)| {
+                        values(&format!("{prefix}{name}"), &[meta.layer_sizes[l + 1]])
+                            .map(ndarray::Array1::from)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        Ok(Deltas { weights, biases })
+    };
+    let Deltas { weights, biases } = parameters("")?;
     let spec = Spec {
         hidden: meta.hidden_activation,
         output: meta.output_activation,
         loss: meta.loss,
     };
     let network = Network::with_spec(weights, biases, spec).map_err(|e| error(e.to_string()))?;
+    let optimizer = match (&meta.training, meta.optimizer_step) {
+        (Some(training), Some(step)) => Some(OptimizerState {
+            step,
+            moments: (1..=training.config.optimizer.n_moments())
+                .map(|k| parameters(&format!("moment{k}.")))
+                .collect::<Result<_>>()?,
+        }),
+        _ => None,
+    };
+    let best_network = match meta.training.as_ref().and_then(|t| t.best) {
+        Some(_) => {
+            let best = parameters("best.")?;
+            Some(
+                Network::with_spec(best.weights, best.biases, spec)
+                    .map_err(|e| error(format!("the best epoch's network: {e}")))?,
+            )
+        }
+        None => None,
+    };
     meta.encoder
         .validate()
         .map_err(|e| error(format!("its metadata is inconsistent: {e}")))?;
@@ -201,5 +276,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<SavedModel> {
         network,
         encoder: meta.encoder,
         training: meta.training,
+        optimizer,
+        best_network,
     })
 }

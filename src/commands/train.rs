@@ -19,11 +19,14 @@ use backprop::guard::memory::host_available;
 use backprop::guard::numeric::{check_flag_value, Precision};
 use backprop::guard::paths::FilePlan;
 use backprop::model_file::{self, SavedModel};
+use backprop::ops::optimizer::{short, Method, Optimizer, OptimizerState};
 use backprop::report::metrics::{ClassReport, RegressionReport};
 use backprop::report::plot;
 use backprop::report::summary::{self, Figures};
+use backprop::train::schedule::{Schedule, ScheduleKind};
 use backprop::train::{
-    self, Evaluation, Loaded, Outcome, TrainConfig, TrainingState, EXPLODED_FACTOR,
+    self, EarlyStopping, Evaluation, Loaded, Outcome, Progress, TrainConfig, TrainingState,
+    EXPLODED_FACTOR,
 };
 use backprop::{Activation, Backend, Error, Loss, Network, Spec};
 
@@ -33,7 +36,37 @@ use super::{errln, outln};
 /// validation loss < 0.18) well within two minutes on two CPU cores.
 const DEFAULT_EPOCHS: usize = 80;
 const DEFAULT_BATCH: usize = 32;
-const DEFAULT_LR: f64 = 0.3;
+
+/// `--lr`: a number, or `auto` for the optimizer's default.
+#[derive(Clone, Copy, Debug)]
+pub enum LearnRate {
+    Auto,
+    Value(f64),
+}
+
+impl std::str::FromStr for LearnRate {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(LearnRate::Auto);
+        }
+        s.parse()
+            .map(LearnRate::Value)
+            .map_err(|_| format!("`{s}` is neither a number nor `auto`"))
+    }
+}
+
+/// The learning rate `--lr auto` gives each optimizer: the seed project's 0.3 on standardised
+/// data for SGD, the same effective step lr/(1 − μ) for momentum, and Adam's customary 1e-3
+/// (PyTorch's and scikit-learn's default).
+fn auto_learnrate(method: Method, momentum: f64) -> f64 {
+    match method {
+        Method::Sgd => 0.3,
+        // Rounded so that the summary shows 0.03, not 0.029999999999999992.
+        Method::Momentum => (0.3 * (1.0 - momentum) * 1e12).round() / 1e12,
+        Method::Adam | Method::Adamw => 1e-3,
+    }
+}
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -58,9 +91,16 @@ pub struct TrainArgs {
     /// date); `random`: 10% test, 10% validation (default without).
     #[arg(long, value_enum)]
     split: Option<SplitKind>,
-    /// Seed of the weights, the random split and the per-epoch shuffles.
+    /// Seed of the initial weights (and, unless given apart, of the split and the shuffles).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Seed of the random split (default: --seed), so that changing the initialisation
+    /// keeps the test set.
+    #[arg(long, value_name = "S")]
+    split_seed: Option<u64>,
+    /// Seed of the per-epoch shuffles (default: --seed).
+    #[arg(long, value_name = "S")]
+    shuffle_seed: Option<u64>,
     /// Hidden layer sizes, e.g. `25` or `512,128`.
     #[arg(
         long,
@@ -71,12 +111,57 @@ pub struct TrainArgs {
     hidden: Vec<usize>,
     #[arg(long, default_value_t = DEFAULT_EPOCHS)]
     epochs: usize,
-    /// Records per mini-batch; each batch steps by the mean of its records' deltas.
+    /// Records per mini-batch; each batch steps by the mean of its records' deltas. Larger
+    /// than the training set: clipped to it, with a notice. The last batch of an epoch holds
+    /// the remainder (a smaller batch, its mean over fewer records) unless --drop-last.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
-    /// Learning rate: a finite number above 0.
-    #[arg(long, default_value_t = DEFAULT_LR, allow_hyphen_values = true)]
-    lr: f64,
+    /// Leave out each epoch's partial last batch (other epochs shuffle those records in).
+    #[arg(long)]
+    drop_last: bool,
+    /// Learning rate: a finite number above 0, or `auto`: 0.3 for sgd (the seed project's),
+    /// 0.3·(1 − momentum) for momentum, 0.001 for adam and adamw.
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    lr: LearnRate,
+    /// How each batch's gradient changes the weights (sgd: the seeds').
+    #[arg(long, value_enum, default_value_t = Method::Sgd)]
+    optimizer: Method,
+    /// Momentum μ of --optimizer momentum.
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+    momentum: f64,
+    /// Nesterov's momentum (with --optimizer momentum).
+    #[arg(long)]
+    nesterov: bool,
+    /// Adam's β1 and β2 and its ε.
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+    beta1: f64,
+    #[arg(long, default_value_t = 0.999, allow_hyphen_values = true)]
+    beta2: f64,
+    #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
+    epsilon: f64,
+    /// Weight decay λ: L2 (λ·w added to the gradient) for sgd, momentum and adam, decoupled
+    /// (w scaled by 1 − lr·λ) for adamw. Applies to biases too. Default: 0, and PyTorch's 0.01
+    /// for adamw.
+    #[arg(long, allow_hyphen_values = true)]
+    weight_decay: Option<f64>,
+    /// The learning rate over the epochs.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    lr_schedule: ScheduleKind,
+    /// Epochs of linear warm-up before the schedule: epoch e trains at lr·e/(warmup + 1).
+    #[arg(long, value_name = "EPOCHS", default_value_t = 0)]
+    warmup: usize,
+    /// --lr-schedule step: the period in epochs and the factor.
+    #[arg(long, value_name = "EPOCHS", default_value_t = 30)]
+    lr_step: usize,
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    lr_gamma: f64,
+    /// Stop when the validation loss has not improved for N epochs, keeping the best epoch's
+    /// weights.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
+    /// The improvement of the validation loss that counts (with --patience).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    min_delta: f64,
     /// Refuse a categorical column with more distinct values than this (one-hot encoding makes
     /// one feature per value).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CATEGORIES)]
@@ -160,13 +245,26 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
     if args.batch == 0 {
         return Err(argument("--batch", "must be at least 1".into()));
     }
-    if !args.lr.is_finite() || args.lr <= 0.0 {
+    if let LearnRate::Value(lr) = args.lr {
+        if !lr.is_finite() || lr <= 0.0 {
+            return Err(argument(
+                "--lr",
+                format!("{lr} is not a positive finite number"),
+            ));
+        }
+        check_flag_value("--lr", lr, Precision::F32)?;
+    }
+    if args.patience == Some(0) {
+        return Err(argument("--patience", "must be at least 1 epoch".into()));
+    }
+    if !(args.min_delta.is_finite() && args.min_delta >= 0.0) {
         return Err(argument(
-            "--lr",
-            format!("{} is not a positive finite number", args.lr),
+            "--min-delta",
+            format!("{} is not a finite number >= 0", args.min_delta),
         ));
     }
-    check_flag_value("--lr", args.lr, Precision::F32)?;
+    optimizer_of(args).check()?;
+    schedule_of(args).check(args.epochs)?;
     if args.hidden.is_empty() || args.hidden.contains(&0) {
         return Err(argument(
             "--hidden",
@@ -200,6 +298,30 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn optimizer_of(args: &TrainArgs) -> Optimizer {
+    Optimizer {
+        method: args.optimizer,
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        epsilon: args.epsilon,
+        weight_decay: args.weight_decay.unwrap_or(match args.optimizer {
+            Method::Adamw => 0.01,
+            _ => 0.0,
+        }),
+    }
+}
+
+fn schedule_of(args: &TrainArgs) -> Schedule {
+    Schedule {
+        kind: args.lr_schedule,
+        warmup: args.warmup,
+        step: args.lr_step,
+        gamma: args.lr_gamma,
+    }
 }
 
 /// Warns when the learning rate is so small that a step cannot change any weight in fp32: an
@@ -313,7 +435,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         SplitKind::Random
     });
-    let (encoder, splits) = data::prepare(&source, &options, split, args.seed)?;
+    let (encoder, splits) = data::prepare(
+        &source,
+        &options,
+        split,
+        args.split_seed.unwrap_or(args.seed),
+    )?;
     for warning in &splits.warnings {
         errln!("warning: {warning}");
     }
@@ -327,22 +454,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut layer_sizes = vec![encoder.n_features()];
     layer_sizes.extend(&args.hidden);
     layer_sizes.push(encoder.n_outputs());
+    let batch = args.batch.min(splits.train.len());
+    if batch < args.batch {
+        errln!(
+            "notice: --batch {} is more than the {} training records: each epoch is one batch of {batch}",
+            args.batch,
+            splits.train.len()
+        );
+    }
+    let optimizer = optimizer_of(&args);
+    let learnrate = match args.lr {
+        LearnRate::Value(lr) => lr,
+        LearnRate::Auto => auto_learnrate(optimizer.method, optimizer.momentum),
+    };
     let config = TrainConfig {
         epochs: args.epochs,
-        batch: args.batch,
-        learnrate: args.lr,
+        batch,
+        learnrate,
         seed: args.seed,
+        shuffle_seed: args.shuffle_seed,
+        optimizer,
+        schedule: schedule_of(&args),
+        drop_last: args.drop_last,
+        early_stopping: args.patience.map(|patience| EarlyStopping {
+            patience,
+            min_delta: args.min_delta,
+        }),
     };
-    backend::memory_plan(
-        &layer_sizes,
-        args.batch.min(splits.train.len()),
-        4,
-        args.backend.may_compute_on_host(),
-    )?
-    .check("host memory", host_available()?.as_ref())?;
-    warn_if_learning_rate_is_lost(args.lr, &layer_sizes);
+    backend::memory_plan(&layer_sizes, batch, 4, args.backend.may_compute_on_host())?
+        .check("host memory", host_available()?.as_ref())?;
+    warn_if_learning_rate_is_lost(learnrate, &layer_sizes);
 
     let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, spec, &config)?;
+    let optimizer_state = resumed
+        .as_ref()
+        .and_then(|r| r.optimizer.clone())
+        .unwrap_or_else(|| OptimizerState::zeros(&optimizer, &network));
     let epoch_metrics =
         |y: ArrayView2<f64>, t: ArrayView2<f64>| summary::epoch_metrics(&encoder, y, t);
     let evaluation = Evaluation {
@@ -350,9 +497,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metrics: &epoch_metrics,
     };
 
-    let mut backend = args
-        .backend
-        .create(&network, CpuPrecision::F32, args.batch)?;
+    let mut backend = args.backend.create(&network, CpuPrecision::F32, batch)?;
+    backend.set_optimizer(&optimizer, &optimizer_state)?;
     let description = backend.description();
     let source_name = source.name();
     let feature_names = encoder.feature_names();
@@ -367,10 +513,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         validation: load(backend.as_mut(), "validation", &splits.validation)?,
         validation_target: splits.validation.target.view(),
     };
-    let state = match resumed {
-        Some(state) => TrainingState {
-            config: config.clone(),
-            ..state
+    let progress = match resumed {
+        Some(saved) => Progress {
+            state: TrainingState {
+                config: config.clone(),
+                ..saved.state
+            },
+            best_network: saved.best_network,
         },
         None => {
             let (initial_loss, _) = train::evaluate(
@@ -386,22 +535,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     largest_feature(&splits.train, &feature_names)
                 );
             }
-            TrainingState {
-                config: config.clone(),
-                initial_loss,
-                history: Vec::new(),
+            Progress {
+                state: TrainingState::new(config.clone(), initial_loss),
+                best_network: None,
             }
         }
     };
-    if state.epochs_done() >= config.epochs {
+    if progress.state.is_complete() {
         bail!(
-            "{}: already trained for {} epochs; ask for more with --epochs",
+            "{}: already trained for {} epochs{}; ask for more with --epochs",
             args.checkpoint.display(),
-            state.epochs_done()
+            progress.state.epochs_done(),
+            if progress.state.stopped_early.is_some() {
+                " (stopped early)"
+            } else {
+                ""
+            }
         );
     }
 
-    let bar = ProgressBar::new(config.epochs as u64).with_position(state.epochs_done() as u64);
+    let bar =
+        ProgressBar::new(config.epochs as u64).with_position(progress.state.epochs_done() as u64);
     if args.quiet {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
@@ -415,8 +569,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         backend.as_mut(),
         &loaded,
         &evaluation,
-        state,
-        |record, state, backend| {
+        progress,
+        |record, progress, backend| {
             bar.set_position(record.epoch as u64);
             bar.set_message(format!(
                 "train {:.4} val {:.4}",
@@ -429,7 +583,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         &SavedModel {
                             network: backend.network()?,
                             encoder: encoder.clone(),
-                            training: Some(state.clone()),
+                            training: Some(progress.state.clone()),
+                            optimizer: Some(backend.optimizer_state()?),
+                            best_network: progress.best_network.clone(),
                         },
                     )?;
                     last_checkpoint = Some(record.epoch);
@@ -476,9 +632,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Some(batch) => format!(
                 "output_layer_out first held a NaN or an infinity in batch {} of {} (records {} to {} of the epoch's shuffled order)",
                 batch + 1,
-                splits.train.len().div_ceil(args.batch),
-                batch * args.batch + 1,
-                ((batch + 1) * args.batch).min(splits.train.len())
+                splits.train.len().div_ceil(config.batch),
+                batch * config.batch + 1,
+                ((batch + 1) * config.batch).min(splits.train.len())
             ),
             None => format!(
                 "the {which} loss {loss:.4e} is over {EXPLODED_FACTOR}x the untrained network's {:.4}",
@@ -487,7 +643,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         };
         bail!(
             "training diverged at epoch {epoch}: {what}; {}{kept}",
-            divergence_cause(&splits.train, &feature_names, args.lr)
+            divergence_cause(&splits.train, &feature_names, learnrate)
         );
     }
 
@@ -510,9 +666,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model_file::save(
             path,
             &SavedModel {
-                network: backend.network()?,
-                encoder: encoder.clone(),
                 training: Some(state.clone()),
+                ..SavedModel::model(backend.network()?, encoder.clone())
             },
         )?;
     }
@@ -537,6 +692,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metrics.insert("config".into(), json!(config));
         metrics.insert("records_per_second".into(), json!(records_per_second));
         metrics.insert("epochs".into(), json!(state.history));
+        metrics.insert("learnrate".into(), json!(learnrate));
+        metrics.insert("best_epoch".into(), json!(state.best.map(|b| b.epoch)));
+        metrics.insert("stopped_early".into(), json!(state.stopped_early));
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(metrics))?;
         backprop::io::write_atomic(path, |w| {
             std::io::Write::write_all(w, text.as_bytes()).map_err(|e| Error::Io {
@@ -577,10 +735,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
         spec.output,
         spec.loss,
         if args.no_bias { ", no biases" } else { "" },
-        config.epochs,
+        state.epochs_done(),
         splits.train.len(),
         records_per_second,
         seconds
+    )?;
+    outln!(
+        "optimizer {}, learning rate {}{}, {}{}",
+        optimizer.describe(),
+        short(learnrate),
+        match args.lr {
+            LearnRate::Auto => format!(" (--lr auto for {})", optimizer.method.name()),
+            LearnRate::Value(_) => String::new(),
+        },
+        config.schedule.describe(),
+        match (state.stopped_early, state.best) {
+            (Some(stopped), Some(best)) => format!(
+                "; early stopping after epoch {stopped} kept epoch {}'s weights (validation loss {:.4})",
+                best.epoch, best.val_loss
+            ),
+            (None, Some(best)) => format!(
+                "; kept epoch {}'s weights, the best validation loss ({:.4})",
+                best.epoch, best.val_loss
+            ),
+            _ => String::new(),
+        }
     )?;
     if splits.dropped > 0 {
         outln!("{} records without a target were left out", splits.dropped)?;
@@ -640,6 +819,13 @@ fn divergence_cause(train: &Dataset, feature_names: &[String], lr: f64) -> Strin
     }
 }
 
+/// What a checkpoint holds besides the network.
+struct Resumed {
+    state: TrainingState,
+    optimizer: Option<OptimizerState<f64>>,
+    best_network: Option<Network<f64>>,
+}
+
 /// The network to start from: the checkpoint's with `--resume` (which must come from the same
 /// data, layers and flags), else seed 004's random initialisation.
 fn initial_network(
@@ -648,7 +834,7 @@ fn initial_network(
     layer_sizes: &[usize],
     spec: Spec,
     config: &TrainConfig,
-) -> Result<(Network<f64>, Option<TrainingState>)> {
+) -> Result<(Network<f64>, Option<Resumed>)> {
     if args.resume {
         let saved = model_file::load(&args.checkpoint).context("--resume")?;
         let Some(state) = saved.training else {
@@ -678,9 +864,33 @@ fn initial_network(
             ..config.clone()
         } == state.config;
         if !same_run {
-            bail!("{}: the checkpoint was made with --batch {} --lr {} --seed {}; resume with the same", args.checkpoint.display(), state.config.batch, state.config.learnrate, state.config.seed);
+            let c = &state.config;
+            bail!(
+                "{}: the checkpoint was made with --batch {} --lr {} --seed {}{} --optimizer {} ({}), schedule {}{}{}; resume with the same",
+                args.checkpoint.display(),
+                c.batch,
+                c.learnrate,
+                c.seed,
+                c.shuffle_seed
+                    .map_or(String::new(), |s| format!(" --shuffle-seed {s}")),
+                c.optimizer.method.name(),
+                c.optimizer.describe(),
+                c.schedule.describe(),
+                if c.drop_last { ", --drop-last" } else { "" },
+                c.early_stopping.map_or(String::new(), |e| format!(
+                    ", --patience {} --min-delta {}",
+                    e.patience, e.min_delta
+                ))
+            );
         }
-        Ok((saved.network, Some(state)))
+        Ok((
+            saved.network,
+            Some(Resumed {
+                state,
+                optimizer: saved.optimizer,
+                best_network: saved.best_network,
+            }),
+        ))
     } else {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
         let network = if args.no_bias {

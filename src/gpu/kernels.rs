@@ -21,10 +21,11 @@ const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const BIAS_UPDATE: &str = include_str!("../../shaders/bias_update.wgsl");
 const OPTIMIZER: &str = include_str!("../../shaders/optimizer.wgsl");
-/// The bindings of an optimizer's moments and step values (`shaders/optimizer.wgsl`).
-const MOMENT1_BINDING: u32 = 10;
-const MOMENT2_BINDING: u32 = 11;
-const STEP_VALUES_BINDING: u32 = 12;
+/// The bindings of an optimizer's moments and step values (`shaders/optimizer.wgsl`; 10 is
+/// the partial sums of a split product).
+const MOMENT1_BINDING: u32 = 11;
+const MOMENT2_BINDING: u32 = 12;
+const STEP_VALUES_BINDING: u32 = 13;
 /// The binding of a layer's bias in the forward products.
 const BIAS_BINDING: u32 = 9;
 

@@ -179,7 +179,7 @@ impl Optimizer {
             } else {
                 "L2"
             };
-            format!(", weight decay {} ({kind})", self.weight_decay)
+            format!(", weight decay {} ({kind})", short(self.weight_decay))
         } else {
             String::new()
         };
@@ -187,18 +187,35 @@ impl Optimizer {
             Method::Sgd => format!("sgd{decay}"),
             Method::Momentum => format!(
                 "momentum {}{}{decay}",
-                self.momentum,
+                short(self.momentum),
                 if self.nesterov { " (Nesterov)" } else { "" }
             ),
             Method::Adam | Method::Adamw => format!(
                 "{} (β1 {}, β2 {}, ε {}){decay}",
                 self.method.name(),
-                self.beta1,
-                self.beta2,
-                self.epsilon
+                short(self.beta1),
+                short(self.beta2),
+                short(self.epsilon)
             ),
         }
     }
+}
+
+/// `x` to six significant digits, without trailing zeros: 0.03, 0.999, 1e-8.
+pub fn short(x: f64) -> String {
+    let trim = |digits: &str| {
+        digits
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    };
+    if x != 0.0 && x.abs() < 1e-3 {
+        let scientific = format!("{x:.5e}");
+        if let Some((mantissa, exponent)) = scientific.split_once('e') {
+            return format!("{}e{exponent}", trim(mantissa));
+        }
+    }
+    trim(&format!("{x:.6}"))
 }
 
 /// The per-step values of `optimizer_update` (the `step_values` array of

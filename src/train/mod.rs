@@ -1,5 +1,8 @@
-//! The trainer: epochs of shuffled mini-batches on any backend, losses once per epoch, a guard
-//! against divergence, and state that lets an interrupted run continue exactly.
+//! The trainer: epochs of shuffled mini-batches on any backend with the chosen optimizer and
+//! learning-rate schedule, losses once per epoch, early stopping, a guard against divergence,
+//! and state that lets an interrupted run continue exactly.
+
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,18 +16,76 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, DataId};
 use crate::error::{Error, Result};
 use crate::guard::interrupt;
-use crate::model::Spec;
+use crate::model::{Network, Spec};
+use crate::ops::optimizer::Optimizer;
+use schedule::Schedule;
 
 /// A training loss this many times the untrained network's counts as diverged.
 pub const EXPLODED_FACTOR: f64 = 1e3;
 
 /// What a run is asked to do (saved with checkpoints, so `--resume` repeats it exactly).
+/// Fields after `seed` came with the optimizers; a checkpoint without them is a plain SGD run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch: usize,
+    /// The base learning rate (the schedule scales it per epoch).
     pub learnrate: f64,
+    /// The seed of the initial weights.
     pub seed: u64,
+    /// The seed of the per-epoch shuffles (`seed` when absent).
+    #[serde(default)]
+    pub shuffle_seed: Option<u64>,
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Leave out the partial last batch of each epoch (its records come in other epochs).
+    #[serde(default)]
+    pub drop_last: bool,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+impl TrainConfig {
+    /// The plain run of the seeds: SGD at a constant rate, every record every epoch.
+    pub fn plain(epochs: usize, batch: usize, learnrate: f64, seed: u64) -> Self {
+        TrainConfig {
+            epochs,
+            batch,
+            learnrate,
+            seed,
+            shuffle_seed: None,
+            optimizer: Optimizer::default(),
+            schedule: Schedule::default(),
+            drop_last: false,
+            early_stopping: None,
+        }
+    }
+
+    /// The records of epoch `epoch` in the order it visits them, of a data set of `n`.
+    pub fn epoch_order(&self, epoch: usize, n: usize) -> Vec<usize> {
+        let mut order = epoch_order(self.shuffle_seed.unwrap_or(self.seed), epoch, n);
+        if self.drop_last && n > self.batch {
+            order.truncate(n - n % self.batch);
+        }
+        order
+    }
+}
+
+/// Stop when the validation loss has not improved by more than `min_delta` for `patience`
+/// epochs, keeping the best epoch's weights.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EarlyStopping {
+    pub patience: usize,
+    pub min_delta: f64,
+}
+
+/// The best epoch so far under early stopping.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BestEpoch {
+    pub epoch: usize,
+    pub val_loss: f64,
 }
 
 /// The losses after one epoch, in model units (standardised targets), and the figures beside
@@ -64,11 +125,33 @@ pub struct TrainingState {
     /// The untrained network's training loss: the yardstick of the divergence guard.
     pub initial_loss: f64,
     pub history: Vec<EpochRecord>,
+    /// Under early stopping: the best epoch so far (its weights are kept beside the state).
+    #[serde(default)]
+    pub best: Option<BestEpoch>,
+    /// The epoch after which early stopping ended the run.
+    #[serde(default)]
+    pub stopped_early: Option<usize>,
 }
 
 impl TrainingState {
     pub fn epochs_done(&self) -> usize {
         self.history.len()
+    }
+
+    /// A fresh run's state.
+    pub fn new(config: TrainConfig, initial_loss: f64) -> Self {
+        TrainingState {
+            config,
+            initial_loss,
+            history: Vec::new(),
+            best: None,
+            stopped_early: None,
+        }
+    }
+
+    /// Whether the run has nothing left to do (all epochs, or stopped early).
+    pub fn is_complete(&self) -> bool {
+        self.stopped_early.is_some() || self.epochs_done() >= self.config.epochs
     }
 }
 
@@ -132,24 +215,36 @@ pub struct Finished {
     pub records_per_second: f64,
 }
 
-/// Trains from `state` until `state.config.epochs`, calling `after_epoch` after each good epoch
-/// with the backend, which holds the weights (read back only when the callback needs them:
-/// on the GPU that is a copy of every weight).
+/// Where training goes on from: the state, and under early stopping the best epoch's network
+/// (which a checkpoint keeps beside the current one).
+pub struct Progress {
+    pub state: TrainingState,
+    pub best_network: Option<Network<f64>>,
+}
+
+/// Trains from `progress` until `config.epochs` or early stopping, calling `after_epoch` after
+/// each good epoch with the progress and the backend, which holds the weights (read back only
+/// when the callback needs them: on the GPU that is a copy of every weight). Under early
+/// stopping the backend ends holding the best epoch's weights.
 pub fn run(
     backend: &mut dyn Backend,
     data: &Loaded,
     evaluation: &Evaluation,
-    mut state: TrainingState,
-    mut after_epoch: impl FnMut(&EpochRecord, &TrainingState, &mut dyn Backend) -> Result<()>,
+    mut progress: Progress,
+    mut after_epoch: impl FnMut(&EpochRecord, &Progress, &mut dyn Backend) -> Result<()>,
 ) -> Result<Finished> {
     let n = data.train_target.nrows();
     let started = Instant::now();
     let mut trained_records = 0usize;
     let rate = |records: usize| records as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let config = state.config.clone();
+    let config = progress.state.config.clone();
     // From here the first SIGINT/SIGTERM stops training between batches (see guard::interrupt).
     let _polling = interrupt::Polling::start();
-    for epoch in state.epochs_done() + 1..=config.epochs {
+    let first = progress.state.epochs_done() + 1;
+    for epoch in first..=config.epochs {
+        if progress.state.stopped_early.is_some() {
+            break;
+        }
         let interrupted = |e: Error| match e {
             Error::Interrupted { signal, .. } => Error::Interrupted {
                 signal,
@@ -162,18 +257,21 @@ pub fn run(
             other => other,
         };
         interrupt::check().map_err(interrupted)?;
-        let order = epoch_order(config.seed, epoch, n);
+        let order = config.epoch_order(epoch, n);
+        let learnrate = config
+            .schedule
+            .learnrate(config.learnrate, epoch, config.epochs);
         let first_non_finite_batch = backend
-            .train_epoch(data.train, &order, config.batch, config.learnrate)
+            .train_epoch(data.train, &order, config.batch, learnrate)
             .map_err(interrupted)?;
-        trained_records += n;
+        trained_records += order.len();
         let (train_loss, train_metrics) =
             evaluate(backend, data.train, data.train_target, evaluation)?;
         let (val_loss, val_metrics) =
             evaluate(backend, data.validation, data.validation_target, evaluation)?;
         if first_non_finite_batch.is_some()
-            || exploded(train_loss, state.initial_loss)
-            || exploded(val_loss, state.initial_loss)
+            || exploded(train_loss, progress.state.initial_loss)
+            || exploded(val_loss, progress.state.initial_loss)
         {
             return Ok(Finished {
                 outcome: Outcome::Diverged {
@@ -182,7 +280,7 @@ pub fn run(
                     val_loss,
                     first_non_finite_batch,
                 },
-                state,
+                state: progress.state,
                 records_per_second: rate(trained_records),
             });
         }
@@ -193,12 +291,29 @@ pub fn run(
             train_metrics,
             val_metrics,
         };
-        state.history.push(record.clone());
-        after_epoch(&record, &state, &mut *backend)?;
+        progress.state.history.push(record.clone());
+        if let Some(stopping) = config.early_stopping {
+            let improved = progress
+                .state
+                .best
+                .is_none_or(|best| val_loss < best.val_loss - stopping.min_delta);
+            if improved {
+                progress.state.best = Some(BestEpoch { epoch, val_loss });
+                progress.best_network = Some(backend.network()?);
+            }
+            let since = epoch - progress.state.best.map_or(epoch, |b| b.epoch);
+            if since >= stopping.patience {
+                progress.state.stopped_early = Some(epoch);
+            }
+        }
+        after_epoch(&record, &progress, &mut *backend)?;
+    }
+    if let Some(best) = &progress.best_network {
+        backend.set_network(best)?;
     }
     Ok(Finished {
         outcome: Outcome::Finished,
-        state,
+        state: progress.state,
         records_per_second: rate(trained_records),
     })
 }
@@ -224,25 +339,19 @@ mod tests {
             validation: id,
             validation_target: t.view(),
         };
-        let config = TrainConfig {
-            epochs: 5,
-            batch: 4,
-            learnrate: 1e4,
-            seed: 0,
-        };
+        let config = TrainConfig::plain(5, 4, 1e4, 0);
         let no_metrics = |_: ArrayView2<f64>, _: ArrayView2<f64>| BTreeMap::new();
         let evaluation = Evaluation {
             spec: network.spec(),
             metrics: &no_metrics,
         };
         let initial_loss = evaluate(&mut backend, id, t.view(), &evaluation).unwrap().0;
-        let state = TrainingState {
-            config,
-            initial_loss,
-            history: Vec::new(),
+        let progress = Progress {
+            state: TrainingState::new(config, initial_loss),
+            best_network: None,
         };
         let mut epochs_seen = 0;
-        let finished = run(&mut backend, &data, &evaluation, state, |_, _, _| {
+        let finished = run(&mut backend, &data, &evaluation, progress, |_, _, _| {
             epochs_seen += 1;
             Ok(())
         })
