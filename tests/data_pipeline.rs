@@ -5,7 +5,9 @@ mod common;
 use std::io::Write;
 
 use backprop::data::encode::{Feature, MISSING};
-use backprop::data::{prepare, read_csv, PipelineOptions, Source, SplitKind};
+use backprop::data::{
+    prepare, read_csv, Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions,
+};
 
 fn csv_file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
@@ -13,10 +15,13 @@ fn csv_file(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
+/// The options of these tests: empty cells filled with the training mean (`--missing mean`,
+/// the built-in data's policy); the other policies have tests of their own.
 fn options(targets: &[&str]) -> PipelineOptions {
     PipelineOptions {
         targets: targets.iter().map(|s| s.to_string()).collect(),
         standardize_targets: true,
+        missing: Missing::Mean,
         ..Default::default()
     }
 }
@@ -33,7 +38,13 @@ fn bike_options() -> PipelineOptions {
 fn text_columns_are_one_hot_and_numbers_standardised_with_training_statistics() {
     let f = csv_file(&common::bike_like_csv(120, 1));
     let source = Source::File(f.path().into());
-    let (encoder, splits) = prepare(&source, &bike_options(), SplitKind::Time, 0).unwrap();
+    let (encoder, splits) = prepare(
+        &source,
+        &bike_options(),
+        &SplitOptions::new(SplitKind::Time, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
     let names = encoder.feature_names();
     for expected in [
         "season=winter",
@@ -99,7 +110,13 @@ fn text_columns_are_one_hot_and_numbers_standardised_with_training_statistics() 
 fn empty_cells_follow_the_policy() {
     let f = csv_file(&common::bike_like_csv(120, 2));
     let source = Source::File(f.path().into());
-    let (encoder, splits) = prepare(&source, &bike_options(), SplitKind::Time, 0).unwrap();
+    let (encoder, splits) = prepare(
+        &source,
+        &bike_options(),
+        &SplitOptions::new(SplitKind::Time, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
     // weekday holds the date's weekday, so its empty cells are recomputed: no missing level.
     assert_eq!(encoder.weekday_columns, ["weekday"]);
     let names = encoder.feature_names();
@@ -135,6 +152,72 @@ fn empty_cells_follow_the_policy() {
 }
 
 #[test]
+fn every_missing_policy_does_what_it_says() {
+    // x: 1, 2, 3, 10 and one empty cell; colour: red twice, blue once, two empty cells.
+    let mut text = String::from("x,colour,t\n");
+    for i in 0..40 {
+        let x = ["1", "2", "3", "10", ""][i % 5];
+        let colour = ["red", "red", "blue", "", ""][(i / 5) % 5];
+        text.push_str(&format!("{x},{colour},{}\n", i % 3));
+    }
+    let f = csv_file(&text);
+    let source = Source::File(f.path().into());
+    let with = |missing: Missing| {
+        let options = PipelineOptions {
+            missing,
+            ..options(&["t"])
+        };
+        prepare(
+            &source,
+            &options,
+            &SplitOptions::new(SplitKind::Random, 1),
+            &SeparateSets::default(),
+        )
+    };
+    // error: the first empty cell, by line and column, with the flag in the hint.
+    let error = with(Missing::Error).unwrap_err().to_string();
+    assert!(
+        error.contains("line 6, column 1 (`x`): the cell is empty")
+            && error.contains("--missing drop|mean|median|most-frequent"),
+        "{error}"
+    );
+    // drop: only the records with every cell filled: 8 lack x, 10 (records 15 to 24) lack a
+    // colour, 2 of them both: 16 left out.
+    let (_, splits) = with(Missing::Drop).unwrap();
+    let kept = splits.train.len() + splits.validation.len() + splits.test.len();
+    assert_eq!((kept, splits.dropped), (24, 16));
+    let fill_of = |encoder: &backprop::data::Encoder| {
+        let numeric = encoder.features.iter().find_map(|f| match f {
+            Feature::Numeric { fill, .. } => Some(*fill),
+            _ => None,
+        });
+        let categorical = encoder.features.iter().find_map(|f| match f {
+            Feature::Categorical { fill, levels, .. } => Some((fill.clone(), levels.clone())),
+            _ => None,
+        });
+        (numeric.flatten(), categorical)
+    };
+    // mean: no numeric fill (the mean, 0 standardised); an empty colour is a level of its own.
+    let (encoder, _) = with(Missing::Mean).unwrap();
+    let (numeric, categorical) = fill_of(&encoder);
+    assert_eq!(numeric, None);
+    let (fill, levels) = categorical.unwrap();
+    assert_eq!(fill, None);
+    assert!(levels.contains(&MISSING.to_string()), "{levels:?}");
+    // median: the middle of the training values (2 or 3 depending on the split, never 4).
+    let (encoder, _) = with(Missing::Median).unwrap();
+    let median = fill_of(&encoder).0.unwrap();
+    assert!((2.0..=3.0).contains(&median), "{median}");
+    // most-frequent: every empty cell takes the commonest value; no `(missing)` level.
+    let (encoder, _) = with(Missing::MostFrequent).unwrap();
+    let (numeric, categorical) = fill_of(&encoder);
+    assert!([1.0, 2.0, 3.0, 10.0].contains(&numeric.unwrap()));
+    let (fill, levels) = categorical.unwrap();
+    assert_eq!(fill.as_deref(), Some("red"));
+    assert!(!levels.contains(&MISSING.to_string()), "{levels:?}");
+}
+
+#[test]
 fn a_weekday_column_that_disagrees_with_the_date_is_an_ordinary_category() {
     let mut text =
         String::from("dteday,weekday,cnt\n2012-01-02,Mon,1\n2012-01-03,Fri,2\n2012-01-04,,3\n");
@@ -146,8 +229,13 @@ fn a_weekday_column_that_disagrees_with_the_date_is_an_ordinary_category() {
         date: Some("dteday".into()),
         ..options(&["cnt"])
     };
-    let (encoder, _) = prepare(&Source::File(f.path().into()), &opts, SplitKind::Random, 1)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (encoder, _) = prepare(
+        &Source::File(f.path().into()),
+        &opts,
+        &SplitOptions::new(SplitKind::Random, 1),
+        &SeparateSets::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(encoder.weekday_columns.is_empty());
 }
 
@@ -166,8 +254,8 @@ fn records_without_a_target_are_dropped_and_counted() {
     let (_, splits) = prepare(
         &Source::File(f.path().into()),
         &options(&["cnt"]),
-        SplitKind::Random,
-        3,
+        &SplitOptions::new(SplitKind::Random, 3),
+        &SeparateSets::default(),
     )
     .unwrap();
     assert_eq!(splits.dropped, 5);
@@ -183,8 +271,8 @@ fn the_time_split_holds_out_the_last_21_and_60_days() {
     let (_, splits) = prepare(
         &Source::File(f.path().into()),
         &bike_options(),
-        SplitKind::Time,
-        0,
+        &SplitOptions::new(SplitKind::Time, 0),
+        &SeparateSets::default(),
     )
     .unwrap();
     assert_eq!(splits.test.len(), 21 * 4);
@@ -203,7 +291,13 @@ fn the_built_in_data_prepares_with_its_documented_shape() {
         date: Some("dteday".into()),
         ..options(&["cnt"])
     };
-    let (encoder, splits) = prepare(&Source::BuiltIn, &opts, SplitKind::Time, 0).unwrap();
+    let (encoder, splits) = prepare(
+        &Source::BuiltIn,
+        &opts,
+        &SplitOptions::new(SplitKind::Time, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
     assert_eq!(
         splits.train.len() + splits.validation.len() + splits.test.len(),
         17_379
@@ -222,9 +316,14 @@ fn the_built_in_data_prepares_with_its_documented_shape() {
 
 fn error_of(text: &str, opts: PipelineOptions) -> String {
     let f = csv_file(text);
-    let err = prepare(&Source::File(f.path().into()), &opts, SplitKind::Random, 0)
-        .unwrap_err()
-        .to_string();
+    let err = prepare(
+        &Source::File(f.path().into()),
+        &opts,
+        &SplitOptions::new(SplitKind::Random, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains(&f.path().display().to_string()),
         "names the file: {err}"

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use backprop::data::{self, PipelineOptions, Source, SplitKind};
+use backprop::data::{
+    self, Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions,
+};
 use backprop::model_file::{self, SavedModel};
 use backprop::{Activation, Network};
 use ndarray::{array, ArrayD};
@@ -113,10 +115,17 @@ fn model(dir: &Path) {
         drop: vec!["extra".into()],
         date: Some("dteday".into()),
         standardize_targets: true,
+        missing: Missing::Mean,
         ..Default::default()
     };
     let source = Source::File(dir.join("d.csv"));
-    let (encoder, _) = data::prepare(&source, &options, SplitKind::Time, 1).unwrap();
+    let (encoder, _) = data::prepare(
+        &source,
+        &options,
+        &SplitOptions::new(SplitKind::Time, 1),
+        &SeparateSets::default(),
+    )
+    .unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let network = Network::random(
         &[encoder.n_features(), 4, 1],
@@ -126,11 +135,7 @@ fn model(dir: &Path) {
     .unwrap();
     model_file::save(
         &dir.join("m.safetensors"),
-        &SavedModel {
-            network,
-            encoder,
-            training: None,
-        },
+        &SavedModel::model(network, encoder),
     )
     .unwrap();
 }
@@ -281,7 +286,7 @@ fn step(extra: &str) -> String {
 
 fn train(extra: &str) -> String {
     format!(
-        "train --backend cpu --quiet --data d.csv --target cnt --date dteday --drop extra {extra}"
+        "train --backend cpu --quiet --data d.csv --target cnt --date dteday --drop extra --missing mean {extra}"
     )
 }
 
@@ -856,7 +861,7 @@ fn cases() -> Vec<Case> {
         case(
             "a binding cap that is not a size",
             data_csv,
-            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --epochs 1",
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --missing mean --epochs 1",
             &["BACKPROP_MAX_BINDING_BYTES", "`abc` is not a byte count"],
         )
         .env("BACKPROP_MAX_BINDING_BYTES", "abc")
@@ -864,7 +869,7 @@ fn cases() -> Vec<Case> {
         case(
             "a binding cap below the smallest kernel",
             data_csv,
-            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --epochs 1",
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --missing mean --epochs 1",
             &["BACKPROP_MAX_BINDING_BYTES", "at least"],
         )
         .env("BACKPROP_MAX_BINDING_BYTES", "64")
@@ -872,7 +877,7 @@ fn cases() -> Vec<Case> {
         case(
             "a GPU memory budget of 1 KiB",
             data_csv,
-            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --epochs 1",
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --missing mean --epochs 1",
             &["GPU memory", "BACKPROP_GPU_MEMORY"],
         )
         .env("BACKPROP_GPU_MEMORY", "1K")
@@ -1055,6 +1060,113 @@ fn cases() -> Vec<Case> {
             &train(""),
             &["--split", "run from 2012-01-01 to 9999-12-31"],
         ),
+        // Optimizer, schedule, stopping and split settings.
+        case(
+            "train --momentum 1.5",
+            data_csv,
+            &train("--optimizer momentum --momentum 1.5"),
+            &["--momentum", "1.5", "[0, 1)"],
+        ),
+        case(
+            "train --beta2 1",
+            data_csv,
+            &train("--optimizer adam --beta2 1"),
+            &["--beta2", "[0, 1)"],
+        ),
+        case(
+            "train --epsilon 0",
+            data_csv,
+            &train("--optimizer adam --epsilon 0"),
+            &["--epsilon", "above 0"],
+        ),
+        case(
+            "train --weight-decay -1",
+            data_csv,
+            &train("--weight-decay -1"),
+            &["--weight-decay", "-1"],
+        ),
+        case(
+            "train --nesterov with adam",
+            data_csv,
+            &train("--optimizer adam --nesterov"),
+            &["--nesterov", "--optimizer momentum"],
+        ),
+        case(
+            "train --warmup as long as the run",
+            data_csv,
+            &train("--epochs 3 --warmup 3"),
+            &["--warmup", "3 warm-up epochs"],
+        ),
+        case(
+            "train --lr-gamma 0",
+            data_csv,
+            &train("--lr-schedule step --lr-gamma 0"),
+            &["--lr-gamma", "(0, 1]"],
+        ),
+        case(
+            "train --patience 0",
+            data_csv,
+            &train("--patience 0"),
+            &["--patience", "at least 1"],
+        ),
+        case(
+            "train --min-delta NaN",
+            data_csv,
+            &train("--patience 3 --min-delta NaN"),
+            &["--min-delta", "NaN"],
+        ),
+        case(
+            "train --val-fraction leaving nothing to train on",
+            data_csv,
+            &train("--split random --val-fraction 0.95"),
+            &["--val-fraction", "no records for training"],
+        ),
+        case(
+            "train --test-fraction 0",
+            data_csv,
+            &train("--split random --test-fraction 0"),
+            &["--test-fraction", "(0, 1)"],
+        ),
+        case(
+            "train --val file that does not exist",
+            data_csv,
+            &train("--val nowhere.csv"),
+            &["nowhere.csv"],
+        ),
+        case(
+            "train --test file without the target column",
+            |d: &Path| {
+                data_csv(d);
+                write(d, "t.csv", b"a,b\n1,2\n");
+            },
+            &train("--test t.csv"),
+            &["t.csv", "cnt"],
+        ),
+        case(
+            "train --val file with an unseen class",
+            |d: &Path| {
+                write(d, "f.csv", common::flowers_csv(10, 1).as_bytes());
+                let other: String = common::flowers_csv(3, 2).replace("setosa", "rosa");
+                write(d, "v.csv", other.as_bytes());
+            },
+            "train --backend cpu --quiet --data f.csv --target species --loss cross-entropy --val v.csv",
+            &["v.csv", "line", "rosa"],
+        ),
+        case(
+            "train on a CSV with an empty cell under the default --missing error",
+            data_csv,
+            "train --backend cpu --quiet --data d.csv --target cnt --date dteday --drop extra",
+            &["d.csv", "line", "column", "the cell is empty", "--missing drop|mean|median|most-frequent"],
+        ),
+        case(
+            "train --val --checkpoint is --val on resume",
+            |d: &Path| {
+                data_csv(d);
+                write(d, "v.csv", common::bike_like_csv(30, 9).as_bytes());
+            },
+            &train("--val v.csv --checkpoint v.csv --checkpoint-every 1"),
+            &["--checkpoint", "--val"],
+        ),
         case(
             "train --lr beyond fp32",
             data_csv,
@@ -1083,7 +1195,7 @@ fn cases() -> Vec<Case> {
         case(
             "a data set wider than a capped binding",
             data_csv,
-            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --epochs 1",
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --missing mean --epochs 1",
             &["data set of", "BACKPROP_MAX_BINDING_BYTES", "--backend cpu"],
         )
         .env("BACKPROP_MAX_BINDING_BYTES", "8KiB")

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use backprop::data::csv::parse_csv;
-use backprop::data::{self, Encoder, PipelineOptions, SplitKind};
+use backprop::data::{self, Encoder, PipelineOptions, SeparateSets, SplitKind, SplitOptions};
 use backprop::io::{npy, NpzFile};
 use backprop::model_file::{self, SavedModel};
 use backprop::{Activation, Network};
@@ -223,7 +223,13 @@ fn model_bytes() -> (Vec<u8>, Network<f64>, Encoder) {
         standardize_targets: true,
         ..Default::default()
     };
-    let (encoder, _) = data::prepare_table(&table, &options, SplitKind::Random, 0).unwrap();
+    let (encoder, _) = data::prepare_table(
+        &table,
+        &options,
+        &SplitOptions::new(SplitKind::Random, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let network = Network::random(
         &[encoder.n_features(), 3, 1],
@@ -233,15 +239,7 @@ fn model_bytes() -> (Vec<u8>, Network<f64>, Encoder) {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    model_file::save(
-        &path,
-        &SavedModel {
-            network: network.clone(),
-            encoder: encoder.clone(),
-            training: None,
-        },
-    )
-    .unwrap();
+    model_file::save(&path, &SavedModel::model(network.clone(), encoder.clone())).unwrap();
     (std::fs::read(&path).unwrap(), network, encoder)
 }
 
@@ -314,7 +312,7 @@ proptest! {
                 ..Default::default()
             };
             let kind = if random { SplitKind::Random } else { SplitKind::Time };
-            if let Ok((encoder, splits)) = data::prepare_table(&table, &options, kind, 1) {
+            if let Ok((encoder, splits)) = data::prepare_table(&table, &options, &SplitOptions::new(kind, 1), &SeparateSets::default()) {
                 for part in [&splits.train, &splits.validation, &splits.test] {
                     prop_assert_eq!(part.x.ncols(), encoder.n_features());
                     prop_assert!(part.x.iter().all(|v| v.is_finite()));
@@ -338,7 +336,7 @@ proptest! {
             standardize_targets: true,
             ..Default::default()
         };
-        let (encoder, splits) = data::prepare_table(&table, &options, SplitKind::Random, 3).unwrap();
+        let (encoder, splits) = data::prepare_table(&table, &options, &SplitOptions::new(SplitKind::Random, 3), &SeparateSets::default()).unwrap();
         // Standardised with the training split's statistics: undoing them gives the numbers.
         let backprop::data::encode::Feature::Numeric { mean, std, .. } = &encoder.features[0] else {
             panic!("x is numeric");

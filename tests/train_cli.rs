@@ -45,6 +45,8 @@ fn train_on(data: &Path) -> Command {
         "cnt",
         "--date",
         "dteday",
+        "--missing",
+        "mean",
     ])
     .arg("--data")
     .arg(data);
@@ -687,6 +689,8 @@ fn a_relu_regressor_with_biases_reaches_its_loss_on_both_backends() {
         "dteday",
         "--drop",
         "extra",
+        "--missing",
+        "mean",
         "--activation",
         "relu",
         "--hidden",
@@ -762,4 +766,171 @@ fn a_feature_that_gives_the_label_away_is_a_warning_naming_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("`sepal_length`"), "{stderr}");
+}
+
+/// Trains `args` on `backend` in `dir`, checkpointing every epoch; returns the metrics JSON.
+fn run_with_checkpoints(
+    dir: &Dir,
+    backend: &str,
+    args: &[&str],
+    metrics: &str,
+) -> serde_json::Value {
+    let out = backprop()
+        .args(["train", "--quiet", "--no-tune", "--backend", backend])
+        .args([
+            "--checkpoint",
+            "ck.st",
+            "--checkpoint-every",
+            "1",
+            "--metrics",
+            metrics,
+        ])
+        .args(args)
+        .current_dir(dir.0.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    self::metrics(&dir.path(metrics))
+}
+
+#[test]
+fn adam_with_a_schedule_and_early_stopping_resumes_exactly_on_both_backends() {
+    let dir = Dir::new();
+    let data = dir.0.path().join("flowers.csv");
+    std::fs::write(&data, common::flowers_csv(30, 11)).unwrap();
+    let data = data.to_string_lossy().into_owned();
+    let common_args = [
+        "--data",
+        data.as_str(),
+        "--target",
+        "species",
+        "--loss",
+        "cross-entropy",
+        "--activation",
+        "relu",
+        "--hidden",
+        "12",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--lr-schedule",
+        "step",
+        "--lr-step",
+        "4",
+        "--lr-gamma",
+        "0.5",
+        "--warmup",
+        "2",
+        "--patience",
+        "3",
+        "--batch",
+        "16",
+        "--drop-last",
+        "--split",
+        "random",
+        "--epochs",
+    ];
+    let mut backends = vec![("cpu".to_string(), Vec::new())];
+    if let Some(ctx) = backprop::gpu::context::GpuContext::for_tests() {
+        backends.push((
+            "gpu".to_string(),
+            vec!["--adapter".to_string(), ctx.info.name],
+        ));
+    }
+    let mut curves = Vec::new();
+    for (backend, extra) in &backends {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let with = |epochs: &'static str, more: &[&'static str]| {
+            let mut args = common_args.to_vec();
+            args.push(epochs);
+            args.extend(&extra);
+            args.extend(more);
+            args
+        };
+        let whole = run_with_checkpoints(&dir, backend, &with("40", &[]), "whole.json");
+        // The same run cut after 5 epochs and resumed: the optimizer's moments and step count,
+        // the best epoch and its weights come back from the checkpoint.
+        std::fs::remove_file(dir.path("ck.st")).unwrap();
+        run_with_checkpoints(&dir, backend, &with("5", &[]), "first.json");
+        let resumed =
+            run_with_checkpoints(&dir, backend, &with("40", &["--resume"]), "resumed.json");
+        assert_eq!(
+            whole["epochs"], resumed["epochs"],
+            "{backend}: every epoch, bit for bit"
+        );
+        assert_eq!(whole["test_loss"], resumed["test_loss"], "{backend}");
+        assert_eq!(whole["best_epoch"], resumed["best_epoch"], "{backend}");
+        assert_eq!(
+            whole["stopped_early"], resumed["stopped_early"],
+            "{backend}"
+        );
+        // Early stopping kept the best epoch: the reported validation loss is its loss.
+        let best = whole["best_epoch"].as_u64().unwrap() as usize;
+        let epochs = whole["epochs"].as_array().unwrap();
+        assert_eq!(
+            epochs[best - 1]["val_loss"],
+            whole["validation_loss"],
+            "{backend}"
+        );
+        assert_eq!(whole["test_accuracy"], 1.0, "{backend}");
+        curves.push(losses(&whole));
+        std::fs::remove_file(dir.path("ck.st")).unwrap();
+    }
+    if let [cpu, gpu] = curves.as_slice() {
+        let n = cpu.len().min(gpu.len());
+        check_curves(&cpu[..n], &gpu[..n]);
+    }
+}
+
+#[test]
+fn separate_validation_and_test_files_are_encoded_like_the_training_data() {
+    let dir = Dir::new();
+    for (name, per_class, seed) in [("train.csv", 30, 1), ("val.csv", 5, 2), ("test.csv", 7, 3)] {
+        std::fs::write(dir.path(name), common::flowers_csv(per_class, seed)).unwrap();
+    }
+    let (m, stdout) = train_json(
+        &dir,
+        &dir.path("train.csv"),
+        "cpu",
+        &[
+            "--val",
+            "val.csv",
+            "--test",
+            "test.csv",
+            "--target",
+            "species",
+            "--loss",
+            "cross-entropy",
+            "--optimizer",
+            "adam",
+            "--hidden",
+            "16",
+            "--epochs",
+            "60",
+            "--batch",
+            "500",
+        ],
+    );
+    // Every training record trains (none held out), the parts are the files' records.
+    assert!(stdout.contains(": 90 training records"), "{stdout}");
+    let support = |part: &str| -> u64 {
+        m[format!("{part}_per_class")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["support"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((support("validation"), support("test")), (15, 21));
+    assert_eq!(m["test_accuracy"], 1.0);
+    assert!(
+        stdout.contains("learning rate 0.001 (--lr auto for adam)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        m["config"]["batch"], 90,
+        "a batch larger than the data is clipped"
+    );
 }

@@ -1,7 +1,7 @@
 //! `backprop train`: CSV in (the built-in bike-sharing data by default), a trained model, a
 //! summary, metrics and plots out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +12,8 @@ use serde_json::json;
 
 use backprop::backend;
 use backprop::data::{
-    self, Dataset, Encoder, PipelineOptions, Source, SplitKind, DEFAULT_MAX_CATEGORIES,
+    self, Dataset, Encoder, Missing, PipelineOptions, SeparateSets, Source, SplitKind,
+    SplitOptions, DEFAULT_MAX_CATEGORIES,
 };
 use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
@@ -88,9 +89,37 @@ pub struct TrainArgs {
     #[arg(long, value_name = "COL")]
     date: Option<String>,
     /// `time`: the last 21 days are the test set, the 60 before them validation (default with a
-    /// date); `random`: 10% test, 10% validation (default without).
+    /// date); `random`: --test-fraction test, --val-fraction validation (default without),
+    /// stratified by class for classification.
     #[arg(long, value_enum)]
     split: Option<SplitKind>,
+    /// The random split's fractions of test and validation records.
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.1,
+        allow_hyphen_values = true
+    )]
+    test_fraction: f64,
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.1,
+        allow_hyphen_values = true
+    )]
+    val_fraction: f64,
+    /// Validation records from a file of their own (the columns of --data), encoded with the
+    /// training data's encoder; the split then makes no validation set.
+    #[arg(long, value_name = "FILE")]
+    val: Option<PathBuf>,
+    /// Test records from a file of their own, likewise.
+    #[arg(long, value_name = "FILE")]
+    test: Option<PathBuf>,
+    /// What an empty feature cell becomes: an error naming it (the default with --data), the
+    /// record left out, or the training mean, median or most frequent value (categories under
+    /// mean and median: their own level `(missing)`; the built-in data's default: mean).
+    #[arg(long, value_enum)]
+    missing: Option<Missing>,
     /// Seed of the initial weights (and, unless given apart, of the split and the shuffles).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -224,6 +253,8 @@ fn files(args: &TrainArgs) -> FilePlan {
     let checkpoint = Some(args.checkpoint.as_path());
     let mut plan = FilePlan::new()
         .input("--data", args.data.as_deref())
+        .input("--val", args.val.as_deref())
+        .input("--test", args.test.as_deref())
         .output("--metrics", args.metrics.as_deref())
         .output("--plot", args.plot.as_deref())
         .output("--plot-predictions", args.plot_predictions.as_deref())
@@ -280,6 +311,12 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             "name the target column(s) of --data".into(),
         ));
     }
+    SplitOptions {
+        test_fraction: args.test_fraction,
+        validation_fraction: args.val_fraction,
+        ..SplitOptions::new(SplitKind::Random, 0)
+    }
+    .check()?;
     if args.max_categories == 0 {
         return Err(argument("--max-categories", "must be at least 1".into()));
     }
@@ -362,6 +399,7 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                 max_categories,
                 classify,
                 output,
+                missing: args.missing.unwrap_or(Missing::Error),
             },
             None,
         ),
@@ -384,6 +422,8 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
                     max_categories,
                     classify,
                     output,
+                    // The seed project fills the data's empty temperatures with the mean.
+                    missing: args.missing.unwrap_or(Missing::Mean),
                 },
                 Some("rides per hour".into()),
             )
@@ -392,13 +432,13 @@ fn pipeline(args: &TrainArgs) -> (Source, PipelineOptions, Option<String>) {
 }
 
 /// Sigmoid outputs live in (0, 1): a target outside [0, 1] can never be reached.
-fn check_sigmoid_targets(source: &Path, parts: [&Dataset; 3]) -> Result<()> {
+fn check_sigmoid_targets(parts: [&Dataset; 3]) -> Result<()> {
     for part in parts {
         for (i, row) in part.target.outer_iter().enumerate() {
             if let Some(t) = row.iter().find(|t| !(0.0..=1.0).contains(*t)) {
                 bail!(
                     "{}: line {}: target {t} is outside [0, 1], which a sigmoid output cannot reach; use --output identity",
-                    source.display(),
+                    part.source.display(),
                     part.lines[i]
                 );
             }
@@ -435,21 +475,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         SplitKind::Random
     });
-    let (encoder, splits) = data::prepare(
-        &source,
-        &options,
-        split,
-        args.split_seed.unwrap_or(args.seed),
-    )?;
+    let split = SplitOptions {
+        test_fraction: args.test_fraction,
+        validation_fraction: args.val_fraction,
+        ..SplitOptions::new(split, args.split_seed.unwrap_or(args.seed))
+    };
+    let separate = SeparateSets {
+        validation: args.val.clone().map(Source::File),
+        test: args.test.clone().map(Source::File),
+    };
+    let (encoder, splits) = data::prepare(&source, &options, &split, &separate)?;
     for warning in &splits.warnings {
         errln!("warning: {warning}");
     }
     let spec = spec_of(&args, &encoder)?;
     if spec.output == Activation::Sigmoid && spec.loss == Loss::Mse {
-        check_sigmoid_targets(
-            &source.name(),
-            [&splits.train, &splits.validation, &splits.test],
-        )?;
+        check_sigmoid_targets([&splits.train, &splits.validation, &splits.test])?;
     }
     let mut layer_sizes = vec![encoder.n_features()];
     layer_sizes.extend(&args.hidden);
@@ -505,7 +546,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let load = |backend: &mut dyn Backend, part: &str, set: &Dataset| {
         backend
             .load_data(set.x.view(), set.target.view())
-            .map_err(|e| set.locate(e, &source_name, part, &encoder))
+            .map_err(|e| set.locate(e, &set.source, part, &encoder))
     };
     let loaded = Loaded {
         train: load(backend.as_mut(), "training", &splits.train)?,
@@ -672,7 +713,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?;
     }
     for (name, y, part) in &parts {
-        part.check_predictions(&source_name, name, &feature_names, y.view())
+        part.check_predictions(&part.source, name, &feature_names, y.view())
             .with_context(|| match &args.save {
                 Some(path) => format!(
                     "the model was saved to {}, but no metrics or plots were written",

@@ -32,6 +32,8 @@ pub struct PipelineOptions {
     /// The output the user asked for (`--output`), which decides how two classes are encoded:
     /// one sigmoid output (the default) or a two-way softmax.
     pub output: Option<crate::model::Activation>,
+    /// What empty cells become.
+    pub missing: Missing,
 }
 
 /// The default of [`PipelineOptions::max_categories`] (`--max-categories`).
@@ -48,18 +50,71 @@ impl Default for PipelineOptions {
             max_categories: DEFAULT_MAX_CATEGORIES,
             classify: false,
             output: None,
+            missing: Missing::Error,
         }
     }
 }
+
+/// What an empty feature cell becomes (`--missing`). A categorical column holding the date's
+/// weekday is refilled from the date under every policy: that is the cell's value, not a guess.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missing {
+    /// An empty cell is an error naming its line and column (and an empty target too).
+    #[default]
+    Error,
+    /// Records with an empty feature or target cell are left out (and counted).
+    Drop,
+    /// Numbers: the training mean; categories: their own level, `(missing)`.
+    Mean,
+    /// Numbers: the training median; categories: their own level, `(missing)`.
+    Median,
+    /// The training split's most frequent value, numbers and categories alike.
+    MostFrequent,
+}
+
+impl Missing {
+    /// The policy of models saved before `--missing` existed.
+    fn legacy() -> Self {
+        Missing::Mean
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Missing::Error => "error",
+            Missing::Drop => "drop",
+            Missing::Mean => "mean",
+            Missing::Median => "median",
+            Missing::MostFrequent => "most-frequent",
+        }
+    }
+}
+
+/// The hint of an empty cell's error.
+const MISSING_HINT: &str =
+    "choose what empty cells become with --missing drop|mean|median|most-frequent";
 
 /// One input column and how it becomes features.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Feature {
-    /// `(value - mean) / std`; an empty cell is the mean.
-    Numeric { column: String, mean: f64, std: f64 },
-    /// One-hot over the training split's levels; an unseen level is all zeros.
-    Categorical { column: String, levels: Vec<String> },
+    /// `(value - mean) / std`; an empty cell is `fill` (the training median or most frequent
+    /// value), or the mean when there is none.
+    Numeric {
+        column: String,
+        mean: f64,
+        std: f64,
+        #[serde(default)]
+        fill: Option<f64>,
+    },
+    /// One-hot over the training split's levels; an unseen level is all zeros. An empty cell
+    /// is `fill` (the most frequent level), or the level `(missing)` when there is none.
+    Categorical {
+        column: String,
+        levels: Vec<String>,
+        #[serde(default)]
+        fill: Option<String>,
+    },
     /// The date's year, standardised.
     DateYear { column: String, mean: f64, std: f64 },
     /// The date's month, one-hot over 1..=12.
@@ -78,7 +133,7 @@ impl Feature {
     fn names(&self) -> Vec<String> {
         match self {
             Feature::Numeric { column, .. } => vec![column.clone()],
-            Feature::Categorical { column, levels } => {
+            Feature::Categorical { column, levels, .. } => {
                 levels.iter().map(|l| format!("{column}={l}")).collect()
             }
             Feature::DateYear { column, .. } => vec![format!("{column}.year")],
@@ -164,6 +219,9 @@ pub struct Encoder {
     /// empty.
     #[serde(default)]
     pub classes: Option<Classes>,
+    /// What empty cells become (models from before `--missing`: `mean`).
+    #[serde(default = "Missing::legacy")]
+    pub missing: Missing,
 }
 
 /// Column roles before any statistics: what `Encoder::fit` needs besides the training rows.
@@ -263,6 +321,14 @@ fn cell_error(table: &Table, row: usize, column: usize, message: String) -> Erro
 }
 
 impl Schema {
+    /// The class label of each table row, when the target is a set of classes: what a
+    /// stratified split groups by.
+    pub fn class_labels<'t>(&self, table: &'t Table) -> Option<Vec<&'t str>> {
+        let t = *self.targets.first()?;
+        self.class_target
+            .then(|| table.rows.iter().map(|row| row[t].as_str()).collect())
+    }
+
     /// Feature columns that give the target away: one equal to a target column in every
     /// training record, or (for classes) one holding 1 exactly where the target is some class
     /// and 0 elsewhere. Each is a warning naming the column.
@@ -413,7 +479,14 @@ impl Schema {
         for (r, row) in table.rows.iter().enumerate() {
             let mut complete = true;
             for &t in &targets {
-                if row[t].is_empty() {
+                if row[t].is_empty() && options.missing == Missing::Error {
+                    return Err(cell_error(
+                        table,
+                        r,
+                        t,
+                        format!("the target cell is empty; {MISSING_HINT} (every policy but error leaves such records out)"),
+                    ));
+                } else if row[t].is_empty() {
                     complete = false;
                 } else if class_target {
                     continue;
@@ -515,6 +588,44 @@ impl Schema {
             .iter()
             .copied()
             .find(|&c| all_filled(c, &|_, cell| parse_hour(cell).is_some()));
+        // Empty feature cells that no date refills, under the policies that do not fill them.
+        let unfilled: Vec<usize> = numeric
+            .iter()
+            .chain(&categorical)
+            .copied()
+            .filter(|c| dates.is_none() || !weekday_columns.contains(c))
+            .collect();
+        let first_empty = |r: usize| {
+            unfilled
+                .iter()
+                .copied()
+                .find(|&c| table.rows[r][c].is_empty())
+        };
+        match options.missing {
+            Missing::Error => {
+                let found = usable_rows
+                    .iter()
+                    .find_map(|&r| first_empty(r).map(|c| (r, c)));
+                if let Some((r, c)) = found {
+                    return Err(cell_error(
+                        table,
+                        r,
+                        c,
+                        format!("the cell is empty; {MISSING_HINT}"),
+                    ));
+                }
+            }
+            Missing::Drop => {
+                usable_rows.retain(|&r| first_empty(r).is_none());
+                if usable_rows.is_empty() {
+                    return Err(table.file_error(
+                        "every record has an empty cell, and --missing drop left them all out"
+                            .into(),
+                    ));
+                }
+            }
+            Missing::Mean | Missing::Median | Missing::MostFrequent => {}
+        }
         Ok(Schema {
             numeric,
             categorical,
@@ -587,6 +698,18 @@ fn standardize(v: f64, mean: f64, std: f64) -> f64 {
     }
 }
 
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some(sorted[n / 2 - 1] / 2.0 + sorted[n / 2] / 2.0),
+    }
+}
+
 /// The mean and standard deviation of `values`, computed in two passes over values scaled by
 /// their largest magnitude: no cancellation (`Σx²/n − mean²` loses every digit of
 /// `1e9 + noise`) and no overflow (`1e300²`). A column with a single value has std 1, which
@@ -636,16 +759,27 @@ impl Encoder {
         train_rows: &[usize],
     ) -> Result<Encoder> {
         let cell = |r: usize, c: usize| table.rows[r][c].as_str();
-        let filled = |r: usize, c: usize| -> String {
-            let value = cell(r, c);
-            match (
-                &schema.dates,
-                value.is_empty() && schema.weekday_columns.contains(&c),
-            ) {
-                (Some(dates), true) => dates[r].weekday().to_string(),
-                _ if value.is_empty() => MISSING.to_string(),
-                _ => value.to_string(),
+        // A weekday column's empty cell is the date's weekday; other empty cells stay empty
+        // here, and `fill` decides.
+        let deduced = |r: usize, c: usize| -> String {
+            match (&schema.dates, cell(r, c).is_empty()) {
+                (Some(dates), true) if schema.weekday_columns.contains(&c) => {
+                    dates[r].weekday().to_string()
+                }
+                _ => cell(r, c).to_string(),
             }
+        };
+        let most_frequent = |c: usize| -> Option<String> {
+            let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+            for &r in train_rows {
+                let value = deduced(r, c);
+                if !value.is_empty() {
+                    *counts.entry(value).or_default() += 1;
+                }
+            }
+            // The first of the most frequent in sorted order: deterministic on ties.
+            let top = counts.values().copied().max()?;
+            counts.into_iter().find(|(_, n)| *n == top).map(|(v, _)| v)
         };
         let mut features = Vec::new();
         let numeric: HashSet<usize> = schema.numeric.iter().copied().collect();
@@ -658,9 +792,31 @@ impl Encoder {
                     .filter_map(|&r| parse_number(cell(r, c)))
                     .collect();
                 let (mean, std) = mean_std(&column, &values)?;
-                features.push(Feature::Numeric { column, mean, std });
+                let fill = match options.missing {
+                    Missing::Median => median(&values),
+                    Missing::MostFrequent => most_frequent(c).and_then(|v| parse_number(&v)),
+                    _ => None,
+                };
+                features.push(Feature::Numeric {
+                    column,
+                    mean,
+                    std,
+                    fill,
+                });
             } else if categorical.contains(&c) {
-                let mut levels: Vec<String> = train_rows.iter().map(|&r| filled(r, c)).collect();
+                let fill = match options.missing {
+                    Missing::MostFrequent => most_frequent(c),
+                    _ => None,
+                };
+                let mut levels: Vec<String> = train_rows
+                    .iter()
+                    .map(|&r| match deduced(r, c) {
+                        empty if empty.is_empty() => {
+                            fill.clone().unwrap_or_else(|| MISSING.to_string())
+                        }
+                        value => value,
+                    })
+                    .collect();
                 levels.sort();
                 levels.dedup();
                 if levels.len() > options.max_categories {
@@ -670,7 +826,11 @@ impl Encoder {
                         options.max_categories
                     )));
                 }
-                features.push(Feature::Categorical { column, levels });
+                features.push(Feature::Categorical {
+                    column,
+                    levels,
+                    fill,
+                });
             } else if Some(c) == schema.date {
                 let years = schema
                     .dates
@@ -726,6 +886,7 @@ impl Encoder {
             weekday_columns: schema.weekday_columns.iter().map(|&c| name(c)).collect(),
             hour: schema.hour.map(name),
             classes,
+            missing: options.missing,
         })
     }
 
@@ -775,9 +936,11 @@ impl Encoder {
         }
         for feature in &self.features {
             match feature {
-                Feature::Numeric { column, mean, std }
+                Feature::Numeric {
+                    column, mean, std, ..
+                }
                 | Feature::DateYear { column, mean, std } => statistics(column, *mean, *std)?,
-                Feature::Categorical { column, levels } if levels.is_empty() => {
+                Feature::Categorical { column, levels, .. } if levels.is_empty() => {
                     return Err(format!("categorical column `{column}` has no levels"));
                 }
                 Feature::Categorical { .. } | Feature::DateMonth { .. } => {}
@@ -807,6 +970,23 @@ impl Encoder {
             col.mapv_inplace(|v| v * t.std + t.mean);
         }
         out
+    }
+
+    /// An empty cell at (`row`, `column`) under a policy that fills none is an error naming
+    /// it (records from a file the model did not train on: `predict`, `--val`, `--test`).
+    fn check_fillable(&self, table: &Table, row: usize, column: usize) -> Result<()> {
+        match self.missing {
+            Missing::Error | Missing::Drop => Err(cell_error(
+                table,
+                row,
+                column,
+                format!(
+                    "the cell is empty, and the model was trained with --missing {}, which fills none",
+                    self.missing.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Encodes `rows` of `table`. With `with_targets` every target column must be present (rows
@@ -878,21 +1058,31 @@ impl Encoder {
             for (feature, &c) in self.features.iter().zip(&columns) {
                 let cell = row[c].as_str();
                 match feature {
-                    Feature::Numeric { mean, std, .. } => {
+                    Feature::Numeric {
+                        mean, std, fill, ..
+                    } => {
                         x[[i, at]] = if cell.is_empty() {
-                            0.0
+                            self.check_fillable(table, r, c)?;
+                            fill.map_or(0.0, |v| standardize(v, *mean, *std))
                         } else {
                             let v =
                                 parse_number(cell).ok_or_else(|| number_error(table, r, c, ""))?;
                             standardize(v, *mean, *std)
                         };
                     }
-                    Feature::Categorical { column, levels } => {
+                    Feature::Categorical {
+                        column,
+                        levels,
+                        fill,
+                    } => {
                         let value = match (cell.is_empty(), date) {
                             (true, Some(date)) if self.weekday_columns.contains(column) => {
                                 date.weekday().to_string()
                             }
-                            (true, _) => MISSING.to_string(),
+                            (true, _) => {
+                                self.check_fillable(table, r, c)?;
+                                fill.clone().unwrap_or_else(|| MISSING.to_string())
+                            }
                             _ => cell.to_string(),
                         };
                         if let Some(k) = levels.iter().position(|l| *l == value) {
@@ -947,6 +1137,7 @@ impl Encoder {
         Ok(Dataset {
             x,
             target,
+            source: table.source.clone(),
             lines: rows.iter().map(|&r| table.lines[r]).collect(),
             time,
         })

@@ -2,12 +2,12 @@
 //! numbers, features derived from a date), missing cells filled by a stated policy, and the
 //! records split into training, validation and test sets.
 //!
-//! Policy for empty cells:
-//! - a target cell: the record is dropped (and counted in the summary);
-//! - a numeric feature: the training mean (0 after standardisation);
-//! - a categorical column whose values are the weekday of the date column (e.g. `weekday` with
-//!   `--date dteday`): recomputed from the date, so nothing is lost;
-//! - any other categorical cell: its own category, `(missing)`.
+//! Empty cells follow `--missing` ([`encode::Missing`]): an error by default, or the record
+//! left out, or the training mean, median or most frequent value (categories: their own level
+//! `(missing)` under mean and median). A categorical column whose values are the weekday of the
+//! date column (e.g. `weekday` with `--date dteday`) is recomputed from the date under every
+//! policy, so nothing is lost. Validation and test records may come from files of their own,
+//! encoded with the training split's encoder.
 
 pub mod csv;
 pub mod encode;
@@ -18,8 +18,8 @@ use ndarray::Array2;
 use crate::guard::memory::{host_available, MemoryPlan};
 
 pub use self::csv::{read_csv, Source, Table};
-pub use encode::{Classes, Encoder, PipelineOptions, DEFAULT_MAX_CATEGORIES};
-pub use split::{Split, SplitKind};
+pub use encode::{Classes, Encoder, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES};
+pub use split::{Split, SplitKind, SplitOptions};
 
 /// The built-in default: the UCI hourly bike-sharing data (Fanaee-T and Gama, CC BY 4.0).
 pub const BIKE_SHARING_CSV: &[u8] = include_bytes!("../../data/bike-rental-dataset.csv");
@@ -29,6 +29,8 @@ pub const BIKE_SHARING_CSV: &[u8] = include_bytes!("../../data/bike-rental-datas
 pub struct Dataset {
     pub x: Array2<f64>,
     pub target: Array2<f64>,
+    /// The file the records came from.
+    pub source: std::path::PathBuf,
     /// The CSV line of each record, for messages and for writing predictions.
     pub lines: Vec<u64>,
     /// A sortable time key per record (days since the epoch * 24 + hour), when there is a date.
@@ -70,26 +72,46 @@ pub fn encoding_plan(encoder: &Encoder, records: usize) -> crate::Result<MemoryP
     Ok(plan)
 }
 
-/// Reads, types, splits and encodes a CSV: the encoder is fitted on the training split only.
-/// Each part is in time order when there is a date.
+/// Validation and test records from files of their own (`--val`, `--test`) instead of the
+/// split.
+#[derive(Clone, Debug, Default)]
+pub struct SeparateSets {
+    pub validation: Option<Source>,
+    pub test: Option<Source>,
+}
+
+/// Reads, types, splits and encodes a CSV: the encoder is fitted on the training split only,
+/// and encodes separate validation and test files the same way. Each part is in time order
+/// when there is a date.
 pub fn prepare(
     source: &Source,
     options: &PipelineOptions,
-    kind: SplitKind,
-    seed: u64,
+    split: &SplitOptions,
+    separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
-    prepare_table(&read_csv(source)?, options, kind, seed)
+    prepare_table(&read_csv(source)?, options, split, separate)
 }
 
 /// [`prepare`] on a table already read.
 pub fn prepare_table(
     table: &Table,
     options: &PipelineOptions,
-    kind: SplitKind,
-    seed: u64,
+    split: &SplitOptions,
+    separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
     let schema = encode::Schema::detect(table, options)?;
-    let mut parts = split::split(&schema.usable_rows, schema.dates.as_deref(), kind, seed)?;
+    let split = SplitOptions {
+        separate_validation: separate.validation.is_some(),
+        separate_test: separate.test.is_some(),
+        ..*split
+    };
+    let labels = schema.class_labels(table);
+    let mut parts = split::split(
+        &schema.usable_rows,
+        schema.dates.as_deref(),
+        labels.as_deref(),
+        &split,
+    )?;
     let encoder = Encoder::fit(table, &schema, options, &parts.train)?;
     encoding_plan(&encoder, schema.usable_rows.len())?
         .check("host memory", host_available()?.as_ref())
@@ -104,14 +126,63 @@ pub fn prepare_table(
         }
         encoder.transform(table, rows, true)
     };
+    let mut dropped = table.rows.len() - schema.usable_rows.len();
+    let mut part = |rows: &mut Vec<usize>, file: &Option<Source>| match file {
+        Some(file) => {
+            let (set, left_out) = encode_separate(&encoder, options, file)?;
+            dropped += left_out;
+            Ok(set)
+        }
+        None => encode(rows),
+    };
+    let validation = part(&mut parts.validation, &separate.validation)?;
+    let test = part(&mut parts.test, &separate.test)?;
     let splits = Splits {
         train: encode(&mut parts.train)?,
-        validation: encode(&mut parts.validation)?,
-        test: encode(&mut parts.test)?,
-        dropped: table.rows.len() - schema.usable_rows.len(),
+        validation,
+        test,
+        dropped,
         warnings: schema.label_leaks(table, &parts.train),
     };
     Ok((encoder, splits))
+}
+
+/// The records of a separate validation or test file, encoded with the training encoder: a
+/// record with an empty target is an error under `--missing error` and left out (counted)
+/// otherwise; `encoder.transform` names an unseen class or an empty feature cell it may not
+/// fill.
+fn encode_separate(
+    encoder: &Encoder,
+    options: &PipelineOptions,
+    source: &Source,
+) -> crate::Result<(Dataset, usize)> {
+    let table = read_csv(source)?;
+    let target_columns = encoder
+        .target_columns()
+        .iter()
+        .map(|name| table.column(name, "--target"))
+        .collect::<crate::Result<Vec<_>>>()
+        .map_err(|e| table.file_error(format!("{e} (it must hold the training data's columns)")))?;
+    let mut rows = Vec::with_capacity(table.rows.len());
+    for (r, row) in table.rows.iter().enumerate() {
+        match target_columns.iter().find(|&&t| row[t].is_empty()) {
+            Some(&t) if options.missing == Missing::Error => {
+                return Err(table.file_error(format!(
+                    "line {}, column {} (`{}`): the target cell is empty; choose what happens to such records with --missing (every policy but error leaves them out)",
+                    table.lines[r],
+                    t + 1,
+                    table.columns[t]
+                )));
+            }
+            Some(_) => {}
+            None => rows.push(r),
+        }
+    }
+    if rows.is_empty() {
+        return Err(table.file_error("no record has its target filled".into()));
+    }
+    let left_out = table.rows.len() - rows.len();
+    Ok((encoder.transform(&table, &rows, true)?, left_out))
 }
 
 impl Dataset {

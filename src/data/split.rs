@@ -11,9 +11,77 @@ use crate::error::{Error, Result};
 /// Days of the test set and of the validation set before it, as in the seed project.
 pub const TEST_DAYS: i64 = 21;
 pub const VALIDATION_DAYS: i64 = 60;
-/// Fractions of the records a random split puts in the test and validation sets.
+/// Fractions of the records a random split puts in the test and validation sets by default.
 pub const RANDOM_TEST_FRACTION: f64 = 0.1;
 pub const RANDOM_VALIDATION_FRACTION: f64 = 0.1;
+
+/// How records are split.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitOptions {
+    pub kind: SplitKind,
+    /// The seed of the random split.
+    pub seed: u64,
+    pub test_fraction: f64,
+    pub validation_fraction: f64,
+    /// The validation or test set comes from a file of its own: the split makes none.
+    pub separate_validation: bool,
+    pub separate_test: bool,
+}
+
+impl SplitOptions {
+    pub fn new(kind: SplitKind, seed: u64) -> Self {
+        SplitOptions {
+            kind,
+            seed,
+            test_fraction: RANDOM_TEST_FRACTION,
+            validation_fraction: RANDOM_VALIDATION_FRACTION,
+            separate_validation: false,
+            separate_test: false,
+        }
+    }
+
+    /// The fractions of a random split that go to test and validation (0 for a part that
+    /// comes from its own file).
+    fn fractions(&self) -> (f64, f64) {
+        (
+            if self.separate_test {
+                0.0
+            } else {
+                self.test_fraction
+            },
+            if self.separate_validation {
+                0.0
+            } else {
+                self.validation_fraction
+            },
+        )
+    }
+
+    /// Checks the fractions, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        for (flag, f) in [
+            ("--test-fraction", self.test_fraction),
+            ("--val-fraction", self.validation_fraction),
+        ] {
+            if !(f.is_finite() && f > 0.0 && f < 1.0) {
+                return Err(Error::Argument {
+                    flag: flag.into(),
+                    message: format!("{f} is not a fraction in (0, 1)"),
+                });
+            }
+        }
+        if self.test_fraction + self.validation_fraction >= 1.0 {
+            return Err(Error::Argument {
+                flag: "--val-fraction".into(),
+                message: format!(
+                    "with --test-fraction {} it leaves no records for training",
+                    self.test_fraction
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SplitKind {
@@ -32,21 +100,49 @@ pub struct Split {
 }
 
 /// The sizes of the test and validation sets of a random split of `n` records.
-fn random_sizes(n: usize) -> (usize, usize) {
+fn random_sizes(n: usize, (test_fraction, validation_fraction): (f64, f64)) -> (usize, usize) {
     let part = |fraction: f64| ((n as f64 * fraction).round() as usize).min(n);
-    let test = part(RANDOM_TEST_FRACTION);
-    (test, part(RANDOM_VALIDATION_FRACTION).min(n - test))
+    let test = part(test_fraction);
+    (test, part(validation_fraction).min(n - test))
 }
 
-/// Splits `rows` (indices into the table). `dates` holds one date per table row.
+/// A seeded random split of `rows`; with `labels` (one per table row), stratified: each class
+/// is split in the same fractions, so every part keeps the class proportions.
+fn random_split(rows: &[usize], labels: Option<&[&str]>, options: &SplitOptions) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for &r in rows {
+        groups
+            .entry(labels.map_or("", |l| l[r]))
+            .or_default()
+            .push(r);
+    }
+    let mut parts = Split {
+        train: Vec::new(),
+        validation: Vec::new(),
+        test: Vec::new(),
+    };
+    for mut group in groups.into_values() {
+        group.shuffle(&mut rng);
+        let (n_test, n_validation) = random_sizes(group.len(), options.fractions());
+        parts.test.extend(group.drain(..n_test));
+        parts.validation.extend(group.drain(..n_validation));
+        parts.train.extend(group);
+    }
+    parts
+}
+
+/// Splits `rows` (indices into the table). `dates` holds one date per table row, `labels`
+/// the class of each table row for a stratified random split.
 pub fn split(
     rows: &[usize],
     dates: Option<&[NaiveDate]>,
-    kind: SplitKind,
-    seed: u64,
+    labels: Option<&[&str]>,
+    options: &SplitOptions,
 ) -> Result<Split> {
+    let kind = options.kind;
     let mut date_span = String::new();
-    let parts = match kind {
+    let mut parts = match kind {
         SplitKind::Time => {
             let dates = dates.ok_or_else(|| Error::Argument {
                 flag: "--split".into(),
@@ -81,38 +177,41 @@ pub fn split(
                 test: part(&|d| d > test_from),
             }
         }
-        SplitKind::Random => {
-            let mut shuffled = rows.to_vec();
-            shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            let (n_test, n_validation) = random_sizes(shuffled.len());
-            let test = shuffled.drain(..n_test).collect();
-            let validation = shuffled.drain(..n_validation).collect();
-            Split {
-                train: shuffled,
-                validation,
-                test,
-            }
-        }
+        SplitKind::Random => random_split(rows, labels, options),
     };
-    for (name, part) in [
-        ("training", &parts.train),
-        ("validation", &parts.validation),
-        ("test", &parts.test),
+    // A part that comes from its own file takes no records; in a time split they train.
+    if options.separate_test {
+        parts.train.append(&mut parts.test);
+    }
+    if options.separate_validation {
+        parts.train.append(&mut parts.validation);
+    }
+    for (name, part, separate) in [
+        ("training", &parts.train, false),
+        ("validation", &parts.validation, options.separate_validation),
+        ("test", &parts.test, options.separate_test),
     ] {
-        if part.is_empty() {
+        if part.is_empty() && !separate {
             let why = match kind {
                 SplitKind::Time => format!(
                     "the time split needs more than {} days of data ({TEST_DAYS} for testing, the {VALIDATION_DAYS} before them for validation){date_span}",
                     TEST_DAYS + VALIDATION_DAYS
                 ),
                 SplitKind::Random => format!(
-                    "the random split puts {:.0}% of the records in the test set and {:.0}% in validation, so it needs at least {} records",
-                    RANDOM_TEST_FRACTION * 100.0,
-                    RANDOM_VALIDATION_FRACTION * 100.0,
+                    "the random split puts {}% of the records in the test set and {}% in validation{}, so it needs at least {} records",
+                    options.test_fraction * 100.0,
+                    options.validation_fraction * 100.0,
+                    if labels.is_some() {
+                        " (of every class)"
+                    } else {
+                        ""
+                    },
                     (1..)
                         .find(|&n| {
-                            let (test, validation) = random_sizes(n);
-                            test > 0 && validation > 0 && test + validation < n
+                            let (test, validation) = random_sizes(n, options.fractions());
+                            (test > 0 || options.separate_test)
+                                && (validation > 0 || options.separate_validation)
+                                && test + validation < n
                         })
                         .unwrap_or(0)
                 ),
@@ -138,7 +237,13 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2012, 1, 1).unwrap();
         let dates: Vec<NaiveDate> = (0..200).map(|d| start + Duration::days(d)).collect();
         let rows: Vec<usize> = (0..200).rev().collect();
-        let s = split(&rows, Some(&dates), SplitKind::Time, 0).unwrap();
+        let s = split(
+            &rows,
+            Some(&dates),
+            None,
+            &SplitOptions::new(SplitKind::Time, 0),
+        )
+        .unwrap();
         assert_eq!(s.test.len(), 21);
         assert_eq!(s.validation.len(), 60);
         assert_eq!(s.train.len(), 119);
@@ -149,9 +254,10 @@ mod tests {
     #[test]
     fn the_random_split_is_seeded_and_disjoint() {
         let rows: Vec<usize> = (0..1000).collect();
-        let a = split(&rows, None, SplitKind::Random, 7).unwrap();
-        assert_eq!(a, split(&rows, None, SplitKind::Random, 7).unwrap());
-        assert_ne!(a, split(&rows, None, SplitKind::Random, 8).unwrap());
+        let random = |seed| SplitOptions::new(SplitKind::Random, seed);
+        let a = split(&rows, None, None, &random(7)).unwrap();
+        assert_eq!(a, split(&rows, None, None, &random(7)).unwrap());
+        assert_ne!(a, split(&rows, None, None, &random(8)).unwrap());
         assert_eq!(
             (a.train.len(), a.validation.len(), a.test.len()),
             (800, 100, 100)
@@ -169,7 +275,8 @@ mod tests {
 
     #[test]
     fn a_random_split_of_too_few_records_says_how_many_it_needs() {
-        let err = split(&[0, 1, 2], None, SplitKind::Random, 0)
+        let random = SplitOptions::new(SplitKind::Random, 0);
+        let err = split(&[0, 1, 2], None, None, &random)
             .unwrap_err()
             .to_string();
         assert!(
@@ -177,12 +284,46 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("days"), "{err}");
-        assert!(split(&[0, 1, 2, 3, 4], None, SplitKind::Random, 0).is_ok());
+        assert!(split(&[0, 1, 2, 3, 4], None, None, &random).is_ok());
+    }
+
+    #[test]
+    fn a_stratified_split_keeps_every_class_in_proportion() {
+        // 60 of class a, 30 of b, 10 of c: 10% test and 10% validation of each.
+        let labels: Vec<&str> = (0..100)
+            .map(|r| match r % 10 {
+                0 => "c",
+                1..=3 => "b",
+                _ => "a",
+            })
+            .collect();
+        let rows: Vec<usize> = (0..100).collect();
+        let s = split(
+            &rows,
+            None,
+            Some(&labels),
+            &SplitOptions::new(SplitKind::Random, 3),
+        )
+        .unwrap();
+        let count =
+            |part: &[usize], class: &str| part.iter().filter(|&&r| labels[r] == class).count();
+        for (class, n) in [("a", 60), ("b", 30), ("c", 10)] {
+            assert_eq!(count(&s.test, class), n / 10, "{class}");
+            assert_eq!(count(&s.validation, class), n / 10, "{class}");
+        }
+        // With the test set from a file of its own, the split makes none.
+        let separate = SplitOptions {
+            separate_test: true,
+            ..SplitOptions::new(SplitKind::Random, 3)
+        };
+        let s = split(&rows, None, Some(&labels), &separate).unwrap();
+        assert!(s.test.is_empty());
+        assert_eq!((s.train.len(), s.validation.len()), (90, 10));
     }
 
     #[test]
     fn a_time_split_without_a_date_says_what_to_do() {
-        let err = split(&[0, 1], None, SplitKind::Time, 0)
+        let err = split(&[0, 1], None, None, &SplitOptions::new(SplitKind::Time, 0))
             .unwrap_err()
             .to_string();
         assert!(err.contains("--date"), "{err}");
