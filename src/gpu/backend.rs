@@ -215,6 +215,37 @@ impl GpuBackend {
         )
     }
 
+    /// Zeroed weight matrices and bias rows laid out like the network's, labelled with
+    /// `prefix` and their names (an optimizer's moment).
+    fn allocate_parameters(&self, prefix: &str) -> Result<Moment> {
+        let n_layers = self.n_layers();
+        let weights = weight_names(n_layers)
+            .iter()
+            .enumerate()
+            .map(|(l, name)| {
+                BlockMatrix::new(
+                    &self.device.ctx,
+                    &format!("{prefix}{name}"),
+                    self.layout[l].clone(),
+                    self.layout[l + 1].clone(),
+                    self.options.guard_regions,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let biases = self
+            .biases
+            .as_ref()
+            .map(|_| {
+                bias_names(n_layers)
+                    .iter()
+                    .enumerate()
+                    .map(|(l, name)| self.bias_matrix(&format!("{prefix}{name}"), l))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        Ok(Moment { weights, biases })
+    }
+
     /// Block `j` of layer `l`'s biases, when the network has biases.
     pub(super) fn bias_block(&self, l: usize, j: usize) -> Option<&Region> {
         self.biases.as_ref().map(|b| b[l].block(0, j))
@@ -406,6 +437,38 @@ fn read_row(ctx: &GpuContext, row: &BlockMatrix) -> Result<Array1<f64>> {
     Ok(row.read(ctx)?.row(0).to_owned())
 }
 
+/// Weight matrices and bias rows on the device read back: the network's, its deltas', or an
+/// optimizer's moment.
+pub(super) fn read_parameters(
+    ctx: &GpuContext,
+    weights: &[BlockMatrix],
+    biases: Option<&[BlockMatrix]>,
+) -> Result<Deltas<f64>> {
+    Ok(Deltas {
+        weights: weights.iter().map(|w| w.read(ctx)).collect::<Result<_>>()?,
+        biases: biases
+            .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
+            .transpose()?,
+    })
+}
+
+/// Uploads `values` into weight matrices and bias rows of the same shapes.
+fn upload_parameters(
+    ctx: &GpuContext,
+    (weights, biases): (&[BlockMatrix], Option<&[BlockMatrix]>),
+    (weight_values, bias_values): (&[ndarray::Array2<f64>], Option<&[Array1<f64>]>),
+) -> Result<()> {
+    for (matrix, w) in weights.iter().zip(weight_values) {
+        matrix.upload(ctx, w.view())?;
+    }
+    if let (Some(matrices), Some(values)) = (biases, bias_values) {
+        for (matrix, b) in matrices.iter().zip(values) {
+            matrix.upload(ctx, b.view().insert_axis(Axis(0)))?;
+        }
+    }
+    Ok(())
+}
+
 fn to_f32(a: ArrayView2<f64>) -> Vec<f32> {
     a.iter().map(|&v| v as f32).collect()
 }
@@ -436,20 +499,11 @@ impl Backend for GpuBackend {
         let mut encoder = self.encoder("delta weights");
         self.record_step(&mut encoder, records, false)?;
         self.submit(encoder);
-        let ctx = &self.device.ctx;
-        Ok(Deltas {
-            weights: self
-                .deltas
-                .iter()
-                .flatten()
-                .map(|d| d.read(ctx))
-                .collect::<Result<_>>()?,
-            biases: self
-                .bias_deltas
-                .as_ref()
-                .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
-                .transpose()?,
-        })
+        read_parameters(
+            &self.device.ctx,
+            self.deltas.as_deref().unwrap_or_default(),
+            self.bias_deltas.as_deref(),
+        )
     }
 
     fn train_step(
@@ -472,76 +526,36 @@ impl Backend for GpuBackend {
     }
 
     fn network(&mut self) -> Result<Network<f64>> {
-        let ctx = &self.device.ctx;
-        let weights = self
-            .weights
-            .iter()
-            .map(|w| w.read(ctx))
-            .collect::<Result<Vec<_>>>()?;
-        let biases = self
-            .biases
-            .as_ref()
-            .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
-            .transpose()?;
+        let Deltas { weights, biases } =
+            read_parameters(&self.device.ctx, &self.weights, self.biases.as_deref())?;
         Network::with_spec(weights, biases, self.spec)
     }
 
     fn set_network(&mut self, network: &Network<f64>) -> Result<()> {
         crate::backend::same_shapes(&self.network()?, network)?;
         check_network(network, Precision::F32)?;
-        let ctx = &self.device.ctx;
-        for (matrix, w) in self.weights.iter().zip(network.weights()) {
-            matrix.upload(ctx, w.view())?;
-        }
-        if let (Some(matrices), Some(biases)) = (&self.biases, network.biases()) {
-            for (matrix, b) in matrices.iter().zip(biases) {
-                matrix.upload(ctx, b.view().insert_axis(Axis(0)))?;
-            }
-        }
-        Ok(())
+        upload_parameters(
+            &self.device.ctx,
+            (&self.weights, self.biases.as_deref()),
+            (network.weights(), network.biases()),
+        )
     }
 
     fn set_optimizer(&mut self, optimizer: &Optimizer, state: &OptimizerState<f64>) -> Result<()> {
         optimizer.check()?;
         state.check(optimizer, &self.network()?)?;
-        let ctx = &self.device.ctx;
         let moments = state
             .moments
             .iter()
             .enumerate()
             .map(|(k, m)| {
-                let weights = m
-                    .weights
-                    .iter()
-                    .enumerate()
-                    .map(|(l, w)| {
-                        let matrix = BlockMatrix::new(
-                            ctx,
-                            &format!("moment {} of layer {l}", k + 1),
-                            self.layout[l].clone(),
-                            self.layout[l + 1].clone(),
-                            self.options.guard_regions,
-                        )?;
-                        matrix.upload(ctx, w.view())?;
-                        Ok(matrix)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let biases = m
-                    .biases
-                    .as_ref()
-                    .map(|bs| {
-                        bs.iter()
-                            .enumerate()
-                            .map(|(l, b)| {
-                                let matrix =
-                                    self.bias_matrix(&format!("moment {} of bias {l}", k + 1), l)?;
-                                matrix.upload(ctx, b.view().insert_axis(Axis(0)))?;
-                                Ok(matrix)
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })
-                    .transpose()?;
-                Ok(Moment { weights, biases })
+                let moment = self.allocate_parameters(&format!("moment {} of ", k + 1))?;
+                upload_parameters(
+                    &self.device.ctx,
+                    (&moment.weights, moment.biases.as_deref()),
+                    (&m.weights, m.biases.as_deref()),
+                )?;
+                Ok(moment)
             })
             .collect::<Result<Vec<_>>>()?;
         self.optimizer = *optimizer;
@@ -553,24 +567,10 @@ impl Backend for GpuBackend {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimizerState<f64>> {
-        let ctx = &self.device.ctx;
         let moments = self
             .moments
             .iter()
-            .map(|m| {
-                Ok(Deltas {
-                    weights: m
-                        .weights
-                        .iter()
-                        .map(|w| w.read(ctx))
-                        .collect::<Result<_>>()?,
-                    biases: m
-                        .biases
-                        .as_ref()
-                        .map(|bs| bs.iter().map(|b| read_row(ctx, b)).collect::<Result<_>>())
-                        .transpose()?,
-                })
-            })
+            .map(|m| read_parameters(&self.device.ctx, &m.weights, m.biases.as_deref()))
             .collect::<Result<_>>()?;
         Ok(OptimizerState {
             step: self.step,
