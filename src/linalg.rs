@@ -11,6 +11,11 @@ use crate::float::Float;
 /// than gemm's packing and dispatch for small batches such as the bike data's 32 x 61 x 25.
 const SMALL_PRODUCT: usize = 1 << 18;
 
+/// Products below this many multiply-adds run gemm on the calling thread: waking the other
+/// cores for a few milliseconds of work costs more than it saves (measured on digits' 200 x 64
+/// x 100 steps, where the pool spent a fifth of the run yielding).
+const PARALLEL_PRODUCT: usize = 1 << 23;
+
 /// `a · b` for any memory layout of either view (transposed views included).
 ///
 /// # Panics
@@ -56,7 +61,11 @@ pub fn scaled_matmul<T: Float>(scale: T, a: ArrayView2<T>, b: ArrayView2<T>) -> 
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if m * n * k < PARALLEL_PRODUCT {
+                gemm::Parallelism::None
+            } else {
+                gemm::Parallelism::Rayon(0)
+            },
         );
         out.assume_init()
     }

@@ -184,28 +184,53 @@ impl<T: Float> Network<T> {
         output_activation: Activation,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let weights = random_weights(layer_sizes, rng, |n_in, _| (n_in as f64).powf(-0.5))?;
+        let weights = random_weights(layer_sizes, rng, |n_in, _| {
+            Draw::Normal((n_in as f64).powf(-0.5))
+        })?;
         Network::new(weights, output_activation)
     }
 
-    /// A network of `spec`, initialised for its hidden activation: Glorot (N(0, 2/(n_in + n_out)))
-    /// for sigmoid and tanh, He (N(0, 2/n_in)) for the ReLUs; biases, when wanted, start at 0.
+    /// A network of `spec`, initialised as `init` says (for `Init::Auto`, by its hidden
+    /// activation: Glorot for sigmoid and tanh, He for the ReLUs); biases, when wanted, start
+    /// at 0, except under `Init::GlorotUniform`, which draws them like the weights.
     pub fn random_with(
         layer_sizes: &[usize],
         spec: Spec,
+        init: Init,
         with_biases: bool,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let he = matches!(spec.hidden, Activation::Relu | Activation::LeakyRelu);
-        let weights = random_weights(layer_sizes, rng, |n_in, n_out| {
-            if he {
-                (2.0 / n_in as f64).sqrt()
-            } else {
-                (2.0 / (n_in + n_out) as f64).sqrt()
-            }
-        })?;
-        let biases =
-            with_biases.then(|| layer_sizes[1..].iter().map(|&n| Array1::zeros(n)).collect());
+        let relu = matches!(spec.hidden, Activation::Relu | Activation::LeakyRelu);
+        let init = match init {
+            Init::Auto if relu => Init::He,
+            Init::Auto => Init::Glorot,
+            other => other,
+        };
+        // scikit-learn's factor: 2 for a logistic network, 6 otherwise.
+        let uniform_factor = if spec.hidden == Activation::Sigmoid {
+            2.0
+        } else {
+            6.0
+        };
+        let draw = |n_in: usize, n_out: usize| match init {
+            Init::He => Draw::Normal((2.0 / n_in as f64).sqrt()),
+            Init::GlorotUniform => Draw::Uniform((uniform_factor / (n_in + n_out) as f64).sqrt()),
+            Init::Auto | Init::Glorot => Draw::Normal((2.0 / (n_in + n_out) as f64).sqrt()),
+        };
+        let weights = random_weights(layer_sizes, rng, draw)?;
+        let biases = with_biases.then(|| {
+            layer_sizes
+                .windows(2)
+                .map(|pair| match (init, draw(pair[0], pair[1])) {
+                    (Init::GlorotUniform, Draw::Uniform(bound)) => {
+                        Array1::from_shape_simple_fn(pair[1], || {
+                            T::from_f64(rng.random_range(-bound..=bound)).unwrap_or_else(T::zero)
+                        })
+                    }
+                    _ => Array1::zeros(pair[1]),
+                })
+                .collect()
+        });
         Network::with_spec(weights, biases, spec)
     }
 
@@ -302,10 +327,18 @@ impl<T: Float> Network<T> {
     }
 }
 
+/// How one layer's first weights are drawn.
+enum Draw {
+    /// N(0, std²).
+    Normal(f64),
+    /// U(−bound, bound).
+    Uniform(f64),
+}
+
 fn random_weights<T: Float>(
     layer_sizes: &[usize],
     rng: &mut impl Rng,
-    std_of: impl Fn(usize, usize) -> f64,
+    draw: impl Fn(usize, usize) -> Draw,
 ) -> Result<Vec<Array2<T>>> {
     if layer_sizes.contains(&0) {
         return Err(Error::Network(format!(
@@ -316,13 +349,33 @@ fn random_weights<T: Float>(
         .windows(2)
         .map(|pair| {
             let (n_in, n_out) = (pair[0], pair[1]);
-            let normal =
-                Normal::new(0.0, std_of(n_in, n_out)).map_err(|e| Error::Network(e.to_string()))?;
-            Ok(Array2::from_shape_simple_fn((n_in, n_out), || {
-                T::from_f64(normal.sample(rng)).unwrap_or_else(T::zero)
-            }))
+            let value = |v: f64| T::from_f64(v).unwrap_or_else(T::zero);
+            Ok(match draw(n_in, n_out) {
+                Draw::Normal(std) => {
+                    let normal =
+                        Normal::new(0.0, std).map_err(|e| Error::Network(e.to_string()))?;
+                    Array2::from_shape_simple_fn((n_in, n_out), || value(normal.sample(rng)))
+                }
+                Draw::Uniform(bound) => Array2::from_shape_simple_fn((n_in, n_out), || {
+                    value(rng.random_range(-bound..=bound))
+                }),
+            })
         })
         .collect()
+}
+
+/// How `Network::random_with` draws the first weights (`--init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Init {
+    /// Glorot for sigmoid and tanh hidden layers, He for the ReLUs.
+    #[default]
+    Auto,
+    /// He: N(0, 2/n_in).
+    He,
+    /// Glorot: N(0, 2/(n_in + n_out)).
+    Glorot,
+    /// scikit-learn's MLP: weights and biases U(±√(6/(n_in + n_out))) (√(2/…) for sigmoid).
+    GlorotUniform,
 }
 
 /// The names of the bias vectors: `bias_hidden`, `bias_output` for one hidden layer;
@@ -395,6 +448,41 @@ fn layer_ends(n_layers: usize) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_initialisation_draws_at_its_scale() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let relu = Spec {
+            hidden: Activation::Relu,
+            output: Activation::Softmax,
+            loss: Loss::CrossEntropy,
+        };
+        let sizes = [400, 200, 10];
+        let spread = |init: Init, rng: &mut rand_chacha::ChaCha8Rng| {
+            let n = Network::<f64>::random_with(&sizes, relu, init, true, rng).unwrap();
+            let w = &n.weights()[0];
+            let std = (w.iter().map(|v| v * v).sum::<f64>() / w.len() as f64).sqrt();
+            let largest = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let bias = n.biases().unwrap()[0]
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+            (std, largest, bias)
+        };
+        // auto is He for ReLU: std √(2/400) ≈ 0.0707; Glorot: √(2/600) ≈ 0.0577.
+        let (auto, _, bias) = spread(Init::Auto, &mut rng);
+        assert!(
+            (auto - 0.0707).abs() < 0.002 && bias == 0.0,
+            "{auto} {bias}"
+        );
+        let (glorot, _, _) = spread(Init::Glorot, &mut rng);
+        assert!((glorot - 0.0577).abs() < 0.002, "{glorot}");
+        // glorot-uniform: U(±√(6/600)) = U(±0.1), std 0.1/√3; biases drawn too.
+        let (std, largest, bias) = spread(Init::GlorotUniform, &mut rng);
+        assert!((std - 0.1 / 3f64.sqrt()).abs() < 0.002, "{std}");
+        assert!(largest <= 0.1 && largest > 0.099, "{largest}");
+        assert!(bias > 0.0 && bias <= 0.1, "{bias}");
+    }
 
     #[test]
     fn names_follow_the_seeds() {

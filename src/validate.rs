@@ -166,7 +166,13 @@ pub fn problem(case: &Case, seed: u64) -> Result<(Network<f64>, Array2<f64>, Arr
     let network = if case.spec == Spec::seeds(case.spec.output) && !case.bias {
         Network::random(&case.layer_sizes, case.spec.output, &mut rng)?
     } else {
-        let initialised = Network::random_with(&case.layer_sizes, case.spec, false, &mut rng)?;
+        let initialised = Network::random_with(
+            &case.layer_sizes,
+            case.spec,
+            crate::model::Init::Auto,
+            false,
+            &mut rng,
+        )?;
         let biases = case.bias.then(|| {
             case.layer_sizes[1..]
                 .iter()

@@ -1104,6 +1104,12 @@ fn cases() -> Vec<Case> {
             &["--lr-gamma", "(0, 1]"],
         ),
         case(
+            "train --init with --no-bias",
+            data_csv,
+            &train("--no-bias --init he"),
+            &["--init", "--no-bias"],
+        ),
+        case(
             "train --patience 0",
             data_csv,
             &train("--patience 0"),

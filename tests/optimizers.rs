@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
-use backprop::model::Spec;
+use backprop::model::{Init, Spec};
 use backprop::ops::optimizer::{update, Method, Optimizer, OptimizerState, Rule};
 use backprop::train::epoch_order;
 use backprop::{Activation, Backend, CpuBackend, Loss, Network};
@@ -134,7 +134,7 @@ fn problem(
     seed: u64,
 ) -> (Network<f64>, Array2<f64>, Array2<f64>) {
     let mut rng = common::rng(seed);
-    let network = Network::random_with(layer_sizes, spec, true, &mut rng).unwrap();
+    let network = Network::random_with(layer_sizes, spec, Init::Auto, true, &mut rng).unwrap();
     let outputs = layer_sizes[layer_sizes.len() - 1];
     let x = Array2::from_shape_simple_fn((41, layer_sizes[0]), || rng.random_range(-1.0..1.0));
     let target = match spec.output {

@@ -19,6 +19,7 @@ use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
 use backprop::guard::numeric::{check_flag_value, Precision};
 use backprop::guard::paths::FilePlan;
+use backprop::model::Init;
 use backprop::model_file::{self, SavedModel};
 use backprop::ops::optimizer::{short, Method, Optimizer, OptimizerState};
 use backprop::report::metrics::{ClassReport, RegressionReport};
@@ -211,6 +212,11 @@ pub struct TrainArgs {
     /// No biases: the seeds' network (and the seeds' initialisation).
     #[arg(long)]
     no_bias: bool,
+    /// The first weights: auto (Glorot for sigmoid and tanh, He for the ReLUs), he, glorot,
+    /// or glorot-uniform (scikit-learn's MLP: weights and biases uniform). Not with --no-bias,
+    /// which keeps the seeds' initialisation.
+    #[arg(long, value_enum, default_value_t = Init::Auto)]
+    init: Init,
     #[command(flatten)]
     backend: super::BackendArgs,
     /// No progress bar.
@@ -284,6 +290,12 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             ));
         }
         check_flag_value("--lr", lr, Precision::F32)?;
+    }
+    if args.no_bias && args.init != Init::Auto {
+        return Err(argument(
+            "--init",
+            "--no-bias trains the seeds' network from the seeds' initialisation".into(),
+        ));
     }
     if args.patience == Some(0) {
         return Err(argument("--patience", "must be at least 1 epoch".into()));
@@ -939,7 +951,7 @@ fn initial_network(
             let seeds = Network::random(layer_sizes, spec.output, &mut rng)?;
             Network::with_spec(seeds.weights().to_vec(), None, spec)?
         } else {
-            Network::random_with(layer_sizes, spec, true, &mut rng)?
+            Network::random_with(layer_sizes, spec, args.init, true, &mut rng)?
         };
         Ok((network, None))
     }

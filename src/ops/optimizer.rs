@@ -340,64 +340,80 @@ pub fn step<T: Float>(
         .map(|v| T::from_f64(v).unwrap_or_else(T::nan));
     let rule = optimizer.rule();
     let mut moments = state.moments.iter_mut();
-    // Per tensor, an iterator over its moments, for the rules that keep them.
+    // Per tensor, its moments' values, for the rules that keep them.
     let mut first = moments
         .next()
-        .map(|m| values_mut(&mut m.weights, m.biases.as_mut()).into_iter());
+        .map(|m| slices_mut(&mut m.weights, m.biases.as_mut()).into_iter());
     let mut second = moments
         .next()
-        .map(|m| values_mut(&mut m.weights, m.biases.as_mut()).into_iter());
+        .map(|m| slices_mut(&mut m.weights, m.biases.as_mut()).into_iter());
     let (weights, biases) = network.parameters_mut();
+    // Row-major values of each gradient tensor, matching `slices_mut`'s.
+    fn row_major<'a, T: Float, D: ndarray::Dimension>(
+        a: &'a ndarray::Array<T, D>,
+    ) -> std::borrow::Cow<'a, [T]> {
+        match a.as_slice() {
+            Some(values) => std::borrow::Cow::Borrowed(values),
+            None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+        }
+    }
     let gradients = gradient
         .weights
         .iter()
-        .map(|g| Box::new(g.iter()) as Box<dyn Iterator<Item = &T>>)
-        .chain(
-            gradient
-                .biases
-                .iter()
-                .flatten()
-                .map(|g| Box::new(g.iter()) as _),
-        );
-    for (w, g) in values_mut(weights, biases).into_iter().zip(gradients) {
-        let mut m = first.as_mut().and_then(Iterator::next);
-        let mut v = second.as_mut().and_then(Iterator::next);
-        for (w, &g) in w.zip(g) {
-            let m = m.as_mut().and_then(|it| it.next());
-            let v = v.as_mut().and_then(|it| it.next());
-            let zero = T::zero();
-            let [new_w, new_m, new_v] = update(
-                rule,
-                &values,
-                *w,
-                g,
-                m.as_deref().copied().unwrap_or(zero),
-                v.as_deref().copied().unwrap_or(zero),
-            );
-            *w = new_w;
-            if let Some(m) = m {
-                *m = new_m;
+        .map(row_major)
+        .chain(gradient.biases.iter().flatten().map(row_major));
+    for (w, g) in slices_mut(weights, biases).into_iter().zip(gradients) {
+        let m = first.as_mut().and_then(Iterator::next);
+        let v = second.as_mut().and_then(Iterator::next);
+        update_tensor(rule, &values, w, &g, m, v);
+    }
+}
+
+/// [`update`] over one tensor's values (weights, gradient and moments in the same layout),
+/// one loop per number of moments so that each is a plain pass over slices.
+fn update_tensor<T: Float>(
+    rule: Rule,
+    values: &[T; STEP_VALUES],
+    w: &mut [T],
+    g: &[T],
+    m: Option<&mut [T]>,
+    v: Option<&mut [T]>,
+) {
+    let zero = T::zero();
+    match (m, v) {
+        (Some(m), Some(v)) => {
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                [*w, *m, *v] = update(rule, values, *w, g, *m, *v);
             }
-            if let Some(v) = v {
-                *v = new_v;
+        }
+        (Some(m), None) => {
+            for ((w, &g), m) in w.iter_mut().zip(g).zip(m) {
+                [*w, *m, _] = update(rule, values, *w, g, *m, zero);
+            }
+        }
+        _ => {
+            for (w, &g) in w.iter_mut().zip(g) {
+                [*w, _, _] = update(rule, values, *w, g, zero, zero);
             }
         }
     }
 }
 
-/// Every tensor's values, the weights then the biases, each in row-major order.
-fn values_mut<'a, T: Float>(
+/// Every tensor's values as one row-major slice, the weights then the biases. Arrays made by
+/// this crate are row-major; one that is not is made so first.
+fn slices_mut<'a, T: Float>(
     weights: &'a mut [Array2<T>],
     biases: Option<&'a mut Vec<Array1<T>>>,
-) -> Vec<Box<dyn Iterator<Item = &'a mut T> + 'a>> {
+) -> Vec<&'a mut [T]> {
+    fn contiguous<T: Float, D: ndarray::Dimension>(a: &mut ndarray::Array<T, D>) -> &mut [T] {
+        if !a.is_standard_layout() {
+            *a = a.as_standard_layout().into_owned();
+        }
+        a.as_slice_mut().unwrap_or_default()
+    }
     weights
         .iter_mut()
-        .map(|w| Box::new(w.iter_mut()) as Box<dyn Iterator<Item = &'a mut T>>)
-        .chain(
-            biases
-                .into_iter()
-                .flatten()
-                .map(|b| Box::new(b.iter_mut()) as _),
-        )
+        .map(contiguous)
+        .chain(biases.into_iter().flatten().map(contiguous))
         .collect()
 }
