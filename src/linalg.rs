@@ -1,5 +1,5 @@
 //! The CPU backend's matrix product: ndarray's `a.dot(&b)`, computed by the `gemm` crate's
-//! cache-blocked SIMD kernels on every core (rayon). ndarray's own `dot` (matrixmultiply)
+//! cache-blocked SIMD kernels (on every core through rayon for large products). ndarray's own `dot` (matrixmultiply)
 //! reaches about two thirds of NumPy's OpenBLAS on the seeds' step; `gemm` matches it, in pure
 //! Rust, so a fresh machine needs no BLAS installed (BENCHMARKS.md has the figures).
 
