@@ -1,7 +1,8 @@
 //! The CPU backend's matrix product: ndarray's `a.dot(&b)`, computed by the `gemm` crate's
-//! cache-blocked SIMD kernels (on every core through rayon for large products). ndarray's own `dot` (matrixmultiply)
-//! reaches about two thirds of NumPy's OpenBLAS on the seeds' step; `gemm` matches it, in pure
-//! Rust, so a fresh machine needs no BLAS installed (BENCHMARKS.md has the figures).
+//! cache-blocked SIMD kernels (on every core through rayon for large products). ndarray's own
+//! `dot` (matrixmultiply) reaches about two thirds of NumPy's OpenBLAS on the seeds' step;
+//! `gemm` matches it, in pure Rust, so a fresh machine needs no BLAS installed (BENCHMARKS.md
+//! has the figures).
 
 use ndarray::{Array2, ArrayView2};
 
