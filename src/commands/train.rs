@@ -1061,16 +1061,29 @@ impl Summary {
                 }
             }
             Some(Figures::Regression(reports)) => {
-                let header: String = reports
+                // Each column as wide as its title (a long target name) and never narrower
+                // than its figures.
+                let titles: Vec<[String; 3]> = reports
                     .keys()
                     .map(|n| {
-                        format!(
-                            "  {:>24}{:>12}{:>8}",
+                        [
                             format!("RMSE {n} ({unit_label})"),
                             format!("MAE {n}"),
-                            format!("R² {n}")
-                        )
+                            format!("R² {n}"),
+                        ]
                     })
+                    .collect();
+                let widths: Vec<[usize; 3]> = titles
+                    .iter()
+                    .map(|t| {
+                        let w = |i: usize, least: usize| (t[i].chars().count() + 2).max(least);
+                        [w(0, 24), w(1, 12), w(2, 8)]
+                    })
+                    .collect();
+                let header: String = titles
+                    .iter()
+                    .zip(&widths)
+                    .map(|([rmse, mae, r2], [a, b, c])| format!("  {rmse:>a$}{mae:>b$}{r2:>c$}"))
                     .collect();
                 outln!("{:<11} {:>19}{header}", "", loss)?;
                 for row in &self.rows {
@@ -1079,9 +1092,10 @@ impl Summary {
                     };
                     let values: String = reports
                         .values()
-                        .map(|r| {
+                        .zip(&widths)
+                        .map(|(r, [a, b, c])| {
                             format!(
-                                "  {:>24}{:>12.2}{:>8.3}",
+                                "  {:>a$}{:>b$.2}{:>c$.3}",
                                 r.rmse.map_or("-".into(), |v| format!("{v:.2}")),
                                 r.mae,
                                 r.r2
