@@ -1110,6 +1110,12 @@ fn cases() -> Vec<Case> {
             &["--init", "--no-bias"],
         ),
         case(
+            "train --weight-decay so large that training diverges",
+            data_csv,
+            &train("--optimizer adamw --weight-decay 1e300 --epochs 2"),
+            &["diverged", "--weight-decay"],
+        ),
+        case(
             "train --patience 0",
             data_csv,
             &train("--patience 0"),

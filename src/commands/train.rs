@@ -696,7 +696,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         };
         bail!(
             "training diverged at epoch {epoch}: {what}; {}{kept}",
-            divergence_cause(&splits.train, &feature_names, learnrate)
+            divergence_cause(&splits.train, &feature_names, learnrate, &optimizer)
         );
     }
 
@@ -857,7 +857,12 @@ fn largest_feature(set: &Dataset, feature_names: &[String]) -> String {
 const LARGE_FEATURE: f64 = 1e4;
 
 /// What made a run diverge: outlying inputs when some feature is enormous, else the step size.
-fn divergence_cause(train: &Dataset, feature_names: &[String], lr: f64) -> String {
+fn divergence_cause(
+    train: &Dataset,
+    feature_names: &[String],
+    lr: f64,
+    optimizer: &Optimizer,
+) -> String {
     let largest = train.x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     if largest > LARGE_FEATURE {
         format!(
@@ -865,8 +870,17 @@ fn divergence_cause(train: &Dataset, feature_names: &[String], lr: f64) -> Strin
             largest_feature(train, feature_names)
         )
     } else {
+        // A decay step of lr·λ ≥ 1 flips or zeroes every weight by itself.
+        let decay = if optimizer.weight_decay * lr >= 1.0 {
+            format!(
+                ", or a smaller --weight-decay ({} x the learning rate {lr} is at least 1)",
+                short(optimizer.weight_decay)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "the inputs are standardised (no feature beyond {largest:.1} standard deviations), so the step is too large: try a smaller learning rate, e.g. --lr {}",
+            "the inputs are standardised (no feature beyond {largest:.1} standard deviations), so the step is too large: try a smaller learning rate, e.g. --lr {}{decay}",
             lr / 4.0
         )
     }
