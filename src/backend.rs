@@ -38,6 +38,22 @@ pub trait Backend {
         learnrate: f64,
     ) -> Result<()>;
 
+    /// The deltas of a batch as [`Backend::delta_weights`] computes them, from an output error
+    /// term given by the caller (records x outputs) instead of one computed from targets:
+    /// hidden-layer-parallel training computes it from the output pre-activation summed over
+    /// the ranks' slices of the hidden layer. The network is unchanged.
+    fn delta_weights_from_output_error_term(
+        &mut self,
+        x: ArrayView2<f64>,
+        output_error_term: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Deltas<f64>>;
+
+    /// One step from a batch's mean gradient (its deltas at learning rate −1, summed over the
+    /// ranks of a distributed run): the seeds' step adds `−learnrate · gradient`, an optimizer
+    /// applies its rule. Counts as one step of the optimizer.
+    fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()>;
+
     /// The network's output for a batch of records.
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>>;
 
@@ -149,6 +165,56 @@ pub fn check_epoch(n_records: usize, order: &[usize], batch: usize) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// Checks that `gradient` has the shapes of `network`'s weights and biases.
+pub fn check_gradient<T: crate::float::Float>(
+    network: &Network<T>,
+    gradient: &Deltas<f64>,
+) -> Result<()> {
+    check_gradient_shapes(&network.layer_sizes(), network.biases().is_some(), gradient)
+}
+
+/// Checks that `gradient` has the shapes of the weights (and biases, when `has_biases`) of a
+/// network of `layer_sizes`, for a backend that keeps its weights elsewhere.
+pub fn check_gradient_shapes(
+    layer_sizes: &[usize],
+    has_biases: bool,
+    gradient: &Deltas<f64>,
+) -> Result<()> {
+    let weights_match = layer_sizes.len() == gradient.weights.len() + 1
+        && layer_sizes
+            .windows(2)
+            .zip(&gradient.weights)
+            .all(|(w, g)| g.dim() == (w[0], w[1]));
+    let biases_match = match &gradient.biases {
+        None => !has_biases,
+        Some(g) => {
+            has_biases
+                && g.len() + 1 == layer_sizes.len()
+                && g.iter().zip(&layer_sizes[1..]).all(|(g, &n)| g.len() == n)
+        }
+    };
+    if weights_match && biases_match {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!(
+            "a gradient of shapes {:?}{} does not fit a network of layers {layer_sizes:?}{}",
+            gradient.weights.iter().map(|g| g.dim()).collect::<Vec<_>>(),
+            match &gradient.biases {
+                Some(b) => format!(
+                    " and biases {:?}",
+                    b.iter().map(|b| b.len()).collect::<Vec<_>>()
+                ),
+                None => " without biases".into(),
+            },
+            if has_biases {
+                " with biases"
+            } else {
+                " without biases"
+            },
+        )))
+    }
 }
 
 /// Checks that `new` has the layer sizes and biases of `current`.

@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::comm::{Communicator, Local, Traffic};
+
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Activation, Network};
@@ -136,6 +138,21 @@ pub fn time_steps(
     samples: usize,
     budget: Duration,
 ) -> Result<Timing> {
+    Ok(time_steps_together(backend, x, target, samples, budget, &Local)?.0)
+}
+
+/// [`time_steps`] on every rank of `comm` at once: rank 0's clock decides the group size and
+/// when the budget is spent, so that every rank takes the same steps (a rank that stopped
+/// sampling early would leave the others waiting in their next sum). Also returns what the
+/// collectives cost during the timed steps.
+pub fn time_steps_together(
+    backend: &mut dyn Backend,
+    x: &Array2<f64>,
+    target: &Array2<f64>,
+    samples: usize,
+    budget: Duration,
+    comm: &dyn Communicator,
+) -> Result<(Timing, Traffic)> {
     let learnrate = 0.01;
     let run = |backend: &mut dyn Backend, count: usize| -> Result<f64> {
         let start = Instant::now();
@@ -143,22 +160,39 @@ pub fn time_steps(
         backend.synchronize()?;
         Ok(start.elapsed().as_secs_f64())
     };
+    let rank_0s = |value: f64| -> Result<f64> {
+        let mut value = [value];
+        comm.broadcast_f64(&mut value)?;
+        Ok(value[0])
+    };
     run(backend, 1)?;
     let one = run(backend, 1)?;
-    let group = ((20e-3 / one.max(1e-9)).ceil() as usize).clamp(1, 1000);
+    let group = rank_0s(((20e-3 / one.max(1e-9)).ceil()).clamp(1.0, 1000.0))? as usize;
     let started = Instant::now();
+    let before = comm.traffic();
     let mut per_step: Vec<f64> = Vec::new();
-    while per_step.len() < samples.max(1) && (per_step.len() < 3 || started.elapsed() < budget) {
+    let more = |taken: usize| -> Result<bool> {
+        let wanted = taken < samples.max(1) && (taken < 3 || started.elapsed() < budget);
+        Ok(rank_0s(f64::from(u8::from(wanted)))? > 0.0)
+    };
+    while more(per_step.len())? {
         per_step.push(run(backend, group)? / group as f64);
     }
+    let after = comm.traffic();
     per_step.sort_by(f64::total_cmp);
-    Ok(Timing {
+    let timing = Timing {
         median_ms: per_step[per_step.len() / 2] * 1e3,
         min_ms: per_step[0] * 1e3,
         max_ms: per_step[per_step.len() - 1] * 1e3,
         steps: per_step.len() * group,
         steps_per_sample: group,
-    })
+    };
+    let traffic = Traffic {
+        seconds: after.seconds - before.seconds,
+        bytes: after.bytes - before.bytes,
+        calls: after.calls - before.calls,
+    };
+    Ok((timing, traffic))
 }
 
 #[cfg(test)]

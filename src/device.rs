@@ -29,7 +29,7 @@ pub struct Selected {
 
 /// The precision the CPU backend computes in: f64 for the reference (`step`, `validate`), f32
 /// for training and benchmarks (twice the SIMD width, and what the GPU computes in).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CpuPrecision {
     F32,
     F64,
@@ -37,17 +37,19 @@ pub enum CpuPrecision {
 
 /// Creates the chosen backend holding `network`, to step with batches of up to `batch`
 /// records; a GPU tunes its kernels as `tuning` says. `adapter` is a case-insensitive substring
-/// of an adapter name; `auto` falls back to the CPU when no GPU can be opened.
+/// of an adapter name; `auto` falls back to the CPU when no GPU can be opened. Without a name,
+/// the `local_rank`-th process of a distributed run on a host takes the host's
+/// `local_rank`-th GPU.
 pub fn create(
     choice: BackendChoice,
-    adapter: Option<&str>,
+    (adapter, local_rank): (Option<&str>, usize),
     network: &Network<f64>,
     precision: CpuPrecision,
     batch: usize,
     tuning: TuningOptions,
 ) -> Result<Selected> {
     let gpu = move || -> Result<Box<dyn Backend>> {
-        let ctx = GpuContext::open(adapter)?;
+        let ctx = GpuContext::open_for_rank(adapter, local_rank)?;
         let options = GpuOptions::for_batch(&ctx, &network.layer_sizes(), batch)?;
         Ok(Box::new(GpuBackend::new(
             GpuDevice::with_tuning(ctx, tuning)?,

@@ -55,6 +55,11 @@ pub enum Error {
 
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// A distributed run that cannot go on: a launcher without MPI support, a collective that
+    /// failed, ranks that disagree.
+    #[error("{0}")]
+    Distributed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

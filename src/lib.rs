@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod comm;
 pub mod cpu;
 pub mod data;
 pub mod device;
@@ -18,6 +19,7 @@ pub mod linalg;
 pub mod model;
 pub mod model_file;
 pub mod ops;
+pub mod parallel;
 pub mod report;
 pub mod seed;
 pub mod train;

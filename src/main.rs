@@ -46,23 +46,48 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = backprop::guard::interrupt::install() {
         commands::errln!("warning: SIGINT/SIGTERM will stop the run abruptly: {e}");
     }
+    // Under mpirun/srun (with the `mpi` feature) this is MPI's world; otherwise one process.
+    let comm = match backprop::comm::init() {
+        Ok(comm) => comm,
+        Err(e) => {
+            commands::errln!("error: {e}");
+            return std::process::ExitCode::from(e.exit_code());
+        }
+    };
+    let comm = comm.as_ref();
+    let one_process = |command: &str| backprop::comm::single_process(comm, command);
     let result = match cli.command {
-        Command::Train(args) => commands::train::run(*args),
-        Command::Predict(args) => commands::predict::run(args),
-        Command::Step(args) => commands::step::run(args),
-        Command::Validate(args) => commands::validate::run(args),
-        Command::Info(args) => commands::info::run(args),
-        Command::Bench(args) => commands::bench::run(args),
-        Command::Tune(args) => commands::tune::run(args),
+        Command::Train(args) => commands::train::run(*args, comm),
+        Command::Bench(args) => commands::bench::run(args, comm),
+        Command::Predict(args) => one_process("predict")
+            .map_err(Into::into)
+            .and_then(|()| commands::predict::run(args)),
+        Command::Step(args) => one_process("step")
+            .map_err(Into::into)
+            .and_then(|()| commands::step::run(args)),
+        Command::Validate(args) => one_process("validate")
+            .map_err(Into::into)
+            .and_then(|()| commands::validate::run(args)),
+        Command::Info(args) => one_process("info")
+            .map_err(Into::into)
+            .and_then(|()| commands::info::run(args)),
+        Command::Tune(args) => one_process("tune")
+            .map_err(Into::into)
+            .and_then(|()| commands::tune::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            commands::errln!("error: {e:#}");
             let code = e
                 .chain()
                 .find_map(|cause| cause.downcast_ref::<backprop::Error>())
                 .map_or(1, backprop::Error::exit_code);
+            if comm.size() > 1 {
+                // The other ranks may be waiting for this one in a collective: end them all.
+                commands::errln!("error: rank {} of {}: {e:#}", comm.rank(), comm.size());
+                comm.abort(i32::from(code));
+            }
+            commands::errln!("error: {e:#}");
             std::process::ExitCode::from(code)
         }
     }

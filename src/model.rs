@@ -70,6 +70,24 @@ pub struct Deltas<T> {
 }
 
 impl<T: Float> Deltas<T> {
+    /// Whether `other` has the same tensors of the same shapes.
+    pub fn same_layout<U>(&self, other: &Deltas<U>) -> bool {
+        let biases = match (&self.biases, &other.biases) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.len() == b.len())
+            }
+            _ => false,
+        };
+        biases
+            && self.weights.len() == other.weights.len()
+            && self
+                .weights
+                .iter()
+                .zip(&other.weights)
+                .all(|(a, b)| a.dim() == b.dim())
+    }
+
     /// The same deltas in another precision.
     pub fn cast<U: Float>(&self) -> Deltas<U> {
         let cast = |v: &T| U::from(*v).unwrap_or_else(U::nan);

@@ -723,3 +723,29 @@ fn bench_reports_a_size_that_does_not_fit_and_goes_on() {
     assert!(rows[0]["median_ms"].is_null());
     assert!(rows[1]["median_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
 }
+
+/// Launched by mpirun as one of several ranks, a build without MPI refuses (the copies would
+/// each train alone and race to write the same files) and says how to build with MPI; as a
+/// single rank it runs. Commands that never run distributed refuse under any launcher build.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_several_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [("OMPI_COMM_WORLD_SIZE", "2"), ("PMI_SIZE", "4")] {
+        backprop()
+            .args(["train", "--backend", "cpu", "--epochs", "1", "--quiet"])
+            .args(["--save", "m.safetensors"])
+            .current_dir(dir.path())
+            .env(var, value)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(format!("{var}={value}")))
+            .stderr(predicate::str::contains("--features mpi"));
+        assert!(!dir.path().join("m.safetensors").exists());
+    }
+    backprop()
+        .args(["step"])
+        .env("OMPI_COMM_WORLD_SIZE", "1")
+        .assert()
+        .success();
+}

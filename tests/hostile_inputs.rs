@@ -326,7 +326,7 @@ fn cases() -> Vec<Case> {
         }
         s
     };
-    vec![
+    let mut cases = vec![
         // .npy inputs
         case(
             "npy header declares 10^18 values",
@@ -819,6 +819,19 @@ fn cases() -> Vec<Case> {
             &["--epochs", "at least 1"],
         ),
         case(
+            "train --precision f64 on the GPU",
+            data_csv,
+            "train --backend gpu --quiet --data d.csv --target cnt --date dteday --missing mean --precision f64",
+            &["--precision", "--backend cpu"],
+        ),
+        case(
+            "train --parallel with no such mode",
+            data_csv,
+            &train("--parallel layers"),
+            &["--parallel", "layers"],
+        )
+        .code(2),
+        case(
             "train --batch 0",
             data_csv,
             &train("--batch 0"),
@@ -1212,7 +1225,21 @@ fn cases() -> Vec<Case> {
         )
         .env("BACKPROP_MAX_BINDING_BYTES", "8KiB")
         .gpu(),
-    ]
+    ];
+    // Launched as one of several ranks by a launcher, a build without MPI refuses (with the
+    // feature, these variables would start MPI: tests/mpi.rs covers that build).
+    if cfg!(not(feature = "mpi")) {
+        cases.push(
+            case(
+                "bench as one of 2 ranks without MPI",
+                |_: &Path| {},
+                "bench --backend cpu --sizes 4x3x2x1",
+                &["PMI_SIZE=2", "--features mpi"],
+            )
+            .env("PMI_SIZE", "2"),
+        );
+    }
+    cases
 }
 
 #[test]

@@ -81,51 +81,6 @@ fn momentum_nesterov_and_l2_follow_pytorch() {
     assert_eq!(Optimizer::default().rule(), Rule::Plain);
 }
 
-fn optimizers() -> Vec<(&'static str, Optimizer)> {
-    let base = Optimizer::default();
-    vec![
-        ("sgd", base),
-        (
-            "sgd + L2",
-            Optimizer {
-                weight_decay: 0.01,
-                ..base
-            },
-        ),
-        (
-            "momentum",
-            Optimizer {
-                method: Method::Momentum,
-                ..base
-            },
-        ),
-        (
-            "nesterov + L2",
-            Optimizer {
-                method: Method::Momentum,
-                nesterov: true,
-                weight_decay: 0.01,
-                ..base
-            },
-        ),
-        (
-            "adam",
-            Optimizer {
-                method: Method::Adam,
-                ..base
-            },
-        ),
-        (
-            "adamw",
-            Optimizer {
-                method: Method::Adamw,
-                weight_decay: 0.01,
-                ..base
-            },
-        ),
-    ]
-}
-
 /// A network with biases and its data: `spec` on `layer_sizes`, 41 records (batches of 16, 16
 /// and 9), targets one-hot for softmax and in [0, 1) otherwise.
 fn problem(
@@ -236,7 +191,7 @@ fn every_optimizer_on_the_cpu_and_the_gpu_follows_the_f64_reference() {
     ];
     let device = device();
     for (sizes, spec) in &specs {
-        for (name, optimizer) in optimizers() {
+        for (name, optimizer) in common::every_optimizer() {
             let learnrate = match optimizer.method {
                 Method::Adam | Method::Adamw => 0.01,
                 _ => 0.1,

@@ -8,10 +8,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use backprop::backend::{KernelTime, KernelTimes};
-use backprop::bench::{fp32_peak, parse_sizes, problem, time_steps, BenchSize, Timing};
+use backprop::bench::{
+    fp32_peak, parse_sizes, problem, time_steps, time_steps_together, BenchSize, Timing,
+};
+use backprop::comm::Communicator;
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::guard::memory::{host_available, MemoryPlan};
+use backprop::parallel::{DataParallel, HiddenParallel, Parallel};
 use backprop::{Backend, CpuBackend};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +47,9 @@ pub struct BenchArgs {
     /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
+    /// Under mpirun/srun (built with `--features mpi`): the ways of sharing a step to time.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "data,hidden")]
+    parallel: Vec<Parallel>,
 }
 
 /// One kernel of a step, as `bench` reports it.
@@ -116,7 +123,7 @@ fn problem_plan(size: &BenchSize, cpu: bool) -> backprop::Result<MemoryPlan> {
     Ok(plan)
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: BenchArgs, comm: &dyn Communicator) -> Result<()> {
     if !(args.budget.is_finite() && args.budget >= 0.0)
         || Duration::try_from_secs_f64(args.budget).is_err()
     {
@@ -130,6 +137,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .into());
     }
     let sizes = parse_sizes(&args.sizes)?;
+    if comm.size() > 1 {
+        return distributed(&args, &sizes, comm);
+    }
     let device: Option<std::result::Result<Arc<GpuDevice>, String>> =
         args.backend.contains(&BenchBackend::Gpu).then(|| {
             GpuContext::open(args.adapter.as_deref())
@@ -226,6 +236,208 @@ pub fn run(args: BenchArgs) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(())
+}
+
+/// One line of the distributed table: a size, a backend and a way of sharing the step.
+#[derive(Serialize)]
+struct DistributedRow {
+    size: String,
+    layer_sizes: Vec<usize>,
+    parallel: &'static str,
+    backend: &'static str,
+    ranks: usize,
+    /// Rank 0's device.
+    device: String,
+    #[serde(flatten)]
+    timing: Option<Timing>,
+    /// The same step in one process (rank 0 alone, the others waiting).
+    one_process_ms: Option<f64>,
+    /// `one_process_ms / (ranks · median_ms)`: 1 is perfect strong scaling.
+    scaling_efficiency: Option<f64>,
+    /// Rank 0's time in collectives per timed step (waiting for slower ranks included).
+    communication_ms: Option<f64>,
+    communication_percent: Option<f64>,
+    /// What rank 0 hands to the collectives per step.
+    bytes_per_step: Option<f64>,
+    error: Option<String>,
+}
+
+/// `bench` under mpirun: for each size, backend and `--parallel` mode, the step in one process
+/// (rank 0 alone), then over every rank; rank 0 prints.
+fn distributed(args: &BenchArgs, sizes: &[BenchSize], comm: &dyn Communicator) -> Result<()> {
+    let budget = Duration::try_from_secs_f64(args.budget).unwrap_or(Duration::MAX);
+    let mut rows = Vec::new();
+    for size in sizes {
+        let plan = problem_plan(size, args.backend.contains(&BenchBackend::Cpu))?;
+        plan.check("host memory", host_available()?.as_ref())?;
+        let (network, x, target) = problem(size)?;
+        for &which in &args.backend {
+            for &mode in &args.parallel {
+                let mut row = DistributedRow {
+                    size: size.label.clone(),
+                    layer_sizes: size.layer_sizes.clone(),
+                    parallel: mode.name(),
+                    backend: match which {
+                        BenchBackend::Cpu => "cpu",
+                        BenchBackend::Gpu => "gpu",
+                    },
+                    ranks: comm.size(),
+                    device: String::new(),
+                    timing: None,
+                    one_process_ms: None,
+                    scaling_efficiency: None,
+                    communication_ms: None,
+                    communication_percent: None,
+                    bytes_per_step: None,
+                    error: None,
+                };
+                // Every rank meets the same refusals (sizes, hidden units per rank), so all
+                // skip the same rows; a failure of one rank's device ends the run.
+                if let Err(e) = time_distributed(
+                    args,
+                    &network,
+                    (&x, &target),
+                    which,
+                    mode,
+                    comm,
+                    budget,
+                    &mut row,
+                ) {
+                    match e.downcast_ref::<backprop::Error>() {
+                        Some(backprop::Error::Argument { .. }) => {
+                            row.error = Some(format!("{e:#}"))
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                if comm.writes_outputs() && !args.json {
+                    print_distributed_row(&row, rows.is_empty())?;
+                }
+                rows.push(row);
+            }
+        }
+    }
+    if comm.writes_outputs() && args.json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}
+
+/// Creates the backend `which` on this rank (the host's `local_rank`-th GPU, or `--adapter`).
+fn rank_backend(
+    args: &BenchArgs,
+    network: &backprop::Network<f64>,
+    which: BenchBackend,
+    records: usize,
+    comm: &dyn Communicator,
+) -> Result<Box<dyn Backend>> {
+    Ok(match which {
+        BenchBackend::Cpu => Box::new(CpuBackend::<f32>::new(network)),
+        BenchBackend::Gpu => {
+            let ctx = GpuContext::open_for_rank(args.adapter.as_deref(), comm.local_rank())?;
+            let device = GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false))?;
+            let options = GpuOptions {
+                max_records: records,
+                ..GpuOptions::default()
+            };
+            Box::new(GpuBackend::new(device, network, options)?)
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn time_distributed(
+    args: &BenchArgs,
+    network: &backprop::Network<f64>,
+    (x, target): (&ndarray::Array2<f64>, &ndarray::Array2<f64>),
+    which: BenchBackend,
+    mode: Parallel,
+    comm: &dyn Communicator,
+    budget: Duration,
+    row: &mut DistributedRow,
+) -> Result<()> {
+    let records = x.nrows();
+    // One process first: rank 0 alone, the others waiting at the barrier.
+    let mut one = [0.0];
+    if comm.rank() == 0 {
+        let mut single = rank_backend(args, network, which, records, comm)?;
+        one[0] = time_steps(single.as_mut(), x, target, args.steps as usize, budget)?.median_ms;
+    }
+    comm.barrier();
+    comm.broadcast_f64(&mut one)?;
+    let mut backend: Box<dyn Backend + '_> = match mode {
+        Parallel::Data => Box::new(DataParallel::new(
+            rank_backend(args, network, which, records, comm)?,
+            comm,
+        )?),
+        Parallel::Hidden => {
+            let slice = HiddenParallel::slice_of(network, comm)?;
+            let inner = rank_backend(args, &slice, which, records, comm)?;
+            Box::new(HiddenParallel::new(network, comm, inner)?)
+        }
+    };
+    row.device = backend.description();
+    let (timing, traffic) = time_steps_together(
+        backend.as_mut(),
+        x,
+        target,
+        args.steps as usize,
+        budget,
+        comm,
+    )?;
+    let steps = timing.steps as f64;
+    let communication_ms = traffic.seconds * 1e3 / steps;
+    row.one_process_ms = Some(one[0]);
+    row.scaling_efficiency = Some(one[0] / (comm.size() as f64 * timing.median_ms));
+    row.communication_ms = Some(communication_ms);
+    row.communication_percent = Some(100.0 * communication_ms / timing.median_ms);
+    row.bytes_per_step = Some(traffic.bytes as f64 / steps);
+    row.timing = Some(timing);
+    Ok(())
+}
+
+fn print_distributed_row(row: &DistributedRow, header: bool) -> Result<()> {
+    if header {
+        outln!(
+            "{:<18} {:<8} {:<7} {:>5} {:>11} {:>11} {:>10} {:>10} {:>7} {:>12}  device (rank 0)",
+            "size",
+            "parallel",
+            "backend",
+            "ranks",
+            "median ms",
+            "1 proc ms",
+            "efficiency",
+            "comm ms",
+            "comm %",
+            "bytes/step"
+        )?;
+    }
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    match &row.timing {
+        Some(t) => outln!(
+            "{:<18} {:<8} {:<7} {:>5} {:>11.4} {:>11} {:>10} {:>10} {:>7} {:>12}  {}",
+            row.size,
+            row.parallel,
+            row.backend,
+            row.ranks,
+            t.median_ms,
+            opt(row.one_process_ms, 4),
+            opt(row.scaling_efficiency.map(|e| 100.0 * e), 1).to_string() + " %",
+            opt(row.communication_ms, 4),
+            opt(row.communication_percent, 1),
+            opt(row.bytes_per_step, 0),
+            row.device
+        ),
+        None => outln!(
+            "{:<18} {:<8} {:<7} {:>5} {}",
+            row.size,
+            row.parallel,
+            row.backend,
+            row.ranks,
+            row.error.as_deref().unwrap_or("not measured")
+        ),
+    }
 }
 
 fn print_row(row: &Row, header: bool) -> Result<()> {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
+use backprop::comm::{Communicator, Local};
 use backprop::device::{BackendChoice, CpuPrecision};
 use backprop::{Backend, Network};
 
@@ -93,6 +94,11 @@ impl BackendArgs {
         self.backend != BackendChoice::Gpu
     }
 
+    /// Whether `--backend cpu` was asked for.
+    pub fn is_cpu(&self) -> bool {
+        self.backend == BackendChoice::Cpu
+    }
+
     /// Creates the backend, to step with batches of up to `batch` records, and says on stderr
     /// which one computes (and why, for `auto`).
     pub fn create(
@@ -100,6 +106,18 @@ impl BackendArgs {
         network: &Network<f64>,
         precision: CpuPrecision,
         batch: usize,
+    ) -> Result<Box<dyn Backend>> {
+        self.create_for_rank(network, precision, batch, &Local)
+    }
+
+    /// [`BackendArgs::create`] for a rank of a distributed run: without `--adapter`, the
+    /// host's GPUs are shared out by local rank; the stderr line names the rank.
+    pub fn create_for_rank(
+        &self,
+        network: &Network<f64>,
+        precision: CpuPrecision,
+        batch: usize,
+        comm: &dyn Communicator,
     ) -> Result<Box<dyn Backend>> {
         if self.adapter.as_deref().is_some_and(|a| a.trim().is_empty()) {
             return Err(backprop::Error::Argument {
@@ -112,7 +130,7 @@ impl BackendArgs {
         }
         let selected = backprop::device::create(
             self.backend,
-            self.adapter.as_deref(),
+            (self.adapter.as_deref(), comm.local_rank()),
             network,
             precision,
             batch,
@@ -121,7 +139,14 @@ impl BackendArgs {
         if let Some(note) = selected.note {
             errln!("{note}");
         }
-        errln!("backend: {}", selected.backend.description());
+        match comm.size() {
+            1 => errln!("backend: {}", selected.backend.description()),
+            n => errln!(
+                "rank {} of {n}: backend: {}",
+                comm.rank(),
+                selected.backend.description()
+            ),
+        }
         Ok(selected.backend)
     }
 }

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use backprop::backend;
+use backprop::comm::{check_same_on_every_rank, checksum, Communicator};
 use backprop::data::{
     self, Dataset, Encoder, Missing, PipelineOptions, SeparateSets, Source, SplitKind,
     SplitOptions, DEFAULT_MAX_CATEGORIES,
@@ -22,6 +23,7 @@ use backprop::guard::paths::FilePlan;
 use backprop::model::Init;
 use backprop::model_file::{self, SavedModel};
 use backprop::ops::optimizer::{short, Method, Optimizer, OptimizerState};
+use backprop::parallel::{flatten, parameters, DataParallel, HiddenParallel, Parallel};
 use backprop::report::metrics::{ClassReport, RegressionReport};
 use backprop::report::plot;
 use backprop::report::summary::{self, Figures};
@@ -219,6 +221,14 @@ pub struct TrainArgs {
     init: Init,
     #[command(flatten)]
     backend: super::BackendArgs,
+    /// The CPU backend's precision: f32 (fast; what the GPU computes in) or f64 (the
+    /// reference's).
+    #[arg(long, value_enum, default_value_t = CpuPrecision::F32)]
+    precision: CpuPrecision,
+    /// Under mpirun/srun (built with `--features mpi`): split each batch's records across the
+    /// ranks (data), or the hidden layer's units (hidden: for a layer too large for one device).
+    #[arg(long, value_enum, default_value_t = Parallel::Data)]
+    parallel: Parallel,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -253,6 +263,30 @@ fn argument(flag: &str, message: String) -> anyhow::Error {
     .into()
 }
 
+/// The backend that trains: the one `--backend` names, wrapped for `--parallel` when the run
+/// has several ranks.
+fn create_backend<'a>(
+    args: &'a TrainArgs,
+    network: &Network<f64>,
+    batch: usize,
+    comm: &'a dyn Communicator,
+) -> Result<Box<dyn Backend + 'a>> {
+    let create = |network: &Network<f64>| {
+        args.backend
+            .create_for_rank(network, args.precision, batch, comm)
+    };
+    if comm.size() == 1 {
+        return create(network);
+    }
+    Ok(match args.parallel {
+        Parallel::Data => Box::new(DataParallel::new(create(network)?, comm)?),
+        Parallel::Hidden => {
+            let inner = create(&HiddenParallel::slice_of(network, comm)?)?;
+            Box::new(HiddenParallel::new(network, comm, inner)?)
+        }
+    })
+}
+
 /// Every file the run reads and writes, checked before any work (`guard::paths`).
 fn files(args: &TrainArgs) -> FilePlan {
     let writes_checkpoints = args.checkpoint_every.is_some();
@@ -276,6 +310,13 @@ fn files(args: &TrainArgs) -> FilePlan {
 }
 
 fn check_flags(args: &TrainArgs) -> Result<()> {
+    if args.precision == CpuPrecision::F64 && !args.backend.is_cpu() {
+        return Err(argument(
+            "--precision",
+            "f64 is the CPU backend's precision (the GPU computes in f32): add --backend cpu"
+                .into(),
+        ));
+    }
     if args.epochs == 0 {
         return Err(argument("--epochs", "must be at least 1".into()));
     }
@@ -478,7 +519,7 @@ fn spec_of(args: &TrainArgs, encoder: &Encoder) -> Result<Spec> {
     Ok(spec)
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(args: TrainArgs, comm: &dyn Communicator) -> Result<()> {
     check_flags(&args)?;
     files(&args).check()?;
     let (source, options, unit) = pipeline(&args);
@@ -497,7 +538,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         test: args.test.clone().map(Source::File),
     };
     let (encoder, splits) = data::prepare(&source, &options, &split, &separate)?;
-    for warning in &splits.warnings {
+    // Every rank reads the data itself (from a path all can see): check that all read the same.
+    check_same_on_every_rank(
+        comm,
+        "the data",
+        checksum(
+            [&splits.train, &splits.validation, &splits.test]
+                .iter()
+                .flat_map(|set| set.x.iter().chain(set.target.iter()).copied()),
+        ),
+    )?;
+    let says = comm.writes_outputs();
+    for warning in splits.warnings.iter().filter(|_| says) {
         errln!("warning: {warning}");
     }
     let spec = spec_of(&args, &encoder)?;
@@ -508,7 +560,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     layer_sizes.extend(&args.hidden);
     layer_sizes.push(encoder.n_outputs());
     let batch = args.batch.min(splits.train.len());
-    if batch < args.batch {
+    if batch < args.batch && says {
         errln!(
             "notice: --batch {} is more than the {} training records: each epoch is one batch of {batch}",
             args.batch,
@@ -534,15 +586,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
             min_delta: args.min_delta,
         }),
     };
-    backend::memory_plan(&layer_sizes, batch, 4, args.backend.may_compute_on_host())?
-        .check("host memory", host_available()?.as_ref())?;
-    warn_if_learning_rate_is_lost(learnrate, &layer_sizes);
+    let value_bytes = match args.precision {
+        CpuPrecision::F32 => 4,
+        CpuPrecision::F64 => 8,
+    };
+    backend::memory_plan(
+        &layer_sizes,
+        batch,
+        value_bytes,
+        args.backend.may_compute_on_host(),
+    )?
+    .check("host memory", host_available()?.as_ref())?;
+    if says {
+        warn_if_learning_rate_is_lost(learnrate, &layer_sizes);
+    }
 
     let (network, resumed) = initial_network(&args, &encoder, &layer_sizes, spec, &config)?;
     let optimizer_state = resumed
         .as_ref()
         .and_then(|r| r.optimizer.clone())
         .unwrap_or_else(|| OptimizerState::zeros(&optimizer, &network));
+    check_same_on_every_rank(
+        comm,
+        if args.resume {
+            "the checkpoint"
+        } else {
+            "the initial weights"
+        },
+        checksum(
+            flatten(&parameters(&network))
+                .into_iter()
+                .chain(optimizer_state.moments.iter().flat_map(flatten)),
+        ),
+    )?;
     let epoch_metrics =
         |y: ArrayView2<f64>, t: ArrayView2<f64>| summary::epoch_metrics(&encoder, y, t);
     let evaluation = Evaluation {
@@ -550,7 +626,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metrics: &epoch_metrics,
     };
 
-    let mut backend = args.backend.create(&network, CpuPrecision::F32, batch)?;
+    let mut backend = create_backend(&args, &network, batch, comm)?;
     backend.set_optimizer(&optimizer, &optimizer_state)?;
     let description = backend.description();
     let source_name = source.name();
@@ -609,7 +685,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let bar =
         ProgressBar::new(config.epochs as u64).with_position(progress.state.epochs_done() as u64);
-    if args.quiet {
+    if args.quiet || !says {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
@@ -631,16 +707,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ));
             if let Some(every) = args.checkpoint_every {
                 if record.epoch % every == 0 {
-                    model_file::save(
-                        &args.checkpoint,
-                        &SavedModel {
-                            network: backend.network()?,
-                            encoder: encoder.clone(),
-                            training: Some(progress.state.clone()),
-                            optimizer: Some(backend.optimizer_state()?),
-                            best_network: progress.best_network.clone(),
-                        },
-                    )?;
+                    // Every rank reads its part back (a sum over ranks for split layers);
+                    // rank 0 writes.
+                    let checkpoint = SavedModel {
+                        network: backend.network()?,
+                        encoder: encoder.clone(),
+                        training: Some(progress.state.clone()),
+                        optimizer: Some(backend.optimizer_state()?),
+                        best_network: progress.best_network.clone(),
+                    };
+                    if says {
+                        model_file::save(&args.checkpoint, &checkpoint)?;
+                    }
                     last_checkpoint = Some(record.epoch);
                 }
             }
@@ -714,13 +792,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         ("test", backend.predict_data(test)?, &splits.test),
     ];
+    let trained = backend.network()?;
+    if !says {
+        // Rank 0 writes the model, metrics, plots and summary.
+        return Ok(());
+    }
     // The model first: a closed standard output or a later failure must not lose it.
     if let Some(path) = &args.save {
         model_file::save(
             path,
             &SavedModel {
                 training: Some(state.clone()),
-                ..SavedModel::model(backend.network()?, encoder.clone())
+                ..SavedModel::model(trained, encoder.clone())
             },
         )?;
     }

@@ -3,7 +3,9 @@
 
 use ndarray::{Array2, ArrayView2, Axis};
 
-use crate::backend::{check_epoch, records_per_pass, unknown, Backend, DataId, RECORDS_PER_PASS};
+use crate::backend::{
+    check_epoch, check_gradient, records_per_pass, unknown, Backend, DataId, RECORDS_PER_PASS,
+};
 use crate::cpu;
 use crate::error::Result;
 use crate::float::Float;
@@ -118,6 +120,62 @@ impl<T: Float> Backend for CpuBackend<T> {
         learnrate: f64,
     ) -> Result<Deltas<f64>> {
         Ok(self.backward(x, target, learnrate)?.cast())
+    }
+
+    fn delta_weights_from_output_error_term(
+        &mut self,
+        x: ArrayView2<f64>,
+        output_error_term: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Deltas<f64>> {
+        let (x, output_error_term) = Self::convert(x, output_error_term)?;
+        cpu::check_batch(
+            self.network.n_inputs(),
+            self.network.n_outputs(),
+            x.dim(),
+            output_error_term.dim(),
+        )?;
+        let layer_outputs = cpu::forward(&self.network, x.view());
+        let terms = cpu::error_terms_from_output(&self.network, &layer_outputs, output_error_term);
+        let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
+        Ok(
+            cpu::deltas_from_error_terms(
+                &self.network,
+                x.view(),
+                &layer_outputs,
+                &terms,
+                learnrate,
+            )
+            .cast(),
+        )
+    }
+
+    fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()> {
+        check_gradient(&self.network, gradient)?;
+        let gradient = gradient.cast::<T>();
+        if self.optimizer.rule() == Rule::Plain {
+            self.optimizer_state.step += 1;
+            let minus_learnrate = T::from_f64(-learnrate).unwrap_or_else(T::nan);
+            let deltas = Deltas {
+                weights: gradient
+                    .weights
+                    .iter()
+                    .map(|g| g * minus_learnrate)
+                    .collect(),
+                biases: gradient
+                    .biases
+                    .map(|b| b.iter().map(|g| g * minus_learnrate).collect()),
+            };
+            return self.network.apply_deltas(&deltas);
+        }
+        optimizer::step(
+            &self.optimizer,
+            learnrate,
+            &mut self.network,
+            &gradient,
+            &mut self.optimizer_state,
+        );
+        Ok(())
     }
 
     fn train_step(

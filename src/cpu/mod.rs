@@ -36,6 +36,12 @@ pub fn layer_forward<T: Float>(
     if let Some(bias) = bias {
         layer_out.zip_mut_with(&bias, |v, &b| *v = *v + b);
     }
+    activate(&mut layer_out, activation);
+    layer_out
+}
+
+/// A layer's activation applied in place to its pre-activation (softmax row by row).
+pub fn activate<T: Float>(layer_out: &mut Array2<T>, activation: Activation) {
     match activation {
         Activation::Identity => {}
         Activation::Softmax => {
@@ -45,9 +51,8 @@ pub fn layer_forward<T: Float>(
                 }
             }
         }
-        other => map_inplace(&mut layer_out, |v| other.apply(v)),
+        other => map_inplace(layer_out, |v| other.apply(v)),
     }
-    layer_out
 }
 
 /// The forward pass: every layer's output, hidden layers first, `output_layer_out` last.
@@ -120,22 +125,32 @@ pub fn error_terms<T: Float>(
     layer_outputs: &[Array2<T>],
     target: ArrayView2<T>,
 ) -> Vec<Array2<T>> {
-    let weights = network.weights();
     let spec = network.spec();
-    let n_layers = weights.len();
-    let mut terms = vec![output_error_term(
+    let output_term = output_error_term(
         target,
-        layer_outputs[n_layers - 1].view(),
+        layer_outputs[layer_outputs.len() - 1].view(),
         spec.output,
         spec.loss,
-    )];
-    for l in (0..n_layers - 1).rev() {
+    );
+    error_terms_from_output(network, layer_outputs, output_term)
+}
+
+/// [`error_terms`] from an output error term computed elsewhere (hidden-layer-parallel training
+/// computes it from the output pre-activation summed over the ranks' slices of the hidden layer).
+pub fn error_terms_from_output<T: Float>(
+    network: &Network<T>,
+    layer_outputs: &[Array2<T>],
+    output_error_term: Array2<T>,
+) -> Vec<Array2<T>> {
+    let weights = network.weights();
+    let mut terms = vec![output_error_term];
+    for l in (0..weights.len() - 1).rev() {
         let next = &terms[terms.len() - 1];
         let term = hidden_error_term(
             next.view(),
             weights[l + 1].view(),
             layer_outputs[l].view(),
-            spec.hidden,
+            network.spec().hidden,
         );
         terms.push(term);
     }
@@ -178,6 +193,18 @@ pub fn deltas_from_outputs<T: Float>(
     learnrate: T,
 ) -> Deltas<T> {
     let terms = error_terms(network, layer_outputs, target);
+    deltas_from_error_terms(network, x, layer_outputs, &terms, learnrate)
+}
+
+/// The deltas of every layer, `learnrate / n_records · layer_inputᵀ · error_term`, and the
+/// biases' when the network has them.
+pub fn deltas_from_error_terms<T: Float>(
+    network: &Network<T>,
+    x: ArrayView2<T>,
+    layer_outputs: &[Array2<T>],
+    terms: &[Array2<T>],
+    learnrate: T,
+) -> Deltas<T> {
     let weights = terms
         .iter()
         .enumerate()

@@ -14,11 +14,11 @@ use super::device::GpuDevice;
 use super::kernels::{self, Dispatch};
 use super::layout::plan_layout;
 use super::pacer::{Pacer, BATCHES_PER_SUBMISSION};
-use super::plan::BatchPlan;
+use super::plan::{BatchPlan, OutputTerm};
 use super::timing;
 use crate::backend::{
-    check_epoch, records_per_pass, unknown, Backend, DataId, KernelTime, KernelTimes,
-    RECORDS_PER_PASS,
+    check_epoch, check_gradient_shapes, records_per_pass, unknown, Backend, DataId, KernelTime,
+    KernelTimes, RECORDS_PER_PASS,
 };
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -128,6 +128,9 @@ pub struct GpuBackend {
     /// before each batch from `planned_step_values`, one entry per batch of the submission.
     pub(super) step_values: Region,
     planned_step_values: Option<Region>,
+    /// The element-wise steps `apply_gradient` runs, built on its first call (and after
+    /// `set_optimizer`), with the learning rate their scale holds.
+    gradient_updates: Option<(f32, Vec<Dispatch>)>,
 }
 
 impl GpuBackend {
@@ -173,6 +176,7 @@ impl GpuBackend {
             step: 0,
             step_values,
             planned_step_values: None,
+            gradient_updates: None,
             status,
             options,
             layer_sizes,
@@ -416,7 +420,8 @@ impl GpuBackend {
             let matrices = [&plan.x, &plan.target].into_iter();
             let matrices = matrices
                 .chain(plan.layer_outputs.iter())
-                .chain(&plan.error_terms);
+                .chain(&plan.error_terms)
+                .chain(plan.given_output_error_term.iter());
             regions.extend(matrices.flat_map(BlockMatrix::regions));
         }
         for data in &self.data {
@@ -497,13 +502,97 @@ impl Backend for GpuBackend {
         let records = self.upload_batch(x, Some(target), learnrate as f32)?;
         self.ensure_delta_updates(records)?;
         let mut encoder = self.encoder("delta weights");
-        self.record_step(&mut encoder, records, false)?;
+        self.record_step(&mut encoder, records, false, OutputTerm::FromTargets)?;
         self.submit(encoder);
         read_parameters(
             &self.device.ctx,
             self.deltas.as_deref().unwrap_or_default(),
             self.bias_deltas.as_deref(),
         )
+    }
+
+    fn delta_weights_from_output_error_term(
+        &mut self,
+        x: ArrayView2<f64>,
+        output_error_term: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Deltas<f64>> {
+        self.check_batch(x.dim(), output_error_term.dim())?;
+        check_representable("output error term", output_error_term, Precision::F32)?;
+        let records = self.upload_batch(x, None, learnrate as f32)?;
+        self.upload_output_error_term(output_error_term)?;
+        self.ensure_delta_updates(records)?;
+        let mut encoder = self.encoder("delta weights from an output error term");
+        self.record_step(&mut encoder, records, false, OutputTerm::Given)?;
+        self.submit(encoder);
+        read_parameters(
+            &self.device.ctx,
+            self.deltas.as_deref().unwrap_or_default(),
+            self.bias_deltas.as_deref(),
+        )
+    }
+
+    fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()> {
+        check_gradient_shapes(&self.layer_sizes, self.biases.is_some(), gradient)?;
+        let n_layers = self.n_layers();
+        for (name, g) in weight_names(n_layers).iter().zip(&gradient.weights) {
+            check_representable(&format!("gradient of `{name}`"), g.view(), Precision::F32)?;
+        }
+        for (name, g) in bias_names(n_layers)
+            .iter()
+            .zip(gradient.biases.iter().flatten())
+        {
+            check_representable(&format!("gradient of `{name}`"), g.view(), Precision::F32)?;
+        }
+        self.ensure_delta_regions()?;
+        // Negated (exactly, in f64 before the f32 cast): see `build_gradient_updates`.
+        let weights: Vec<Array2<f64>> = gradient.weights.iter().map(|g| -g).collect();
+        let biases: Option<Vec<Array1<f64>>> = gradient
+            .biases
+            .as_ref()
+            .map(|bs| bs.iter().map(|g| -g).collect());
+        upload_parameters(
+            &self.device.ctx,
+            (
+                self.deltas.as_deref().unwrap_or_default(),
+                self.bias_deltas.as_deref(),
+            ),
+            (&weights, biases.as_deref()),
+        )?;
+        let learnrate_f32 = learnrate as f32;
+        match &mut self.gradient_updates {
+            Some((built_for, updates)) => {
+                // Only the seeds' step holds the learning rate in its scale; an optimizer reads
+                // it from the step values.
+                if *built_for != learnrate_f32 && self.optimizer.rule() == Rule::Plain {
+                    let ctx = &self.device.ctx;
+                    updates
+                        .iter_mut()
+                        .for_each(|d| d.set_scale(ctx, learnrate_f32));
+                }
+                *built_for = learnrate_f32;
+            }
+            None => {
+                let updates = self.build_gradient_updates(learnrate_f32)?;
+                self.gradient_updates = Some((learnrate_f32, updates));
+            }
+        }
+        self.plan_step_values(learnrate, 1)?;
+        let mut encoder = self.encoder("apply gradient");
+        self.copy_step_values(&mut encoder, 0)?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("apply gradient"),
+                timestamp_writes: None,
+            });
+            self.gradient_updates
+                .iter()
+                .flat_map(|(_, updates)| updates)
+                .for_each(|d| d.record(&mut pass));
+        }
+        self.submit(encoder);
+        self.step += 1;
+        Ok(())
     }
 
     fn train_step(
@@ -563,6 +652,7 @@ impl Backend for GpuBackend {
         self.step = state.step;
         // The plans' updates are bound to the old rule and moments.
         self.plans.clear();
+        self.gradient_updates = None;
         Ok(())
     }
 
@@ -595,7 +685,7 @@ impl Backend for GpuBackend {
             let mut encoder = self.encoder("train steps");
             for i in 0..steps.len() {
                 self.copy_step_values(&mut encoder, i)?;
-                self.record_step(&mut encoder, records, true)?;
+                self.record_step(&mut encoder, records, true, OutputTerm::FromTargets)?;
             }
             self.submit(encoder);
             self.step += steps.len() as u64;
@@ -769,7 +859,7 @@ impl Backend for GpuBackend {
                 0,
                 chunk.len() * n_outputs,
             )?;
-            self.record_step(&mut encoder, chunk.len(), true)?;
+            self.record_step(&mut encoder, chunk.len(), true, OutputTerm::FromTargets)?;
             recorded += 1;
             if recorded == pacer.per_submission {
                 let full = std::mem::replace(&mut encoder, self.encoder("epoch"));

@@ -194,6 +194,13 @@ impl GpuContext {
     /// best hardware GPU (discrete, then integrated, then virtual). Software rasterizers are
     /// taken only by name: they run our kernels slower than the CPU backend does.
     pub fn open(name: Option<&str>) -> Result<Self> {
+        Self::open_for_rank(name, 0)
+    }
+
+    /// [`GpuContext::open`] for the `local_rank`-th process on a host: without a name it takes
+    /// the `local_rank`-th (modulo their number) of the host's GPUs of the best kind, so that
+    /// the ranks of a distributed run on one node share its GPUs out.
+    pub fn open_for_rank(name: Option<&str>, local_rank: usize) -> Result<Self> {
         let all = adapters();
         let listing = {
             if all.is_empty() {
@@ -228,11 +235,18 @@ impl GpuContext {
                 let message = format!(
                     "no hardware GPU; {listing} (a software rasterizer is used only when named with --adapter)"
                 );
-                all.into_iter()
+                let mut hardware: Vec<(usize, Adapter)> = all
+                    .into_iter()
                     .filter_map(|a| rank(a.get_info().device_type).map(|r| (r, a)))
-                    .min_by_key(|(r, _)| *r)
-                    .map(|(_, a)| a)
-                    .ok_or(Error::NoAdapter(message))?
+                    .collect();
+                let best = hardware
+                    .iter()
+                    .map(|(r, _)| *r)
+                    .min()
+                    .ok_or(Error::NoAdapter(message))?;
+                hardware.retain(|(r, _)| *r == best);
+                let nth = local_rank % hardware.len();
+                hardware.swap_remove(nth).1
             }
         };
         Self::from_adapter(chosen)

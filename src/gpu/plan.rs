@@ -2,6 +2,8 @@
 //! dispatch of the step (forward, output error term, hidden error terms back to front, weight
 //! updates), each product in the variant its device chose for its shape.
 
+use ndarray::ArrayView2;
+
 use super::backend::GpuBackend;
 use super::buffers::{split, BlockMatrix};
 use super::gemm::Product;
@@ -9,6 +11,16 @@ use super::kernels::{Dispatch, Part, Update};
 use crate::error::{Error, Result};
 use crate::model::Activation;
 use crate::ops::optimizer::Rule;
+
+/// Where a step's output error term comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OutputTerm {
+    /// Computed from the batch's targets, by the fused output layer or its own kernel.
+    FromTargets,
+    /// Given by the caller (`Backend::delta_weights_from_output_error_term`), uploaded into the
+    /// plan's `given_output_error_term`; the targets are not read.
+    Given,
+}
 
 /// The buffers and recorded dispatches for one batch size.
 pub(super) struct BatchPlan {
@@ -25,6 +37,10 @@ pub(super) struct BatchPlan {
     pub(super) apply_updates: Vec<Dispatch>,
     /// Built the first time deltas are asked for (`backprop step`, validation).
     pub(super) delta_updates: Option<Vec<Dispatch>>,
+    /// An output error term given by the caller (records x outputs, laid out like
+    /// `error_terms[last]`), copied over the computed one after the forward pass; allocated
+    /// the first time one is given (see [`OutputTerm::Given`]).
+    pub(super) given_output_error_term: Option<BlockMatrix>,
     pub(super) learnrate: f32,
 }
 
@@ -173,6 +189,7 @@ impl GpuBackend {
             hidden_error_terms,
             apply_updates: Vec::new(),
             delta_updates: None,
+            given_output_error_term: None,
             learnrate,
         };
         plan.apply_updates = self.updates(&plan, false)?;
@@ -191,25 +208,12 @@ impl GpuBackend {
             None
         };
         let learnrate = plan.learnrate;
-        let rule = self.optimizer.rule();
         // How layer `l`'s block `(i, j)` (`i` None: its biases) steps.
         let update = |l: usize, i: Option<usize>, j: usize| -> Update {
             if into_deltas {
-                return Update::Deltas { learnrate };
-            }
-            if rule == Rule::Plain {
-                return Update::Apply { learnrate };
-            }
-            let moment = |k: usize| {
-                self.moments.get(k).and_then(|m| match i {
-                    Some(i) => Some(m.weights[l].block(i, j)),
-                    None => m.biases.as_ref().map(|b| b[l].block(0, j)),
-                })
-            };
-            Update::Optimizer {
-                rule,
-                moments: [moment(0), moment(1)],
-                step_values: &self.step_values,
+                Update::Deltas { learnrate }
+            } else {
+                self.in_place_update(l, i, j, learnrate)
             }
         };
         let mut updates = Vec::new();
@@ -257,6 +261,71 @@ impl GpuBackend {
         Ok(updates)
     }
 
+    /// How block `(i, j)` of layer `l`'s weights (`i` None: of its biases) steps in place: the
+    /// seeds' step at `learnrate`, or the optimizer's rule with the block's moments.
+    fn in_place_update(&self, l: usize, i: Option<usize>, j: usize, learnrate: f32) -> Update<'_> {
+        let rule = self.optimizer.rule();
+        if rule == Rule::Plain {
+            return Update::Apply { learnrate };
+        }
+        let moment = |k: usize| {
+            self.moments.get(k).and_then(|m| match i {
+                Some(i) => Some(m.weights[l].block(i, j)),
+                None => m.biases.as_ref().map(|b| b[l].block(0, j)),
+            })
+        };
+        Update::Optimizer {
+            rule,
+            moments: [moment(0), moment(1)],
+            step_values: &self.step_values,
+        }
+    }
+
+    /// The step of every weight and bias from a gradient computed elsewhere
+    /// (`Backend::apply_gradient`), block by block. The gradient is uploaded negated into the
+    /// delta regions: `−gradient` is the deltas at learning rate 1, which is what the error term
+    /// of a batch of one record is to `bias_update` (`Σ_records error_term`). Over one record,
+    /// with a block of weights flattened as its "units", `bias_update` is then an element-wise
+    /// step of exactly the fused epilogues' kind: `w += learnrate · (−g)` for the seeds' step,
+    /// `optimizer_update(i, w, g)` for an optimizer (its scale −1 / records = −1 turns `−g` back
+    /// into `g`, exactly).
+    pub(super) fn build_gradient_updates(&self, learnrate: f32) -> Result<Vec<Dispatch>> {
+        let (ctx, kernels) = (&self.device.ctx, &self.device.kernels);
+        let deltas = self
+            .deltas
+            .as_deref()
+            .ok_or_else(|| Error::Gpu("no delta buffers".into()))?;
+        let mut updates = Vec::new();
+        for l in 0..self.n_layers() {
+            for (i, inputs) in self.layout[l].iter().enumerate() {
+                for (j, units) in self.layout[l + 1].iter().enumerate() {
+                    updates.push(kernels.bias_update(
+                        ctx,
+                        deltas[l].block(i, j),
+                        self.weights[l].block(i, j),
+                        &self.unused_deltas,
+                        (1, inputs.len() * units.len()),
+                        self.in_place_update(l, Some(i), j, learnrate),
+                    )?);
+                }
+            }
+            let (Some(biases), Some(bias_deltas)) = (&self.biases, &self.bias_deltas) else {
+                continue;
+            };
+            for (j, units) in self.layout[l + 1].iter().enumerate() {
+                updates.push(kernels.bias_update(
+                    ctx,
+                    bias_deltas[l].block(0, j),
+                    biases[l].block(0, j),
+                    &self.unused_deltas,
+                    (1, units.len()),
+                    self.in_place_update(l, None, j, learnrate),
+                )?);
+            }
+        }
+        Ok(updates)
+    }
+
     /// Makes sure a plan for `records` exists and steps with `learnrate`.
     pub(super) fn plan_for(&mut self, records: usize, learnrate: f32) -> Result<&mut BatchPlan> {
         if !self.plans.contains_key(&records) {
@@ -287,7 +356,8 @@ impl GpuBackend {
         Ok(plan)
     }
 
-    pub(super) fn ensure_delta_updates(&mut self, records: usize) -> Result<()> {
+    /// Allocates the delta regions (laid out like the weights and biases) on first use.
+    pub(super) fn ensure_delta_regions(&mut self) -> Result<()> {
         if self.deltas.is_none() {
             let names = crate::model::delta_names(self.n_layers());
             let deltas = (0..self.n_layers())
@@ -310,6 +380,11 @@ impl GpuBackend {
                 .collect::<Result<Vec<_>>>()?;
             self.bias_deltas = Some(bias_deltas);
         }
+        Ok(())
+    }
+
+    pub(super) fn ensure_delta_updates(&mut self, records: usize) -> Result<()> {
+        self.ensure_delta_regions()?;
         let plan = self.plan(records)?;
         if plan.delta_updates.is_none() {
             let updates = self.updates(plan, true)?;
@@ -320,17 +395,50 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Uploads `output_error_term` (records x outputs) into the plan for its records, for
+    /// [`OutputTerm::Given`] steps.
+    pub(super) fn upload_output_error_term(
+        &mut self,
+        output_error_term: ArrayView2<f64>,
+    ) -> Result<()> {
+        let records = output_error_term.nrows();
+        let last = self.n_layers() - 1;
+        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
+        let layout = &self.layout;
+        let plan = self
+            .plans
+            .get_mut(&records)
+            .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))?;
+        if plan.given_output_error_term.is_none() {
+            plan.given_output_error_term = Some(BlockMatrix::new(
+                ctx,
+                "given output_error_term",
+                split(records, records),
+                layout[last + 1].clone(),
+                guarded,
+            )?);
+        }
+        plan.given_output_error_term
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no given output error term".into()))?
+            .upload(ctx, output_error_term)
+    }
+
     pub(super) fn plan(&self, records: usize) -> Result<&BatchPlan> {
         self.plans
             .get(&records)
             .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))
     }
 
+    /// Records one step of the plan for `records`: the forward pass, the output error term (as
+    /// `output` says), the hidden error terms back to front, and the updates (in place when
+    /// `apply`, else into the delta regions).
     pub(super) fn record_step(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         records: usize,
         apply: bool,
+        output: OutputTerm,
     ) -> Result<()> {
         let plan = self.plan(records)?;
         let updates = if apply {
@@ -340,14 +448,32 @@ impl GpuBackend {
                 .as_ref()
                 .ok_or_else(|| Error::Gpu("delta updates not built".into()))?
         };
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        let descriptor = wgpu::ComputePassDescriptor {
             label: Some("training step"),
             timestamp_writes: None,
-        });
+        };
+        let mut pass = encoder.begin_compute_pass(&descriptor);
         plan.forward.iter().for_each(|d| d.record(&mut pass));
-        plan.output_error_term
-            .iter()
-            .for_each(|d| d.record(&mut pass));
+        match output {
+            OutputTerm::FromTargets => plan
+                .output_error_term
+                .iter()
+                .for_each(|d| d.record(&mut pass)),
+            OutputTerm::Given => {
+                // The fused output layer writes its error term during the forward pass: the
+                // given one is copied over it between two passes (a copy cannot sit inside one).
+                drop(pass);
+                let given = plan
+                    .given_output_error_term
+                    .as_ref()
+                    .ok_or_else(|| Error::Gpu("no output error term was given".into()))?;
+                let last = plan.error_terms.len() - 1;
+                for (to, from) in plan.error_terms[last].regions().zip(given.regions()) {
+                    to.copy_from(encoder, from, 0, 0, from.len())?;
+                }
+                pass = encoder.begin_compute_pass(&descriptor);
+            }
+        }
         plan.hidden_error_terms
             .iter()
             .for_each(|d| d.record(&mut pass));

@@ -59,12 +59,20 @@ fn eprintln_quiet(signal: i32) {
 
 /// `Err(Interrupted)` once a signal has arrived.
 pub fn check() -> Result<()> {
-    match SIGNAL.load(Ordering::SeqCst) {
-        0 => Ok(()),
-        signal => Err(Error::Interrupted {
+    match received() {
+        None => Ok(()),
+        Some(signal) => Err(Error::Interrupted {
             signal,
             detail: String::new(),
         }),
+    }
+}
+
+/// The signal that arrived, if one did (distributed training tells the other ranks).
+pub fn received() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
     }
 }
 

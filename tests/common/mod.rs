@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use backprop::ops::optimizer::{Method, Optimizer};
 use backprop::{Activation, Network};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -112,4 +113,50 @@ pub fn flowers_csv(per_class: usize, seed: u64) -> String {
         "sepal_length,sepal_width,petal_length,petal_width,species\n{}\n",
         rows.join("\n")
     )
+}
+
+/// Every optimizer rule with the settings the tests step them with, by name.
+pub fn every_optimizer() -> Vec<(&'static str, Optimizer)> {
+    let base = Optimizer::default();
+    vec![
+        ("sgd", base),
+        (
+            "sgd + L2",
+            Optimizer {
+                weight_decay: 0.01,
+                ..base
+            },
+        ),
+        (
+            "momentum",
+            Optimizer {
+                method: Method::Momentum,
+                ..base
+            },
+        ),
+        (
+            "nesterov + L2",
+            Optimizer {
+                method: Method::Momentum,
+                nesterov: true,
+                weight_decay: 0.01,
+                ..base
+            },
+        ),
+        (
+            "adam",
+            Optimizer {
+                method: Method::Adam,
+                ..base
+            },
+        ),
+        (
+            "adamw",
+            Optimizer {
+                method: Method::Adamw,
+                weight_decay: 0.01,
+                ..base
+            },
+        ),
+    ]
 }

@@ -1,0 +1,263 @@
+//! Data-parallel training: each global batch split across the ranks, their gradients summed.
+//!
+//! A rank with `b` of a batch's `B` records computes its deltas at learning rate `−b / B`, so
+//! that the sum over ranks is the batch's mean gradient `−(1/B) Σ δ ⊗ input`, exactly what one
+//! process computes for the whole batch (up to the order of the sums); every rank then applies
+//! the same step with [`Backend::apply_gradient`]. Predictions are split the same way and summed
+//! into the whole, so every rank sees the same losses and takes the same decisions (early
+//! stopping, divergence).
+
+use std::ops::Range;
+
+use ndarray::{s, Array2, ArrayView2, Axis};
+
+use super::{all_finite, all_reduce_or_stop, flatten, share, unflatten, zeros_like};
+use crate::backend::{check_epoch, unknown, Backend, DataId};
+use crate::comm::Communicator;
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::guard::numeric::Precision;
+use crate::model::{Deltas, Network};
+use crate::ops::optimizer::{Optimizer, OptimizerState};
+
+/// A data set as every rank holds it: the whole on the host (batches are drawn from all of
+/// it), and this rank's share of its records in the inner backend (for predictions).
+struct Resident {
+    x: Array2<f64>,
+    target: Array2<f64>,
+    share: Range<usize>,
+    inner: Option<DataId>,
+}
+
+/// A backend that trains data-parallel over `comm`'s ranks on an `inner` backend per rank.
+pub struct DataParallel<'a> {
+    inner: Box<dyn Backend + 'a>,
+    comm: &'a dyn Communicator,
+    /// The parameters' shapes, for sums over ranks and for ranks without records in a batch.
+    zeros: Deltas<f64>,
+    layer_ends: (usize, usize),
+    data: Vec<Resident>,
+}
+
+impl<'a> DataParallel<'a> {
+    /// Wraps `inner`, which holds the same network on every rank.
+    pub fn new(inner: Box<dyn Backend + 'a>, comm: &'a dyn Communicator) -> Result<Self> {
+        let mut inner = inner;
+        let network = inner.network()?;
+        Ok(DataParallel {
+            zeros: zeros_like(&network),
+            layer_ends: (network.n_inputs(), network.n_outputs()),
+            inner,
+            comm,
+            data: Vec::new(),
+        })
+    }
+
+    fn my_share(&self, n: usize) -> Range<usize> {
+        share(n, self.comm.size(), self.comm.rank())
+    }
+
+    fn parts(&mut self) -> (&mut dyn Backend, &dyn Communicator, &Deltas<f64>) {
+        (self.inner.as_mut(), self.comm, &self.zeros)
+    }
+
+    /// The network's output for `n` records, this rank computing those of `mine` with
+    /// `predict` (`None` when it has none).
+    fn summed_predictions(
+        &mut self,
+        n: usize,
+        mine: Range<usize>,
+        predict: impl FnOnce(&mut dyn Backend) -> Result<Option<Array2<f64>>>,
+    ) -> Result<Array2<f64>> {
+        let mut whole = Array2::zeros((n, self.layer_ends.1));
+        if let Some(part) = predict(self.inner.as_mut())? {
+            whole.slice_mut(s![mine, ..]).assign(&part);
+        }
+        let mut values = whole.into_raw_vec_and_offset().0;
+        self.comm.all_reduce_sum(&mut values)?;
+        Array2::from_shape_vec((n, self.layer_ends.1), values)
+            .map_err(|e| Error::Shape(e.to_string()))
+    }
+
+    fn check_batch(&self, x: (usize, usize), target: (usize, usize)) -> Result<()> {
+        cpu::check_batch(self.layer_ends.0, self.layer_ends.1, x, target)
+    }
+}
+
+/// A backend's deltas of a batch from its inputs and targets (or output error term).
+type DeltasOf = fn(&mut dyn Backend, ArrayView2<f64>, ArrayView2<f64>, f64) -> Result<Deltas<f64>>;
+
+/// The batch's deltas summed over the ranks, each rank computing those of its share of the
+/// records with `deltas(x, target_or_error_term, learnrate · share)`.
+fn summed_deltas(
+    (inner, comm, zeros): (&mut dyn Backend, &dyn Communicator, &Deltas<f64>),
+    x: ArrayView2<f64>,
+    second: ArrayView2<f64>,
+    learnrate: f64,
+    deltas: DeltasOf,
+) -> Result<Vec<f64>> {
+    let mine = share(x.nrows(), comm.size(), comm.rank());
+    let mut values = if mine.is_empty() {
+        flatten(zeros)
+    } else {
+        let part = mine.len() as f64 / x.nrows() as f64;
+        let rows = s![mine, ..];
+        flatten(&deltas(
+            inner,
+            x.slice(rows),
+            second.slice(rows),
+            learnrate * part,
+        )?)
+    };
+    all_reduce_or_stop(comm, inner.precision(), &mut values)?;
+    Ok(values)
+}
+
+impl Backend for DataParallel<'_> {
+    fn description(&self) -> String {
+        format!(
+            "{}, data-parallel over {} ranks",
+            self.inner.description(),
+            self.comm.size()
+        )
+    }
+
+    fn precision(&self) -> Precision {
+        self.inner.precision()
+    }
+
+    fn delta_weights(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Deltas<f64>> {
+        self.check_batch(x.dim(), target.dim())?;
+        let values = summed_deltas(self.parts(), x, target, learnrate, |b, x, t, lr| {
+            b.delta_weights(x, t, lr)
+        })?;
+        unflatten(&values, &self.zeros)
+    }
+
+    fn delta_weights_from_output_error_term(
+        &mut self,
+        x: ArrayView2<f64>,
+        output_error_term: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<Deltas<f64>> {
+        self.check_batch(x.dim(), output_error_term.dim())?;
+        let values = summed_deltas(
+            self.parts(),
+            x,
+            output_error_term,
+            learnrate,
+            |b, x, e, lr| b.delta_weights_from_output_error_term(x, e, lr),
+        )?;
+        unflatten(&values, &self.zeros)
+    }
+
+    fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()> {
+        self.inner.apply_gradient(gradient, learnrate)
+    }
+
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f64>,
+        target: ArrayView2<f64>,
+        learnrate: f64,
+    ) -> Result<()> {
+        let gradient = self.delta_weights(x, target, -1.0)?;
+        self.inner.apply_gradient(&gradient, learnrate)
+    }
+
+    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        self.check_batch(x.dim(), (x.nrows(), self.layer_ends.1))?;
+        let mine = self.my_share(x.nrows());
+        self.summed_predictions(x.nrows(), mine.clone(), |inner| {
+            if mine.is_empty() {
+                return Ok(None);
+            }
+            inner.predict(x.slice(s![mine, ..])).map(Some)
+        })
+    }
+
+    fn network(&mut self) -> Result<Network<f64>> {
+        self.inner.network()
+    }
+
+    fn set_network(&mut self, network: &Network<f64>) -> Result<()> {
+        self.inner.set_network(network)
+    }
+
+    fn set_optimizer(&mut self, optimizer: &Optimizer, state: &OptimizerState<f64>) -> Result<()> {
+        self.inner.set_optimizer(optimizer, state)
+    }
+
+    fn optimizer_state(&mut self) -> Result<OptimizerState<f64>> {
+        self.inner.optimizer_state()
+    }
+
+    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+        self.check_batch(x.dim(), target.dim())?;
+        let share = self.my_share(x.nrows());
+        let inner = if share.is_empty() {
+            None
+        } else {
+            let rows = s![share.clone(), ..];
+            Some(self.inner.load_data(x.slice(rows), target.slice(rows))?)
+        };
+        self.data.push(Resident {
+            x: x.to_owned(),
+            target: target.to_owned(),
+            share,
+            inner,
+        });
+        Ok(DataId(self.data.len() - 1))
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: DataId,
+        order: &[usize],
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<Option<usize>> {
+        let DataParallel {
+            inner,
+            comm,
+            zeros,
+            data: sets,
+            ..
+        } = self;
+        let resident = sets.get(data.0).ok_or_else(|| unknown(data))?;
+        check_epoch(resident.x.nrows(), order, batch)?;
+        for (b, records) in order.chunks(batch).enumerate() {
+            let x_batch = resident.x.select(Axis(0), records);
+            let target_batch = resident.target.select(Axis(0), records);
+            let values = summed_deltas(
+                (inner.as_mut(), *comm, zeros),
+                x_batch.view(),
+                target_batch.view(),
+                -1.0,
+                |b, x, t, lr| b.delta_weights(x, t, lr),
+            )?;
+            if !all_finite(&values) {
+                return Ok(Some(b));
+            }
+            inner.apply_gradient(&unflatten(&values, zeros)?, learnrate)?;
+        }
+        Ok(None)
+    }
+
+    fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
+        let resident = self.data.get(data.0).ok_or_else(|| unknown(data))?;
+        let (n, mine, id) = (resident.x.nrows(), resident.share.clone(), resident.inner);
+        self.summed_predictions(n, mine, |inner| {
+            id.map(|id| inner.predict_data(id)).transpose()
+        })
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        self.inner.synchronize()
+    }
+}

@@ -1,0 +1,193 @@
+//! Training over several ranks (`--parallel data|hidden`), as backends that wrap the backend
+//! each rank computes on and talk through a [`Communicator`]: the trainer, checkpoints and
+//! early stopping see one `Backend` and read the same as in one process.
+//!
+//! - [`DataParallel`]: every rank holds the whole network; each global batch is split across
+//!   the ranks, one sum over ranks adds their gradients, every rank applies the same step.
+//!   Traffic per step: every weight and bias, once.
+//! - [`HiddenParallel`]: each rank holds a slice of the hidden units; one sum over ranks adds
+//!   the slices' output pre-activations (records x outputs), and each rank steps its own slice.
+//!   Traffic per step: records x outputs numbers, whatever the hidden layer's width.
+
+mod data;
+mod hidden;
+
+pub use data::DataParallel;
+pub use hidden::HiddenParallel;
+
+use std::ops::Range;
+
+use ndarray::{Array1, Array2};
+
+use crate::comm::Communicator;
+use crate::error::{Error, Result};
+use crate::guard::interrupt;
+use crate::guard::numeric::Precision;
+use crate::model::{Deltas, Network};
+
+/// How a distributed run shares the work (`--parallel`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Parallel {
+    /// Split each batch's records across the ranks; every rank holds the whole network.
+    #[default]
+    Data,
+    /// Split the hidden layer's units across the ranks: for a layer too large for one device.
+    Hidden,
+}
+
+impl Parallel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Parallel::Data => "data",
+            Parallel::Hidden => "hidden",
+        }
+    }
+}
+
+/// Rank `rank`'s part of `n` things split into `size` near-equal contiguous parts (the first
+/// `n % size` parts one longer).
+pub fn share(n: usize, size: usize, rank: usize) -> Range<usize> {
+    let (base, extra) = (n / size, n % size);
+    let start = rank * base + rank.min(extra);
+    start..start + base + usize::from(rank < extra)
+}
+
+/// The numbers of a network's parameters (or of deltas, gradients or moments of its shape),
+/// weights then biases, each row-major: what a sum over ranks moves.
+pub fn flatten(parameters: &Deltas<f64>) -> Vec<f64> {
+    parameters
+        .weights
+        .iter()
+        .flat_map(|w| w.iter().copied())
+        .chain(
+            parameters
+                .biases
+                .iter()
+                .flatten()
+                .flat_map(|b| b.iter().copied()),
+        )
+        .collect()
+}
+
+/// The inverse of [`flatten`]: `values` laid out as `like`'s tensors.
+pub fn unflatten(values: &[f64], like: &Deltas<f64>) -> Result<Deltas<f64>> {
+    let expected = like.weights.iter().map(Array2::len).sum::<usize>()
+        + like.biases.iter().flatten().map(Array1::len).sum::<usize>();
+    if values.len() != expected {
+        return Err(Error::Shape(format!(
+            "{} values do not fill parameters of {expected}",
+            values.len()
+        )));
+    }
+    let mut rest = values;
+    let mut take = |n: usize| {
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        head.to_vec()
+    };
+    let weights = like
+        .weights
+        .iter()
+        .map(|w| Array2::from_shape_vec(w.dim(), take(w.len())))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Shape(e.to_string()))?;
+    let biases = like
+        .biases
+        .as_ref()
+        .map(|b| b.iter().map(|b| Array1::from(take(b.len()))).collect());
+    Ok(Deltas { weights, biases })
+}
+
+/// A network's weights and biases as a parameter set.
+pub fn parameters(network: &Network<f64>) -> Deltas<f64> {
+    Deltas {
+        weights: network.weights().to_vec(),
+        biases: network.biases().map(<[Array1<f64>]>::to_vec),
+    }
+}
+
+/// Zeros in the shape of `network`'s parameters.
+pub fn zeros_like(network: &Network<f64>) -> Deltas<f64> {
+    let p = parameters(network);
+    Deltas {
+        weights: p.weights.iter().map(|w| Array2::zeros(w.dim())).collect(),
+        biases: p
+            .biases
+            .map(|b| b.iter().map(|b| Array1::zeros(b.len())).collect()),
+    }
+}
+
+/// Sums `values` over the ranks with one more number that says whether a rank was stopped by
+/// SIGINT/SIGTERM, so that all stop at the same batch: a rank that stopped alone would leave
+/// the others waiting in their next sum. Backends that compute in f32 send f32 (their values
+/// are f32 already; half the bytes).
+fn all_reduce_or_stop(
+    comm: &dyn Communicator,
+    precision: Precision,
+    values: &mut Vec<f64>,
+) -> Result<()> {
+    let own = interrupt::received();
+    values.push(f64::from(own.unwrap_or(0)));
+    if precision == Precision::F32 {
+        let mut narrow: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        comm.all_reduce_sum_f32(&mut narrow)?;
+        values
+            .iter_mut()
+            .zip(narrow)
+            .for_each(|(v, n)| *v = f64::from(n));
+    } else {
+        comm.all_reduce_sum(values)?;
+    }
+    let stopped = values.pop().unwrap_or(0.0);
+    if stopped > 0.0 {
+        return Err(Error::Interrupted {
+            signal: own.unwrap_or(signal_hook::consts::SIGTERM),
+            detail: String::new(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether every number is finite (a sum over ranks carries a rank's NaN to all of them).
+fn all_finite(values: &[f64]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Activation;
+    use rand::SeedableRng;
+
+    #[test]
+    fn shares_cover_every_record_once_and_differ_by_at_most_one() {
+        for n in [0, 1, 2, 7, 10, 13] {
+            for size in 1..=4 {
+                let parts: Vec<_> = (0..size).map(|r| share(n, size, r)).collect();
+                assert_eq!(parts[0].start, 0);
+                assert_eq!(parts[size - 1].end, n);
+                for pair in parts.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start);
+                    assert!(pair[0].len() >= pair[1].len());
+                    assert!(pair[0].len() - pair[1].len() <= 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flatten_and_unflatten_are_inverse_and_refuse_a_wrong_length() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let network = Network::<f64>::random(&[3, 5, 2], Activation::Identity, &mut rng).unwrap();
+        let p = parameters(&network);
+        let values = flatten(&p);
+        assert_eq!(
+            values.len(),
+            3 * 5 + 5 * 2 + network.biases().map_or(0, |_| 5 + 2)
+        );
+        let back = unflatten(&values, &p).unwrap();
+        assert_eq!(back.weights, p.weights);
+        assert_eq!(back.biases, p.biases);
+        assert!(unflatten(&values[1..], &p).is_err());
+    }
+}
