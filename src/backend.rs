@@ -38,15 +38,21 @@ pub trait Backend {
         learnrate: f64,
     ) -> Result<()>;
 
-    /// The deltas of a batch as [`Backend::delta_weights`] computes them, from an output error
-    /// term given by the caller (records x outputs) instead of one computed from targets:
-    /// hidden-layer-parallel training computes it from the output pre-activation summed over
-    /// the ranks' slices of the hidden layer. The network is unchanged.
-    fn delta_weights_from_output_error_term(
+    /// The deltas of a batch at `learnrate`, from an output error term the caller computes
+    /// from this backend's output, in one forward pass: the output layer's output (records x
+    /// outputs, as [`Backend::predict`] gives it) goes to `output_error_term`, which returns the
+    /// batch's output error term (records x outputs); the hidden error terms and the deltas
+    /// then follow as in [`Backend::delta_weights`]. A term of another shape, or with a value
+    /// the backend's precision cannot hold, is an error; an error of the callback is returned
+    /// as it is. The network is unchanged.
+    ///
+    /// Hidden-layer-parallel training sums the ranks' outputs (each its share of the output
+    /// pre-activation) in the callback and computes the term from the sum.
+    fn delta_weights_from_output(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
         learnrate: f64,
+        output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>>;
 
     /// One step from a batch's mean gradient (its deltas at learning rate −1, summed over the
@@ -139,6 +145,27 @@ pub struct KernelTime {
 
 /// The kernels of one step, in the order they run.
 pub type KernelTimes = Vec<KernelTime>;
+
+/// What [`Backend::delta_weights_from_output`] calls with a batch's output (records x outputs)
+/// for the batch's output error term (records x outputs).
+pub type OutputErrorTerm<'a> = dyn FnMut(Array2<f64>) -> Result<Array2<f64>> + 'a;
+
+/// Checks that an output error term returned for a batch of `records` records by a network of
+/// `n_outputs` outputs is records x outputs.
+pub fn check_output_error_term(
+    records: usize,
+    n_outputs: usize,
+    term: (usize, usize),
+) -> Result<()> {
+    if term == (records, n_outputs) {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!(
+            "the output error term is {term:?}, but the batch has {records} records and the network {n_outputs} outputs, so it must be {:?}",
+            (records, n_outputs)
+        )))
+    }
+}
 
 /// A data set loaded into a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

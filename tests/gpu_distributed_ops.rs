@@ -1,7 +1,7 @@
 //! The two operations distributed training adds to a backend, on the GPU against their CPU
-//! twins: the deltas of a batch from an output error term given by the caller
-//! (`delta_weights_from_output_error_term`), and one optimizer step from a gradient computed
-//! elsewhere (`apply_gradient`). Shapes are 1, primes and widths that are not tile multiples;
+//! twins: the deltas of a batch from an output error term the caller computes from the
+//! backend's output in one forward pass (`delta_weights_from_output`), and one optimizer step
+//! from a gradient computed elsewhere (`apply_gradient`). Shapes are 1, primes and widths that are not tile multiples;
 //! one test splits layers across bindings. Without an adapter these tests skip, except under
 //! `BACKPROP_REQUIRE_GPU=1` (CI), where they fail.
 
@@ -15,7 +15,7 @@ use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::model::{Deltas, Spec};
 use backprop::ops::optimizer::{Method, Optimizer, OptimizerState};
 use backprop::validate::{self, Case, F32_UNIT_ROUNDOFF as U};
-use backprop::{cpu, Activation, Backend, CpuBackend, Loss, Network};
+use backprop::{cpu, Activation, Backend, CpuBackend, Loss, Network, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 
@@ -130,6 +130,26 @@ fn parameters(n: &Network<f64>) -> Deltas<f64> {
     }
 }
 
+/// The deltas of a batch from a given output error term: `delta_weights_from_output` with a
+/// callback that ignores the output (after checking its shape) and returns `term`.
+fn deltas_from_term(
+    backend: &mut dyn Backend,
+    x: ArrayView2<f64>,
+    term: ArrayView2<f64>,
+    learnrate: f64,
+) -> Result<Deltas<f64>> {
+    let mut calls = 0;
+    let deltas = backend.delta_weights_from_output(x, learnrate, &mut |output| {
+        calls += 1;
+        assert_eq!(output.nrows(), x.nrows());
+        Ok(term.to_owned())
+    });
+    if deltas.is_ok() {
+        assert_eq!(calls, 1, "one forward pass, one call");
+    }
+    deltas
+}
+
 /// `max |a − b|` over every value.
 fn max_abs_difference(a: &Deltas<f64>, b: &Deltas<f64>) -> f64 {
     tensors(a)
@@ -240,16 +260,13 @@ fn deltas_from_a_given_output_error_term_match_the_f64_reference() {
             let mut gpu = guarded(&device, &network);
             let mut reference = CpuBackend::<f64>::new(&network);
             let outputs = *case.layer_sizes.last().unwrap();
-            // Twice on the same backend, with another term and learning rate: the plan and
-            // its given-term region are reused, the learning rate rescaled.
+            // Twice on the same backend, with another term and learning rate: the plan is
+            // reused, the learning rate rescaled.
             for learnrate in [0.5, -1.0] {
                 let term = random((case.records, outputs), &mut rng);
-                let want = reference
-                    .delta_weights_from_output_error_term(x.view(), term.view(), learnrate)
-                    .unwrap();
-                let got = gpu
-                    .delta_weights_from_output_error_term(x.view(), term.view(), learnrate)
-                    .unwrap();
+                let want =
+                    deltas_from_term(&mut reference, x.view(), term.view(), learnrate).unwrap();
+                let got = deltas_from_term(&mut gpu, x.view(), term.view(), learnrate).unwrap();
                 let what = format!("{path}, learnrate {learnrate}");
                 worst = worst.max(check_deltas(&what, case, &got, &want, 1.0));
             }
@@ -260,7 +277,7 @@ fn deltas_from_a_given_output_error_term_match_the_f64_reference() {
             gpu.check_guards().unwrap();
         }
     }
-    eprintln!("delta_weights_from_output_error_term: worst error / tolerance {worst:.3}");
+    eprintln!("delta_weights_from_output: worst error / tolerance {worst:.3}");
 }
 
 #[test]
@@ -277,9 +294,7 @@ fn a_given_output_error_term_gives_the_deltas_computed_from_targets() {
                 .delta_weights(x.view(), target.view(), learnrate)
                 .unwrap();
             let term = reference_output_error_term(&network, x.view(), target.view());
-            let given = gpu
-                .delta_weights_from_output_error_term(x.view(), term.view(), learnrate)
-                .unwrap();
+            let given = deltas_from_term(&mut gpu, x.view(), term.view(), learnrate).unwrap();
             let want = cpu::backward(&network, x.view(), target.view(), learnrate).unwrap();
             // Each is within the delta tolerance of the reference (the one from targets with
             // the output error's conditioning κ), so they are within the sum of the two of
@@ -311,6 +326,119 @@ fn a_given_output_error_term_gives_the_deltas_computed_from_targets() {
         }
     }
     eprintln!("delta_weights vs from the output error term: worst error / tolerance {worst:.3}");
+}
+
+/// The normwise tolerance of a network's output computed in fp32: the forward pass's
+/// reductions, over every layer's inputs.
+fn output_tolerance(case: &Case) -> f64 {
+    let sizes = &case.layer_sizes;
+    validate::tolerance(sizes[..sizes.len() - 1].iter().sum(), 1.0)
+}
+
+/// The output `delta_weights_from_output` hands its callback, for `x`.
+fn output_seen_by_the_callback(backend: &mut dyn Backend, x: ArrayView2<f64>) -> Array2<f64> {
+    let mut seen = None;
+    backend
+        .delta_weights_from_output(x, 0.1, &mut |output| {
+            let term = Array2::zeros(output.dim());
+            seen = Some(output);
+            Ok(term)
+        })
+        .unwrap();
+    seen.expect("the callback was called")
+}
+
+#[test]
+fn the_callback_gets_the_output_predict_gives() {
+    for (n, case) in cases().iter().enumerate() {
+        let (network, x, _) = validate::problem(case, 81 + n as u64).unwrap();
+        // The CPU computes the same forward pass for both: bit for bit, in f64 and f32.
+        let mut cpu64 = CpuBackend::<f64>::new(&network);
+        let seen = output_seen_by_the_callback(&mut cpu64, x.view());
+        assert_eq!(
+            seen,
+            cpu64.predict(x.view()).unwrap(),
+            "{}",
+            case.describe()
+        );
+        let mut cpu32 = CpuBackend::<f32>::new(&network);
+        let seen = output_seen_by_the_callback(&mut cpu32, x.view());
+        assert_eq!(
+            seen,
+            cpu32.predict(x.view()).unwrap(),
+            "{}",
+            case.describe()
+        );
+        // The GPU: within fp32's tolerance of its own prediction and of the f64 reference.
+        let outputs = cpu::forward(&network, x.view());
+        let reference = &outputs[outputs.len() - 1];
+        for (path, device) in [("fused", device()), ("separate", unfused_device())] {
+            let Some(device) = device else { return };
+            let mut gpu = guarded(&device, &network);
+            let seen = output_seen_by_the_callback(&mut gpu, x.view());
+            let predicted = gpu.predict(x.view()).unwrap();
+            let tolerance = output_tolerance(case);
+            for (what, want) in [("predict", &predicted), ("the f64 reference", reference)] {
+                assert_eq!(seen.dim(), want.dim());
+                let (_, rel) = validate::errors(seen.view(), want.view());
+                assert!(
+                    rel <= tolerance,
+                    "{path} {}: the callback's output is {rel:e} from {what}'s (> {tolerance:e})",
+                    case.describe()
+                );
+            }
+            gpu.check_guards().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_wrong_term_or_a_failing_callback_is_an_error_on_the_cpu_too() {
+    let c = case(
+        3,
+        &[4, 5, 2],
+        spec(Activation::Sigmoid, Activation::Identity, Loss::Mse),
+        true,
+    );
+    let (network, x, _) = validate::problem(&c, 91).unwrap();
+    let backends: Vec<(&str, Box<dyn Backend>)> = vec![
+        ("f64", Box::new(CpuBackend::<f64>::new(&network))),
+        ("f32", Box::new(CpuBackend::<f32>::new(&network))),
+    ];
+    for (name, mut backend) in backends {
+        for wrong in [(3, 3), (2, 2), (3, 1), (4, 2)] {
+            let error =
+                deltas_from_term(backend.as_mut(), x.view(), Array2::zeros(wrong).view(), 0.1)
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                error.contains("output error term"),
+                "{name} {wrong:?}: {error}"
+            );
+        }
+        let mut bad_term = Array2::<f64>::zeros((3, 2));
+        bad_term[(2, 0)] = if name == "f32" { 1e39 } else { f64::NAN };
+        let error = deltas_from_term(backend.as_mut(), x.view(), bad_term.view(), 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("output error term"), "{name}: {error}");
+        let error = backend
+            .delta_weights_from_output(x.view(), 0.1, &mut |_| {
+                Err(backprop::Error::Shape("the callback's own error".into()))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the callback's own error"),
+            "{name}: {error}"
+        );
+        let after = parameters(&backend.network().unwrap());
+        let moved = max_abs_difference(&after, &parameters(&network));
+        assert!(
+            moved <= U * max_abs(&parameters(&network)),
+            "{name}: {moved:e}"
+        );
+    }
 }
 
 /// How far fp32 may carry `steps` element-wise optimizer steps from the f64 reference, in
@@ -562,20 +690,23 @@ fn wrong_gradients_and_output_error_terms_are_errors_that_change_nothing() {
     assert!(gpu_plain.apply_gradient(&good, 0.1).is_err());
 
     let wrong_term = Array2::<f64>::zeros((3, 3));
-    assert!(gpu
-        .delta_weights_from_output_error_term(x.view(), wrong_term.view(), 0.1)
-        .is_err());
+    let error = deltas_from_term(&mut gpu, x.view(), wrong_term.view(), 0.1).unwrap_err();
+    assert!(error.to_string().contains("output error term"), "{error}");
     let fewer_records = Array2::<f64>::zeros((2, 2));
-    assert!(gpu
-        .delta_weights_from_output_error_term(x.view(), fewer_records.view(), 0.1)
-        .is_err());
+    assert!(deltas_from_term(&mut gpu, x.view(), fewer_records.view(), 0.1).is_err());
     let mut bad_term = Array2::<f64>::zeros((3, 2));
     bad_term[(1, 1)] = f64::INFINITY;
-    let error = gpu
-        .delta_weights_from_output_error_term(x.view(), bad_term.view(), 0.1)
+    let error = deltas_from_term(&mut gpu, x.view(), bad_term.view(), 0.1)
         .unwrap_err()
         .to_string();
     assert!(error.contains("output error term"), "{error}");
+    let error = gpu
+        .delta_weights_from_output(x.view(), 0.1, &mut |_| {
+            Err(backprop::Error::Shape("the callback's own error".into()))
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the callback's own error"), "{error}");
 
     // Nothing stepped.
     assert_eq!(gpu.optimizer_state().unwrap().step, 0);
@@ -616,18 +747,19 @@ fn split_layers_take_given_error_terms_and_gradients_block_by_block() {
     assert_eq!(gpu.blocks_per_layer(), [1, 2, 5, 1]);
     let mut reference = CpuBackend::<f64>::new(&network);
     let term = random((13, 3), &mut rng);
-    let want = reference
-        .delta_weights_from_output_error_term(x.view(), term.view(), 0.7)
-        .unwrap();
-    let got = gpu
-        .delta_weights_from_output_error_term(x.view(), term.view(), 0.7)
-        .unwrap();
+    let want = deltas_from_term(&mut reference, x.view(), term.view(), 0.7).unwrap();
+    let got = deltas_from_term(&mut gpu, x.view(), term.view(), 0.7).unwrap();
     let worst = check_deltas("split", &c, &got, &want, 1.0);
+    // The output read back block by block is the prediction's.
+    let seen = output_seen_by_the_callback(&mut gpu, x.view());
+    let (_, rel) = validate::errors(seen.view(), gpu.predict(x.view()).unwrap().view());
+    assert!(
+        rel <= output_tolerance(&c),
+        "split: callback output off by {rel:e}"
+    );
     // Consistency with the deltas from targets on the same split backend.
     let term = reference_output_error_term(&network, x.view(), target.view());
-    let given = gpu
-        .delta_weights_from_output_error_term(x.view(), term.view(), 0.7)
-        .unwrap();
+    let given = deltas_from_term(&mut gpu, x.view(), term.view(), 0.7).unwrap();
     let from_targets = gpu.delta_weights(x.view(), target.view(), 0.7).unwrap();
     let kappa = conditioning(&network, x.view(), target.view());
     let reference_deltas = cpu::backward(&network, x.view(), target.view(), 0.7).unwrap();

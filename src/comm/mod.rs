@@ -49,7 +49,7 @@ pub trait Communicator {
     /// Replaces `values` on every rank with rank 0's.
     fn broadcast_u64(&self, values: &mut [u64]) -> Result<()>;
 
-    /// Waits until every rank has arrived.
+    /// Waits until every rank has arrived, without keeping a core busy.
     fn barrier(&self);
 
     /// Ends every rank of the run with exit code `code` (a rank that failed calls it, so that
@@ -142,9 +142,16 @@ impl Meter {
 
 /// The environment variables through which launchers tell a process how many ranks its run
 /// has: Open MPI's `mpirun`, MPICH's and Intel MPI's Hydra (and Slurm's `srun --mpi=pmi2`),
-/// MVAPICH.
-pub const LAUNCHER_SIZE_VARS: [&str; 3] =
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"];
+/// MVAPICH, and Slurm's `srun` itself (set for the tasks of a job step, not in a batch script).
+pub const LAUNCHER_SIZE_VARS: [&str; 4] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "MV2_COMM_WORLD_SIZE",
+    "SLURM_STEP_NUM_TASKS",
+];
+
+/// Set by PMIx launchers (`srun --mpi=pmix`, `prterun`), which name no size: MPI tells it.
+pub const PMIX_RANK_VAR: &str = "PMIX_RANK";
 
 /// The number of ranks a launcher started this process among, and the variable that says so;
 /// `None` when no launcher did.
@@ -161,7 +168,7 @@ pub fn launched_ranks() -> Option<(usize, &'static str)> {
 pub fn init() -> Result<Box<dyn Communicator>> {
     let launched = launched_ranks();
     #[cfg(feature = "mpi")]
-    if launched.is_some() {
+    if launched.is_some() || std::env::var_os(PMIX_RANK_VAR).is_some() {
         return Ok(Box::new(mpi::Mpi::init()?));
     }
     match launched {

@@ -4,7 +4,8 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::backend::{
-    check_epoch, check_gradient, records_per_pass, unknown, Backend, DataId, RECORDS_PER_PASS,
+    check_epoch, check_gradient, check_output_error_term, records_per_pass, unknown, Backend,
+    DataId, OutputErrorTerm, RECORDS_PER_PASS,
 };
 use crate::cpu;
 use crate::error::Result;
@@ -122,21 +123,22 @@ impl<T: Float> Backend for CpuBackend<T> {
         Ok(self.backward(x, target, learnrate)?.cast())
     }
 
-    fn delta_weights_from_output_error_term(
+    fn delta_weights_from_output(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
         learnrate: f64,
+        output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>> {
-        let (x, output_error_term) = Self::convert(x, output_error_term)?;
-        cpu::check_batch(
-            self.network.n_inputs(),
-            self.network.n_outputs(),
-            x.dim(),
-            output_error_term.dim(),
-        )?;
+        let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
+        cpu::check_batch(n_inputs, n_outputs, x.dim(), (x.nrows(), n_outputs))?;
+        let precision = Precision::of::<T>();
+        check_representable("input", x, precision)?;
+        let x = cast::<f64, T>(x);
         let layer_outputs = cpu::forward(&self.network, x.view());
-        let terms = cpu::error_terms_from_output(&self.network, &layer_outputs, output_error_term);
+        let term = output_error_term(cast(layer_outputs[layer_outputs.len() - 1].view()))?;
+        check_output_error_term(x.nrows(), n_outputs, term.dim())?;
+        check_representable("output error term", term.view(), precision)?;
+        let terms = cpu::error_terms_from_output(&self.network, &layer_outputs, cast(term.view()));
         let learnrate = T::from_f64(learnrate).unwrap_or_else(T::nan);
         Ok(
             cpu::deltas_from_error_terms(

@@ -14,11 +14,11 @@ use super::device::GpuDevice;
 use super::kernels::{self, Dispatch};
 use super::layout::plan_layout;
 use super::pacer::{Pacer, BATCHES_PER_SUBMISSION};
-use super::plan::{BatchPlan, OutputTerm};
+use super::plan::{BatchPlan, StepPart};
 use super::timing;
 use crate::backend::{
-    check_epoch, check_gradient_shapes, records_per_pass, unknown, Backend, DataId, KernelTime,
-    KernelTimes, RECORDS_PER_PASS,
+    check_epoch, check_gradient_shapes, check_output_error_term, records_per_pass, unknown,
+    Backend, DataId, KernelTime, KernelTimes, OutputErrorTerm, RECORDS_PER_PASS,
 };
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -420,8 +420,7 @@ impl GpuBackend {
             let matrices = [&plan.x, &plan.target].into_iter();
             let matrices = matrices
                 .chain(plan.layer_outputs.iter())
-                .chain(&plan.error_terms)
-                .chain(plan.given_output_error_term.iter());
+                .chain(&plan.error_terms);
             regions.extend(matrices.flat_map(BlockMatrix::regions));
         }
         for data in &self.data {
@@ -502,7 +501,7 @@ impl Backend for GpuBackend {
         let records = self.upload_batch(x, Some(target), learnrate as f32)?;
         self.ensure_delta_updates(records)?;
         let mut encoder = self.encoder("delta weights");
-        self.record_step(&mut encoder, records, false, OutputTerm::FromTargets)?;
+        self.record_step(&mut encoder, records, false, StepPart::Whole)?;
         self.submit(encoder);
         read_parameters(
             &self.device.ctx,
@@ -511,19 +510,30 @@ impl Backend for GpuBackend {
         )
     }
 
-    fn delta_weights_from_output_error_term(
+    fn delta_weights_from_output(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
         learnrate: f64,
+        output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>> {
-        self.check_batch(x.dim(), output_error_term.dim())?;
-        check_representable("output error term", output_error_term, Precision::F32)?;
+        let n_outputs = self.n_outputs();
+        self.check_batch(x.dim(), (x.nrows(), n_outputs))?;
         let records = self.upload_batch(x, None, learnrate as f32)?;
-        self.upload_output_error_term(output_error_term)?;
         self.ensure_delta_updates(records)?;
-        let mut encoder = self.encoder("delta weights from an output error term");
-        self.record_step(&mut encoder, records, false, OutputTerm::Given)?;
+        let mut encoder = self.encoder("forward pass");
+        self.record_step(&mut encoder, records, false, StepPart::Forward)?;
+        self.submit(encoder);
+        let ctx = &self.device.ctx;
+        let plan = self.plan(records)?;
+        let last = plan.layer_outputs.len() - 1;
+        let term = output_error_term(plan.layer_outputs[last].read(ctx)?)?;
+        check_output_error_term(records, n_outputs, term.dim())?;
+        check_representable("output error term", term.view(), Precision::F32)?;
+        // Written before the next submission's commands run: over the term the fused output
+        // layer wrote during the forward pass, if it did.
+        plan.error_terms[last].upload(ctx, term.view())?;
+        let mut encoder = self.encoder("deltas from an output error term");
+        self.record_step(&mut encoder, records, false, StepPart::Backward)?;
         self.submit(encoder);
         read_parameters(
             &self.device.ctx,
@@ -685,7 +695,7 @@ impl Backend for GpuBackend {
             let mut encoder = self.encoder("train steps");
             for i in 0..steps.len() {
                 self.copy_step_values(&mut encoder, i)?;
-                self.record_step(&mut encoder, records, true, OutputTerm::FromTargets)?;
+                self.record_step(&mut encoder, records, true, StepPart::Whole)?;
             }
             self.submit(encoder);
             self.step += steps.len() as u64;
@@ -859,7 +869,7 @@ impl Backend for GpuBackend {
                 0,
                 chunk.len() * n_outputs,
             )?;
-            self.record_step(&mut encoder, chunk.len(), true, OutputTerm::FromTargets)?;
+            self.record_step(&mut encoder, chunk.len(), true, StepPart::Whole)?;
             recorded += 1;
             if recorded == pacer.per_submission {
                 let full = std::mem::replace(&mut encoder, self.encoder("epoch"));

@@ -2,8 +2,6 @@
 //! dispatch of the step (forward, output error term, hidden error terms back to front, weight
 //! updates), each product in the variant its device chose for its shape.
 
-use ndarray::ArrayView2;
-
 use super::backend::GpuBackend;
 use super::buffers::{split, BlockMatrix};
 use super::gemm::Product;
@@ -12,14 +10,21 @@ use crate::error::{Error, Result};
 use crate::model::Activation;
 use crate::ops::optimizer::Rule;
 
-/// Where a step's output error term comes from.
+/// Which part of a step [`GpuBackend::record_step`] records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum OutputTerm {
-    /// Computed from the batch's targets, by the fused output layer or its own kernel.
-    FromTargets,
-    /// Given by the caller (`Backend::delta_weights_from_output_error_term`), uploaded into the
-    /// plan's `given_output_error_term`; the targets are not read.
-    Given,
+pub(super) enum StepPart {
+    /// The whole step in one compute pass: the forward pass, the output error term from the
+    /// batch's targets (by the fused output layer or its own kernel), the hidden error terms
+    /// and the updates.
+    Whole,
+    /// The forward pass alone, whose output the host reads back
+    /// (`Backend::delta_weights_from_output`). The fused output layer also writes an error term
+    /// from whatever targets the plan holds: `Backward` never reads it.
+    Forward,
+    /// The rest of a step after a `Forward`, from an output error term the host uploaded into
+    /// `error_terms[last]` in between (over the fused layer's): the hidden error terms and the
+    /// updates. The targets are not read.
+    Backward,
 }
 
 /// The buffers and recorded dispatches for one batch size.
@@ -37,10 +42,6 @@ pub(super) struct BatchPlan {
     pub(super) apply_updates: Vec<Dispatch>,
     /// Built the first time deltas are asked for (`backprop step`, validation).
     pub(super) delta_updates: Option<Vec<Dispatch>>,
-    /// An output error term given by the caller (records x outputs, laid out like
-    /// `error_terms[last]`), copied over the computed one after the forward pass; allocated
-    /// the first time one is given (see [`OutputTerm::Given`]).
-    pub(super) given_output_error_term: Option<BlockMatrix>,
     pub(super) learnrate: f32,
 }
 
@@ -189,7 +190,6 @@ impl GpuBackend {
             hidden_error_terms,
             apply_updates: Vec::new(),
             delta_updates: None,
-            given_output_error_term: None,
             learnrate,
         };
         plan.apply_updates = self.updates(&plan, false)?;
@@ -395,84 +395,52 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Uploads `output_error_term` (records x outputs) into the plan for its records, for
-    /// [`OutputTerm::Given`] steps.
-    pub(super) fn upload_output_error_term(
-        &mut self,
-        output_error_term: ArrayView2<f64>,
-    ) -> Result<()> {
-        let records = output_error_term.nrows();
-        let last = self.n_layers() - 1;
-        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
-        let layout = &self.layout;
-        let plan = self
-            .plans
-            .get_mut(&records)
-            .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))?;
-        if plan.given_output_error_term.is_none() {
-            plan.given_output_error_term = Some(BlockMatrix::new(
-                ctx,
-                "given output_error_term",
-                split(records, records),
-                layout[last + 1].clone(),
-                guarded,
-            )?);
-        }
-        plan.given_output_error_term
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("no given output error term".into()))?
-            .upload(ctx, output_error_term)
-    }
-
     pub(super) fn plan(&self, records: usize) -> Result<&BatchPlan> {
         self.plans
             .get(&records)
             .ok_or_else(|| Error::Gpu(format!("no plan for batches of {records}")))
     }
 
-    /// Records one step of the plan for `records`: the forward pass, the output error term (as
-    /// `output` says), the hidden error terms back to front, and the updates (in place when
-    /// `apply`, else into the delta regions).
+    /// Records `part` of a step of the plan for `records`: the forward pass, the output error
+    /// term, the hidden error terms back to front, and the updates (in place when `apply`, else
+    /// into the delta regions), all in one compute pass. [`StepPart::Whole`] records them all;
+    /// [`StepPart::Forward`] and [`StepPart::Backward`] the same dispatches with the output error
+    /// term left to the host between them.
     pub(super) fn record_step(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         records: usize,
         apply: bool,
-        output: OutputTerm,
+        part: StepPart,
     ) -> Result<()> {
         let plan = self.plan(records)?;
-        let updates = if apply {
-            &plan.apply_updates
-        } else {
-            plan.delta_updates
+        let updates: &[Dispatch] = match part {
+            StepPart::Forward => &[],
+            _ if apply => &plan.apply_updates,
+            _ => plan
+                .delta_updates
                 .as_ref()
-                .ok_or_else(|| Error::Gpu("delta updates not built".into()))?
+                .ok_or_else(|| Error::Gpu("delta updates not built".into()))?,
         };
-        let descriptor = wgpu::ComputePassDescriptor {
-            label: Some("training step"),
+        let label = match part {
+            StepPart::Whole => "training step",
+            StepPart::Forward => "forward pass",
+            StepPart::Backward => "backward pass",
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
             timestamp_writes: None,
-        };
-        let mut pass = encoder.begin_compute_pass(&descriptor);
-        plan.forward.iter().for_each(|d| d.record(&mut pass));
-        match output {
-            OutputTerm::FromTargets => plan
+        });
+        if part != StepPart::Backward {
+            plan.forward.iter().for_each(|d| d.record(&mut pass));
+        }
+        match part {
+            StepPart::Whole => plan
                 .output_error_term
                 .iter()
                 .for_each(|d| d.record(&mut pass)),
-            OutputTerm::Given => {
-                // The fused output layer writes its error term during the forward pass: the
-                // given one is copied over it between two passes (a copy cannot sit inside one).
-                drop(pass);
-                let given = plan
-                    .given_output_error_term
-                    .as_ref()
-                    .ok_or_else(|| Error::Gpu("no output error term was given".into()))?;
-                let last = plan.error_terms.len() - 1;
-                for (to, from) in plan.error_terms[last].regions().zip(given.regions()) {
-                    to.copy_from(encoder, from, 0, 0, from.len())?;
-                }
-                pass = encoder.begin_compute_pass(&descriptor);
-            }
+            StepPart::Forward => return Ok(()),
+            StepPart::Backward => {}
         }
         plan.hidden_error_terms
             .iter()

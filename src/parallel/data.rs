@@ -12,7 +12,9 @@ use std::ops::Range;
 use ndarray::{s, Array2, ArrayView2, Axis};
 
 use super::{all_finite, all_reduce_or_stop, flatten, share, unflatten, zeros_like};
-use crate::backend::{check_epoch, unknown, Backend, DataId};
+use crate::backend::{
+    check_epoch, check_output_error_term, unknown, Backend, DataId, OutputErrorTerm,
+};
 use crate::comm::Communicator;
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -69,14 +71,8 @@ impl<'a> DataParallel<'a> {
         mine: Range<usize>,
         predict: impl FnOnce(&mut dyn Backend) -> Result<Option<Array2<f64>>>,
     ) -> Result<Array2<f64>> {
-        let mut whole = Array2::zeros((n, self.layer_ends.1));
-        if let Some(part) = predict(self.inner.as_mut())? {
-            whole.slice_mut(s![mine, ..]).assign(&part);
-        }
-        let mut values = whole.into_raw_vec_and_offset().0;
-        self.comm.all_reduce_sum(&mut values)?;
-        Array2::from_shape_vec((n, self.layer_ends.1), values)
-            .map_err(|e| Error::Shape(e.to_string()))
+        let part = predict(self.inner.as_mut())?;
+        summed_rows(self.comm, (n, self.layer_ends.1), mine, part)
     }
 
     fn check_batch(&self, x: (usize, usize), target: (usize, usize)) -> Result<()> {
@@ -84,33 +80,52 @@ impl<'a> DataParallel<'a> {
     }
 }
 
-/// A backend's deltas of a batch from its inputs and targets (or output error term).
-type DeltasOf = fn(&mut dyn Backend, ArrayView2<f64>, ArrayView2<f64>, f64) -> Result<Deltas<f64>>;
+/// A matrix of `shape` whose rows `mine` are `part` (zeros without one), summed over the
+/// ranks: the whole from each rank's rows.
+fn summed_rows(
+    comm: &dyn Communicator,
+    shape: (usize, usize),
+    mine: Range<usize>,
+    part: Option<Array2<f64>>,
+) -> Result<Array2<f64>> {
+    let mut whole = Array2::zeros(shape);
+    if let Some(part) = part {
+        whole.slice_mut(s![mine, ..]).assign(&part);
+    }
+    let mut values = whole.into_raw_vec_and_offset().0;
+    comm.all_reduce_sum(&mut values)?;
+    Array2::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))
+}
 
 /// The batch's deltas summed over the ranks, each rank computing those of its share of the
-/// records with `deltas(x, target_or_error_term, learnrate · share)`.
+/// records, of `b` of the batch's `B`, with `deltas(rows, learnrate · b / B)` (not called for
+/// a rank with no records).
 fn summed_deltas(
     (inner, comm, zeros): (&mut dyn Backend, &dyn Communicator, &Deltas<f64>),
-    x: ArrayView2<f64>,
-    second: ArrayView2<f64>,
+    records: usize,
     learnrate: f64,
-    deltas: DeltasOf,
+    deltas: impl FnOnce(&mut dyn Backend, Range<usize>, f64) -> Result<Deltas<f64>>,
 ) -> Result<Vec<f64>> {
-    let mine = share(x.nrows(), comm.size(), comm.rank());
+    let mine = share(records, comm.size(), comm.rank());
     let mut values = if mine.is_empty() {
         flatten(zeros)
     } else {
-        let part = mine.len() as f64 / x.nrows() as f64;
-        let rows = s![mine, ..];
-        flatten(&deltas(
-            inner,
-            x.slice(rows),
-            second.slice(rows),
-            learnrate * part,
-        )?)
+        let part = mine.len() as f64 / records as f64;
+        flatten(&deltas(inner, mine, learnrate * part)?)
     };
     all_reduce_or_stop(comm, inner.precision(), &mut values)?;
     Ok(values)
+}
+
+/// A batch's deltas from its inputs and targets, over a rank's rows of them.
+fn delta_weights_of_rows<'v>(
+    x: ArrayView2<'v, f64>,
+    target: ArrayView2<'v, f64>,
+) -> impl FnOnce(&mut dyn Backend, Range<usize>, f64) -> Result<Deltas<f64>> + 'v {
+    move |inner, rows, learnrate| {
+        let rows = s![rows, ..];
+        inner.delta_weights(x.slice(rows), target.slice(rows), learnrate)
+    }
 }
 
 impl Backend for DataParallel<'_> {
@@ -133,26 +148,46 @@ impl Backend for DataParallel<'_> {
         learnrate: f64,
     ) -> Result<Deltas<f64>> {
         self.check_batch(x.dim(), target.dim())?;
-        let values = summed_deltas(self.parts(), x, target, learnrate, |b, x, t, lr| {
-            b.delta_weights(x, t, lr)
-        })?;
+        let values = summed_deltas(
+            self.parts(),
+            x.nrows(),
+            learnrate,
+            delta_weights_of_rows(x, target),
+        )?;
         unflatten(&values, &self.zeros)
     }
 
-    fn delta_weights_from_output_error_term(
+    /// Each rank's inner backend computes the output of its share of the records, one sum over
+    /// the ranks assembles the whole batch's output, and every rank calls `output_error_term`
+    /// once with it (as one process would); each then takes its share's rows of the returned
+    /// term for its hidden error terms and deltas, which a second sum adds. A rank without
+    /// records in the batch adds zeros to both sums and still calls `output_error_term`.
+    fn delta_weights_from_output(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
         learnrate: f64,
+        output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>> {
-        self.check_batch(x.dim(), output_error_term.dim())?;
-        let values = summed_deltas(
-            self.parts(),
-            x,
-            output_error_term,
-            learnrate,
-            |b, x, e, lr| b.delta_weights_from_output_error_term(x, e, lr),
-        )?;
+        let (records, n_outputs) = (x.nrows(), self.layer_ends.1);
+        self.check_batch(x.dim(), (records, n_outputs))?;
+        let comm = self.comm;
+        // The whole batch's term from this rank's rows of its output (`None`: no rows).
+        let mut whole_term = |mine: Range<usize>, part: Option<Array2<f64>>| {
+            let output = summed_rows(comm, (records, n_outputs), mine, part)?;
+            let term = output_error_term(output)?;
+            check_output_error_term(records, n_outputs, term.dim())?;
+            Ok::<_, Error>(term)
+        };
+        let mine = self.my_share(records);
+        if mine.is_empty() {
+            whole_term(mine, None)?;
+        }
+        let values = summed_deltas(self.parts(), records, learnrate, |inner, mine, lr| {
+            inner.delta_weights_from_output(x.slice(s![mine.clone(), ..]), lr, &mut |part| {
+                let term = whole_term(mine.clone(), Some(part))?;
+                Ok(term.slice(s![mine.clone(), ..]).to_owned())
+            })
+        })?;
         unflatten(&values, &self.zeros)
     }
 
@@ -236,10 +271,9 @@ impl Backend for DataParallel<'_> {
             let target_batch = resident.target.select(Axis(0), records);
             let values = summed_deltas(
                 (inner.as_mut(), *comm, zeros),
-                x_batch.view(),
-                target_batch.view(),
+                records.len(),
                 -1.0,
-                |b, x, t, lr| b.delta_weights(x, t, lr),
+                delta_weights_of_rows(x_batch.view(), target_batch.view()),
             )?;
             if !all_finite(&values) {
                 return Ok(Some(b));

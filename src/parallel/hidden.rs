@@ -5,7 +5,9 @@
 //! each slice's `hidden_layer_out · weights_hidden_to_output` (one sum of records x outputs
 //! numbers). Every rank then applies the output activation and computes the same
 //! `output_error_term`; each computes its own slice of `hidden_error_term` and of both weight
-//! updates, which need nothing from the other slices.
+//! updates, which need nothing from the other slices. A batch is one pass of the inner backend
+//! ([`Backend::delta_weights_from_output`]): the sum over ranks runs in its callback, between
+//! the slice's forward pass and its error terms.
 //!
 //! Each rank's inner backend holds its slice as a network with an identity output, so its
 //! predictions are its share of the pre-activation. The output bias is added once: rank 0's
@@ -18,7 +20,7 @@ use std::rc::Rc;
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 use super::{all_finite, all_reduce_or_stop, flatten, parameters, share, unflatten};
-use crate::backend::{check_epoch, unknown, Backend, DataId};
+use crate::backend::{check_epoch, unknown, Backend, DataId, OutputErrorTerm};
 use crate::comm::Communicator;
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -144,55 +146,62 @@ impl<'a> HiddenParallel<'a> {
         unflatten(&values, &self.zeros)
     }
 
-    /// The whole network's output from this rank's share of the pre-activation, and the
-    /// pre-activation summed over the ranks.
-    fn output(&self, mut pre_activation: Array2<f64>) -> Result<Array2<f64>> {
-        let dim = pre_activation.dim();
-        let mut values = pre_activation.into_raw_vec_and_offset().0;
-        all_reduce_or_stop(self.comm, self.inner.precision(), &mut values)?;
-        pre_activation =
-            Array2::from_shape_vec(dim, values).map_err(|e| Error::Shape(e.to_string()))?;
-        cpu::activate(&mut pre_activation, self.spec.output);
-        Ok(pre_activation)
+    /// The whole network's output from this rank's share of the pre-activation.
+    fn output(&self, pre_activation: Array2<f64>) -> Result<Array2<f64>> {
+        summed_output(
+            self.comm,
+            self.inner.precision(),
+            self.spec.output,
+            pre_activation,
+        )
     }
 
-    /// The output error term of a batch, from the output summed over the ranks; `None` when
-    /// the output holds a NaN or an infinity.
-    fn output_error_term(
+    /// This rank's slice of a batch's deltas at `learnrate`, from one pass of the inner backend:
+    /// its share of the output pre-activation, summed over the ranks into the whole network's
+    /// output, whose output error term against `target` feeds the slice's hidden error terms.
+    /// `None` when that output holds a NaN or an infinity: every rank sees the same sum, so
+    /// all of them return `None` for the same batch.
+    fn slice_deltas(
         &mut self,
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
-    ) -> Result<Option<Array2<f64>>> {
-        let part = self.inner.predict(x)?;
-        let y = self.output(part)?;
-        if !all_finite(y.as_slice().unwrap_or(&[])) {
-            return Ok(None);
-        }
-        Ok(Some(cpu::output_error_term(
-            target,
-            y.view(),
-            self.spec.output,
-            self.spec.loss,
-        )))
+        learnrate: f64,
+    ) -> Result<Option<Deltas<f64>>> {
+        let (comm, spec, precision) = (self.comm, self.spec, self.inner.precision());
+        let mut finite = true;
+        let deltas = self
+            .inner
+            .delta_weights_from_output(x, learnrate, &mut |part| {
+                let y = summed_output(comm, precision, spec.output, part)?;
+                if !all_finite(y.as_slice().unwrap_or(&[])) {
+                    // The slice's deltas from a zero term are thrown away.
+                    finite = false;
+                    return Ok(Array2::zeros(y.dim()));
+                }
+                Ok(cpu::output_error_term(
+                    target,
+                    y.view(),
+                    spec.output,
+                    spec.loss,
+                ))
+            })?;
+        Ok(finite.then_some(deltas))
     }
 
-    /// This rank's step from a batch's output error term: its slice's gradient, with the output
-    /// bias's left to rank 0.
-    fn step_slice(
+    /// This rank's gradient of a batch: its slice's, with the output bias's left to rank 0;
+    /// `None` as for [`Self::slice_deltas`].
+    fn slice_gradient(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
-        learnrate: f64,
-    ) -> Result<()> {
-        let mut gradient =
-            self.inner
-                .delta_weights_from_output_error_term(x, output_error_term, -1.0)?;
+        target: ArrayView2<f64>,
+    ) -> Result<Option<Deltas<f64>>> {
+        let mut gradient = self.slice_deltas(x, target, -1.0)?;
         if !self.holds_output_bias() {
-            if let Some(b) = gradient.biases.as_mut() {
+            if let Some(b) = gradient.as_mut().and_then(|g| g.biases.as_mut()) {
                 b[1].fill(0.0);
             }
         }
-        self.inner.apply_gradient(&gradient, learnrate)
+        Ok(gradient)
     }
 
     fn check_batch(&self, x: (usize, usize), target: (usize, usize)) -> Result<()> {
@@ -207,6 +216,23 @@ impl<'a> HiddenParallel<'a> {
     fn non_finite_output(&self) -> Error {
         Error::NonFinite("the network's output holds NaN or infinite values".into())
     }
+}
+
+/// The whole network's output from this rank's share of the output pre-activation: the shares
+/// summed over the ranks (with the stop flag, see `all_reduce_or_stop`), then `activation`.
+fn summed_output(
+    comm: &dyn Communicator,
+    precision: Precision,
+    activation: Activation,
+    pre_activation: Array2<f64>,
+) -> Result<Array2<f64>> {
+    let dim = pre_activation.dim();
+    let mut values = pre_activation.into_raw_vec_and_offset().0;
+    all_reduce_or_stop(comm, precision, &mut values)?;
+    let mut output =
+        Array2::from_shape_vec(dim, values).map_err(|e| Error::Shape(e.to_string()))?;
+    cpu::activate(&mut output, activation);
+    Ok(output)
 }
 
 /// Slice `units` of the whole network's parameters; the output bias only where
@@ -268,22 +294,27 @@ impl Backend for HiddenParallel<'_> {
         learnrate: f64,
     ) -> Result<Deltas<f64>> {
         self.check_batch(x.dim(), target.dim())?;
-        let term = self
-            .output_error_term(x, target)?
+        let part = self
+            .slice_deltas(x, target, learnrate)?
             .ok_or_else(|| self.non_finite_output())?;
-        self.delta_weights_from_output_error_term(x, term.view(), learnrate)
+        self.gather(&part)
     }
 
-    fn delta_weights_from_output_error_term(
+    /// `output_error_term` gets the whole network's output (the slices' shares summed over the
+    /// ranks, then the output activation), on every rank; the slices' deltas are gathered.
+    fn delta_weights_from_output(
         &mut self,
         x: ArrayView2<f64>,
-        output_error_term: ArrayView2<f64>,
         learnrate: f64,
+        output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>> {
-        self.check_batch(x.dim(), output_error_term.dim())?;
-        let part =
-            self.inner
-                .delta_weights_from_output_error_term(x, output_error_term, learnrate)?;
+        self.check_batch(x.dim(), (x.nrows(), self.zeros.weights[1].ncols()))?;
+        let (comm, output, precision) = (self.comm, self.spec.output, self.inner.precision());
+        let part = self
+            .inner
+            .delta_weights_from_output(x, learnrate, &mut |part| {
+                output_error_term(summed_output(comm, precision, output, part)?)
+            })?;
         self.gather(&part)
     }
 
@@ -299,10 +330,10 @@ impl Backend for HiddenParallel<'_> {
         learnrate: f64,
     ) -> Result<()> {
         self.check_batch(x.dim(), target.dim())?;
-        let term = self
-            .output_error_term(x, target)?
+        let gradient = self
+            .slice_gradient(x, target)?
             .ok_or_else(|| self.non_finite_output())?;
-        self.step_slice(x, term.view(), learnrate)
+        self.inner.apply_gradient(&gradient, learnrate)
     }
 
     fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
@@ -373,10 +404,10 @@ impl Backend for HiddenParallel<'_> {
         for (b, records) in order.chunks(batch).enumerate() {
             let x_batch = x.select(Axis(0), records);
             let target_batch = target.select(Axis(0), records);
-            let Some(term) = self.output_error_term(x_batch.view(), target_batch.view())? else {
+            let Some(gradient) = self.slice_gradient(x_batch.view(), target_batch.view())? else {
                 return Ok(Some(b));
             };
-            self.step_slice(x_batch.view(), term.view(), learnrate)?;
+            self.inner.apply_gradient(&gradient, learnrate)?;
         }
         Ok(None)
     }

@@ -11,6 +11,8 @@
 
 mod data;
 mod hidden;
+#[cfg(test)]
+mod in_threads;
 
 pub use data::DataParallel;
 pub use hidden::HiddenParallel;
