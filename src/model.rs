@@ -292,13 +292,13 @@ impl<T: Float> Network<T> {
         self.weights[self.weights.len() - 1].ncols()
     }
 
-    /// `weights += delta_w` (and `biases += delta_b`) for every layer, as the seeds do after
-    /// the backward pass.
     /// The weights and biases, to be changed in place (by an optimizer: the shapes stay).
     pub fn parameters_mut(&mut self) -> (&mut [Array2<T>], Option<&mut Vec<Array1<T>>>) {
         (&mut self.weights, self.biases.as_mut())
     }
 
+    /// `weights += delta_w` (and `biases += delta_b`) for every layer, as the seeds do after
+    /// the backward pass.
     pub fn apply_deltas(&mut self, deltas: &Deltas<T>) -> Result<()> {
         let mismatch = deltas.weights.len() != self.weights.len()
             || deltas

@@ -154,27 +154,29 @@ impl<T: Float> Backend for CpuBackend<T> {
 
     fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()> {
         check_gradient(&self.network, gradient)?;
-        let gradient = gradient.cast::<T>();
         if self.optimizer.rule() == Rule::Plain {
+            // `w += −lr·g` in one pass over each tensor (no copy of a wide layer's gradient).
             self.optimizer_state.step += 1;
-            let minus_learnrate = T::from_f64(-learnrate).unwrap_or_else(T::nan);
-            let deltas = Deltas {
-                weights: gradient
-                    .weights
-                    .iter()
-                    .map(|g| g * minus_learnrate)
-                    .collect(),
-                biases: gradient
-                    .biases
-                    .map(|b| b.iter().map(|g| g * minus_learnrate).collect()),
-            };
-            return self.network.apply_deltas(&deltas);
+            let step =
+                |w: &mut T, &g: &f64| *w = *w + T::from_f64(-learnrate * g).unwrap_or_else(T::nan);
+            let (weights, biases) = self.network.parameters_mut();
+            for (w, g) in weights.iter_mut().zip(&gradient.weights) {
+                w.zip_mut_with(g, step);
+            }
+            for (b, g) in biases
+                .into_iter()
+                .flatten()
+                .zip(gradient.biases.iter().flatten())
+            {
+                b.zip_mut_with(g, step);
+            }
+            return Ok(());
         }
         optimizer::step(
             &self.optimizer,
             learnrate,
             &mut self.network,
-            &gradient,
+            &gradient.cast::<T>(),
             &mut self.optimizer_state,
         );
         Ok(())

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use ndarray::{s, Array2, ArrayView2, Axis};
 
-use super::{all_finite, all_reduce_or_stop, flatten, share, unflatten, zeros_like};
+use super::{share, ParameterSum};
 use crate::backend::{
     check_epoch, check_output_error_term, unknown, Backend, DataId, OutputErrorTerm,
 };
@@ -35,8 +35,8 @@ struct Resident {
 pub struct DataParallel<'a> {
     inner: Box<dyn Backend + 'a>,
     comm: &'a dyn Communicator,
-    /// The parameters' shapes, for sums over ranks and for ranks without records in a batch.
-    zeros: Deltas<f64>,
+    /// The sum over ranks of each batch's deltas.
+    sum: ParameterSum,
     layer_ends: (usize, usize),
     data: Vec<Resident>,
 }
@@ -47,7 +47,7 @@ impl<'a> DataParallel<'a> {
         let mut inner = inner;
         let network = inner.network()?;
         Ok(DataParallel {
-            zeros: zeros_like(&network),
+            sum: ParameterSum::new(&network),
             layer_ends: (network.n_inputs(), network.n_outputs()),
             inner,
             comm,
@@ -59,8 +59,8 @@ impl<'a> DataParallel<'a> {
         share(n, self.comm.size(), self.comm.rank())
     }
 
-    fn parts(&mut self) -> (&mut dyn Backend, &dyn Communicator, &Deltas<f64>) {
-        (self.inner.as_mut(), self.comm, &self.zeros)
+    fn parts(&mut self) -> (&mut dyn Backend, &dyn Communicator, &mut ParameterSum) {
+        (self.inner.as_mut(), self.comm, &mut self.sum)
     }
 
     /// The network's output for `n` records, this rank computing those of `mine` with
@@ -99,22 +99,22 @@ fn summed_rows(
 
 /// The batch's deltas summed over the ranks, each rank computing those of its share of the
 /// records, of `b` of the batch's `B`, with `deltas(rows, learnrate · b / B)` (not called for
-/// a rank with no records).
-fn summed_deltas(
-    (inner, comm, zeros): (&mut dyn Backend, &dyn Communicator, &Deltas<f64>),
+/// a rank with no records); and whether the sum is finite.
+fn summed_deltas<'s>(
+    (inner, comm, sum): (&mut dyn Backend, &dyn Communicator, &'s mut ParameterSum),
     records: usize,
     learnrate: f64,
     deltas: impl FnOnce(&mut dyn Backend, Range<usize>, f64) -> Result<Deltas<f64>>,
-) -> Result<Vec<f64>> {
+) -> Result<(&'s Deltas<f64>, bool)> {
     let mine = share(records, comm.size(), comm.rank());
-    let mut values = if mine.is_empty() {
-        flatten(zeros)
+    let part = if mine.is_empty() {
+        None
     } else {
         let part = mine.len() as f64 / records as f64;
-        flatten(&deltas(inner, mine, learnrate * part)?)
+        Some(deltas(inner, mine, learnrate * part)?)
     };
-    all_reduce_or_stop(comm, inner.precision(), &mut values)?;
-    Ok(values)
+    sum.sum(comm, inner.precision(), part.as_ref())?;
+    Ok((sum.last(), sum.is_finite()))
 }
 
 /// A batch's deltas from its inputs and targets, over a rank's rows of them.
@@ -148,13 +148,13 @@ impl Backend for DataParallel<'_> {
         learnrate: f64,
     ) -> Result<Deltas<f64>> {
         self.check_batch(x.dim(), target.dim())?;
-        let values = summed_deltas(
+        let (sum, _) = summed_deltas(
             self.parts(),
             x.nrows(),
             learnrate,
             delta_weights_of_rows(x, target),
         )?;
-        unflatten(&values, &self.zeros)
+        Ok(sum.clone())
     }
 
     /// Each rank's inner backend computes the output of its share of the records, one sum over
@@ -182,13 +182,13 @@ impl Backend for DataParallel<'_> {
         if mine.is_empty() {
             whole_term(mine, None)?;
         }
-        let values = summed_deltas(self.parts(), records, learnrate, |inner, mine, lr| {
+        let (sum, _) = summed_deltas(self.parts(), records, learnrate, |inner, mine, lr| {
             inner.delta_weights_from_output(x.slice(s![mine.clone(), ..]), lr, &mut |part| {
                 let term = whole_term(mine.clone(), Some(part))?;
                 Ok(term.slice(s![mine.clone(), ..]).to_owned())
             })
         })?;
-        unflatten(&values, &self.zeros)
+        Ok(sum.clone())
     }
 
     fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()> {
@@ -260,7 +260,7 @@ impl Backend for DataParallel<'_> {
         let DataParallel {
             inner,
             comm,
-            zeros,
+            sum,
             data: sets,
             ..
         } = self;
@@ -269,16 +269,16 @@ impl Backend for DataParallel<'_> {
         for (b, records) in order.chunks(batch).enumerate() {
             let x_batch = resident.x.select(Axis(0), records);
             let target_batch = resident.target.select(Axis(0), records);
-            let values = summed_deltas(
-                (inner.as_mut(), *comm, zeros),
+            let (gradient, finite) = summed_deltas(
+                (inner.as_mut(), *comm, sum),
                 records.len(),
                 -1.0,
                 delta_weights_of_rows(x_batch.view(), target_batch.view()),
             )?;
-            if !all_finite(&values) {
+            if !finite {
                 return Ok(Some(b));
             }
-            inner.apply_gradient(&unflatten(&values, zeros)?, learnrate)?;
+            inner.apply_gradient(gradient, learnrate)?;
         }
         Ok(None)
     }

@@ -128,15 +128,27 @@ fn all_reduce_or_stop(
     precision: Precision,
     values: &mut Vec<f64>,
 ) -> Result<()> {
+    let mut narrow = Vec::new();
+    sum_with_stop_flag(comm, precision, values, &mut narrow)
+}
+
+/// [`all_reduce_or_stop`] through `narrow` for f32 (both kept by callers that sum often).
+fn sum_with_stop_flag(
+    comm: &dyn Communicator,
+    precision: Precision,
+    values: &mut Vec<f64>,
+    narrow: &mut Vec<f32>,
+) -> Result<()> {
     let own = interrupt::received();
     values.push(f64::from(own.unwrap_or(0)));
     if precision == Precision::F32 {
-        let mut narrow: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        comm.all_reduce_sum_f32(&mut narrow)?;
+        narrow.clear();
+        narrow.extend(values.iter().map(|&v| v as f32));
+        comm.all_reduce_sum_f32(narrow)?;
         values
             .iter_mut()
-            .zip(narrow)
-            .for_each(|(v, n)| *v = f64::from(n));
+            .zip(narrow.iter())
+            .for_each(|(v, &n)| *v = f64::from(n));
     } else {
         comm.all_reduce_sum(values)?;
     }
@@ -148,6 +160,87 @@ fn all_reduce_or_stop(
         });
     }
     Ok(())
+}
+
+/// Sums of parameter-shaped values (deltas, gradients) over the ranks, through buffers kept
+/// from batch to batch: fresh buffers the size of a wide layer's weights cost page faults on
+/// every step.
+struct ParameterSum {
+    sum: Deltas<f64>,
+    values: Vec<f64>,
+    narrow: Vec<f32>,
+}
+
+impl ParameterSum {
+    fn new(like: &Network<f64>) -> Self {
+        ParameterSum {
+            sum: zeros_like(like),
+            values: Vec::new(),
+            narrow: Vec::new(),
+        }
+    }
+
+    /// Sums `part` (zeros for a rank without one) over the ranks, stopping all of them
+    /// together as [`all_reduce_or_stop`] does; [`Self::last`] holds the sum.
+    fn sum(
+        &mut self,
+        comm: &dyn Communicator,
+        precision: Precision,
+        part: Option<&Deltas<f64>>,
+    ) -> Result<()> {
+        self.values.clear();
+        match part {
+            Some(part) => {
+                if !part.same_layout(&self.sum) {
+                    return Err(Error::Shape(
+                        "a rank's deltas do not have the network's shapes".into(),
+                    ));
+                }
+                self.values.extend(values_of(part));
+            }
+            None => self.values.resize(values_of(&self.sum).count(), 0.0),
+        }
+        sum_with_stop_flag(comm, precision, &mut self.values, &mut self.narrow)?;
+        let mut summed = self.values.iter();
+        for v in values_of_mut(&mut self.sum) {
+            *v = summed.next().copied().unwrap_or(f64::NAN);
+        }
+        Ok(())
+    }
+
+    /// Whether the last sum is finite everywhere (a rank's NaN reaches every rank).
+    fn is_finite(&self) -> bool {
+        all_finite(&self.values)
+    }
+
+    /// The last sum.
+    fn last(&self) -> &Deltas<f64> {
+        &self.sum
+    }
+}
+
+/// Every value of a parameter set, weights then biases, each row-major.
+fn values_of(parameters: &Deltas<f64>) -> impl Iterator<Item = f64> + '_ {
+    parameters
+        .weights
+        .iter()
+        .flat_map(|w| w.iter().copied())
+        .chain(
+            parameters
+                .biases
+                .iter()
+                .flatten()
+                .flat_map(|b| b.iter().copied()),
+        )
+}
+
+/// [`values_of`], to be written.
+fn values_of_mut(parameters: &mut Deltas<f64>) -> impl Iterator<Item = &mut f64> + '_ {
+    let Deltas { weights, biases } = parameters;
+    weights
+        .iter_mut()
+        .flat_map(|w| w.iter_mut())
+        .chain(biases.iter_mut().flatten().flat_map(|b| b.iter_mut()))
 }
 
 /// Whether every number is finite (a sum over ranks carries a rank's NaN to all of them).
