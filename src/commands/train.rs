@@ -276,6 +276,9 @@ fn create_backend<'a>(
             .create_for_rank(network, args.precision, batch, comm)
     };
     if comm.size() == 1 {
+        if args.parallel == Parallel::Hidden {
+            errln!("notice: --parallel hidden splits the hidden layer across MPI ranks (see README, \"Beyond one machine\"); one process trains the whole layer");
+        }
         return create(network);
     }
     Ok(match args.parallel {
