@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use ndarray::{s, Array2, ArrayView2, Axis};
 
-use super::{share, ParameterSum};
+use super::{same_as_rank_0, share, ParameterSum};
 use crate::backend::{
     check_epoch, check_output_error_term, unknown, Backend, DataId, OutputErrorTerm,
 };
@@ -81,7 +81,7 @@ impl<'a> DataParallel<'a> {
 }
 
 /// A matrix of `shape` whose rows `mine` are `part` (zeros without one), summed over the
-/// ranks: the whole from each rank's rows.
+/// ranks: the whole from each rank's rows, as rank 0 summed it (see `same_as_rank_0`).
 fn summed_rows(
     comm: &dyn Communicator,
     shape: (usize, usize),
@@ -94,7 +94,10 @@ fn summed_rows(
     }
     let mut values = whole.into_raw_vec_and_offset().0;
     comm.all_reduce_sum(&mut values)?;
-    Array2::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))
+    let mut whole =
+        Array2::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))?;
+    same_as_rank_0(comm, &mut whole)?;
+    Ok(whole)
 }
 
 /// The batch's deltas summed over the ranks, each rank computing those of its share of the

@@ -19,7 +19,9 @@ use std::rc::Rc;
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
-use super::{all_finite, all_reduce_or_stop, flatten, parameters, share, unflatten};
+use super::{
+    all_finite, all_reduce_or_stop, flatten, parameters, same_as_rank_0, share, unflatten,
+};
 use crate::backend::{check_epoch, unknown, Backend, DataId, OutputErrorTerm};
 use crate::comm::Communicator;
 use crate::cpu;
@@ -146,14 +148,18 @@ impl<'a> HiddenParallel<'a> {
         unflatten(&values, &self.zeros)
     }
 
-    /// The whole network's output from this rank's share of the pre-activation.
+    /// The whole network's output from this rank's share of the pre-activation, as rank 0
+    /// computed it: the losses every rank takes its decisions from (early stopping, the
+    /// divergence guard) are then the same bits on every rank, whatever order MPI summed in.
     fn output(&self, pre_activation: Array2<f64>) -> Result<Array2<f64>> {
-        summed_output(
+        let mut output = summed_output(
             self.comm,
             self.inner.precision(),
             self.spec.output,
             pre_activation,
-        )
+        )?;
+        same_as_rank_0(self.comm, &mut output)?;
+        Ok(output)
     }
 
     /// This rank's slice of a batch's deltas at `learnrate`, from one pass of the inner backend:

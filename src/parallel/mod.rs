@@ -243,6 +243,17 @@ fn values_of_mut(parameters: &mut Deltas<f64>) -> impl Iterator<Item = &mut f64>
         .chain(biases.iter_mut().flatten().flat_map(|b| b.iter_mut()))
 }
 
+/// Replaces `values` with rank 0's. MPI's sums are meant to give every rank the same result,
+/// but the standard only recommends it: the outputs whose losses decide when training stops
+/// are made the same bits on every rank, so that no rank stops alone and leaves the others
+/// waiting (records x outputs numbers, once per evaluation).
+fn same_as_rank_0(comm: &dyn Communicator, values: &mut Array2<f64>) -> Result<()> {
+    match values.as_slice_mut() {
+        Some(values) => comm.broadcast_f64(values),
+        None => Err(Error::Shape("a summed output is not contiguous".into())),
+    }
+}
+
 /// Whether every number is finite (a sum over ranks carries a rank's NaN to all of them).
 fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
