@@ -285,7 +285,7 @@ fn data_and_hidden_parallel_runs_follow_one_process_on_the_gpu() {
         "3",
     ];
     run(0, &args_with(&base, &["--save", "one.safetensors"]), d);
-    for (np, parallel) in [(2, "data"), (2, "hidden"), (3, "hidden")] {
+    for (np, parallel) in [(2, "data"), (3, "data"), (2, "hidden"), (3, "hidden")] {
         let name = format!("{parallel}{np}.safetensors");
         let out = run(
             np,
