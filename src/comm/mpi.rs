@@ -3,6 +3,8 @@
 //! rsmpi's safe API has no `MPI_IN_PLACE`, so a sum goes through a copy of the buffer; MPI's
 //! counts are C ints, so buffers longer than [`CHUNK`] go in pieces.
 
+use std::cell::RefCell;
+
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
@@ -20,6 +22,8 @@ pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
     meter: Meter,
+    send_f64: RefCell<Vec<f64>>,
+    send_f32: RefCell<Vec<f32>>,
     // Declared last: MPI is finalized after the communicators above are freed.
     _universe: Universe,
 }
@@ -41,17 +45,23 @@ impl Mpi {
             world,
             local_rank,
             meter: Meter::default(),
+            send_f64: RefCell::default(),
+            send_f32: RefCell::default(),
             _universe: universe,
         })
     }
 }
 
 impl Mpi {
-    /// `MPI_Allreduce` with `MPI_SUM`, through a copy (no `MPI_IN_PLACE` in rsmpi's safe API).
-    fn sum<T: Equivalence + Copy>(&self, values: &mut [T]) -> Result<()> {
+    /// `MPI_Allreduce` with `MPI_SUM`, through a copy in `send` (no `MPI_IN_PLACE` in rsmpi's
+    /// safe API), which is kept: a fresh buffer of a wide layer's gradient would cost page
+    /// faults on every step.
+    fn sum<T: Equivalence + Copy>(&self, values: &mut [T], send: &RefCell<Vec<T>>) -> Result<()> {
+        let mut send = send.borrow_mut();
         self.meter.measure(std::mem::size_of_val(values), || {
             for chunk in values.chunks_mut(CHUNK) {
-                let send = chunk.to_vec();
+                send.clear();
+                send.extend_from_slice(chunk);
                 self.world
                     .all_reduce_into(&send[..], chunk, SystemOperation::sum());
             }
@@ -85,11 +95,11 @@ impl Communicator for Mpi {
     }
 
     fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
-        self.sum(values)
+        self.sum(values, &self.send_f64)
     }
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
-        self.sum(values)
+        self.sum(values, &self.send_f32)
     }
 
     fn broadcast_f64(&self, values: &mut [f64]) -> Result<()> {
