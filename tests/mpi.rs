@@ -124,6 +124,14 @@ fn max_relative_difference(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Asserts that two saved models differ by less than `bound` ([`max_relative_difference`]),
+/// and says by how much (`--nocapture` shows the measured figures).
+fn assert_models_within(a: &Path, b: &Path, bound: f64, what: &str) {
+    let difference = max_relative_difference(a, b);
+    assert!(difference < bound, "{what}: {difference:e}");
+    eprintln!("{what}: {difference:e}");
+}
+
 /// A random classification problem: 6 numeric features, 3 classes that depend on them, 131
 /// records (a prime: batches and shares do not divide it).
 fn classes_csv(dir: &Path) -> PathBuf {
@@ -183,12 +191,12 @@ fn data_and_hidden_parallel_runs_train_the_one_process_model_in_f64() {
             1,
             "rank 0 alone reports:\n{stdout}"
         );
-        let difference = max_relative_difference(&d.join("one.safetensors"), &d.join(&name));
-        assert!(
-            difference < 1e-12,
-            "bike, {parallel} np {np}: {difference:e}"
+        assert_models_within(
+            &d.join("one.safetensors"),
+            &d.join(&name),
+            1e-12,
+            &format!("bike, {parallel} np {np}"),
         );
-        eprintln!("bike, {parallel} np {np}: {difference:e}");
     }
 
     let data = classes_csv(d);
@@ -235,12 +243,12 @@ fn data_and_hidden_parallel_runs_train_the_one_process_model_in_f64() {
                     ),
                     d,
                 );
-                let difference = max_relative_difference(&d.join(&one), &d.join(&name));
-                assert!(
-                    difference < 1e-12,
-                    "classes, hidden {hidden}, {parallel} np {np}: {difference:e}"
+                assert_models_within(
+                    &d.join(&one),
+                    &d.join(&name),
+                    1e-12,
+                    &format!("classes, hidden {hidden}, {parallel} np {np}"),
                 );
-                eprintln!("classes, hidden {hidden}, {parallel} np {np}: {difference:e}");
             }
         }
     }
@@ -297,9 +305,12 @@ fn data_and_hidden_parallel_runs_follow_one_process_on_the_gpu() {
             stderr.contains(&format!("rank 1 of {np}: backend:")),
             "{stderr}"
         );
-        let difference = max_relative_difference(&d.join("one.safetensors"), &d.join(&name));
-        assert!(difference < 1e-5, "gpu, {parallel} np {np}: {difference:e}");
-        eprintln!("gpu, {parallel} np {np}: {difference:e}");
+        assert_models_within(
+            &d.join("one.safetensors"),
+            &d.join(&name),
+            1e-5,
+            &format!("gpu, {parallel} np {np}"),
+        );
     }
 }
 

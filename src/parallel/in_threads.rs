@@ -66,8 +66,17 @@ impl Communicator for Threads {
         self.all_reduce_sum(values)
     }
 
-    fn broadcast_u64(&self, _values: &mut [u64]) -> Result<()> {
-        unimplemented!("not used by these tests")
+    fn broadcast_u64(&self, values: &mut [u64]) -> Result<()> {
+        // Each u64 as its two 32-bit halves, which f64 holds exactly.
+        let mut halves: Vec<f64> = values
+            .iter()
+            .flat_map(|&v| [f64::from((v >> 32) as u32), f64::from(v as u32)])
+            .collect();
+        self.broadcast_f64(&mut halves)?;
+        for (v, pair) in values.iter_mut().zip(halves.chunks(2)) {
+            *v = ((pair[0] as u64) << 32) | pair[1] as u64;
+        }
+        Ok(())
     }
 
     fn barrier(&self) {
@@ -294,4 +303,28 @@ fn hidden_parallel_steps_and_epochs_are_one_process_s_and_diverge_together() {
             "rank {rank}"
         );
     }
+}
+
+#[test]
+fn ranks_that_hold_different_checksums_all_refuse_and_the_one_that_differs_says_so() {
+    let same = on_ranks(3, |comm| {
+        crate::comm::check_same_on_every_rank(comm, "the data", u64::MAX - 7).is_ok()
+    });
+    assert_eq!(same, [true, true, true]);
+    let differing = on_ranks(3, |comm| {
+        let sum = if comm.rank() == 2 {
+            1 << 40
+        } else {
+            u64::MAX - 7
+        };
+        crate::comm::check_same_on_every_rank(comm, "the data", sum)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        differing[2].contains("rank 2 read the data different from rank 0's"),
+        "{differing:?}"
+    );
+    assert!(differing[0].contains("1 of 3 ranks"), "{differing:?}");
+    assert!(differing[1].contains("1 of 3 ranks"), "{differing:?}");
 }

@@ -57,18 +57,7 @@ pub fn share(n: usize, size: usize, rank: usize) -> Range<usize> {
 /// The numbers of a network's parameters (or of deltas, gradients or moments of its shape),
 /// weights then biases, each row-major: what a sum over ranks moves.
 pub fn flatten(parameters: &Deltas<f64>) -> Vec<f64> {
-    parameters
-        .weights
-        .iter()
-        .flat_map(|w| w.iter().copied())
-        .chain(
-            parameters
-                .biases
-                .iter()
-                .flatten()
-                .flat_map(|b| b.iter().copied()),
-        )
-        .collect()
+    values_of(parameters).collect()
 }
 
 /// The inverse of [`flatten`]: `values` laid out as `like`'s tensors.
