@@ -51,11 +51,15 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// `eprintln!` that never panics: with standard error closed there is nobody to tell.
+/// `eprintln!` that never panics: with standard error closed there is nobody to tell. The line
+/// goes out in one write, so that the ranks of a distributed run sharing a terminal or a pipe
+/// do not interleave their lines mid-line.
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
 pub(crate) use errln;
