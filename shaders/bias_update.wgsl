@@ -25,7 +25,8 @@ fn bias_update(
     }
     let delta = dims.scale * sum;
     if (((dims.flag >> OPT_SHIFT) & OPT_BITS) != OPT_PLAIN) {
-        bias[unit] = optimizer_update(unit, bias[unit], delta);
+        let l2 = select(L2_OF_BIASES, L2_OF_WEIGHTS, (dims.flag & FLAG_OF_WEIGHTS) != 0u);
+        bias[unit] = optimizer_update(unit, bias[unit], delta, l2);
     } else if ((dims.flag & FLAG_APPLY) != 0u) {
         bias[unit] += delta;
     } else {

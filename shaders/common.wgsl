@@ -44,6 +44,9 @@ const OPT_SGD: u32 = 1u;
 const OPT_MOMENTUM: u32 = 2u;
 const OPT_NESTEROV: u32 = 3u;
 const OPT_ADAM: u32 = 4u;
+// bias_update with an optimizer rule: the values stepped are weights (a gradient applied
+// element-wise), so the weights' L2 term applies, not the biases'.
+const FLAG_OF_WEIGHTS: u32 = 4096u;
 
 // The slope of leaky ReLU below 0, as LEAKY_RELU_SLOPE in src/ops/activation.rs.
 const LEAKY_RELU_SLOPE: f32 = 0.01;

@@ -7,14 +7,18 @@
 
 @group(0) @binding(11) var<storage, read_write> moment1: array<f32>;
 @group(0) @binding(12) var<storage, read_write> moment2: array<f32>;
-// learning rate, β1 (or μ), β2, ε, L2 decay, decoupled decay factor 1 − lr·λ,
-// Adam's step size lr / (1 − β1ᵗ), √(1 − β2ᵗ): `StepValues`, copied in before each batch.
-@group(0) @binding(13) var<storage, read> step_values: array<f32, 8>;
+// learning rate, β1 (or μ), β2, ε, the L2 term of the weights, that of the biases, decoupled
+// decay factor 1 − lr·λ, Adam's step size lr / (1 − β1ᵗ), √(1 − β2ᵗ): `StepValues`, copied in
+// before each batch.
+@group(0) @binding(13) var<storage, read> step_values: array<f32, 9>;
+const L2_OF_WEIGHTS: u32 = 4u;
+const L2_OF_BIASES: u32 = 5u;
 
-fn optimizer_update(i: u32, w: f32, gradient: f32) -> f32 {
+// `l2`: L2_OF_WEIGHTS or L2_OF_BIASES, the entry of `step_values` whose L2 term applies.
+fn optimizer_update(i: u32, w: f32, gradient: f32, l2: u32) -> f32 {
     let lr = step_values[0];
     let beta1 = step_values[1];
-    let g = gradient + step_values[4] * w;
+    let g = gradient + step_values[l2] * w;
     switch ((dims.flag >> OPT_SHIFT) & OPT_BITS) {
         case OPT_MOMENTUM, OPT_NESTEROV: {
             let m = beta1 * moment1[i] + g;
@@ -31,8 +35,8 @@ fn optimizer_update(i: u32, w: f32, gradient: f32) -> f32 {
             let v = beta2 * moment2[i] + (1.0 - beta2) * g * g;
             moment1[i] = m;
             moment2[i] = v;
-            let denominator = sqrt(v) / step_values[7] + step_values[3];
-            return w * step_values[5] - step_values[6] * (m / denominator);
+            let denominator = sqrt(v) / step_values[8] + step_values[3];
+            return w * step_values[6] - step_values[7] * (m / denominator);
         }
         default: {
             return w - lr * g;

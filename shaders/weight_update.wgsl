@@ -26,7 +26,7 @@ fn store(m: u32, n: u32, sum: f32) {
     let i = m * dims.n + n;
     let delta = dims.scale * sum;
     if (((dims.flag >> OPT_SHIFT) & OPT_BITS) != OPT_PLAIN) {
-        weights[i] = optimizer_update(i, weights[i], delta);
+        weights[i] = optimizer_update(i, weights[i], delta, L2_OF_WEIGHTS);
     } else if ((dims.flag & FLAG_APPLY) != 0u) {
         weights[i] += delta;
     } else {

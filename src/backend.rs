@@ -2,14 +2,18 @@
 //! sizes both backends share. It imports neither backend: `cpu::CpuBackend` and
 //! `gpu::GpuBackend` implement it, and `device` chooses between them.
 //!
-//! Arrays cross this seam in f64 (what NumPy users hand us); each backend computes in its own
-//! precision and keeps the weights where it computes.
+//! Data sets cross this seam as a [`Matrix`] of f32 or f64, whichever the caller holds, and
+//! are converted once to the backend's precision where it keeps them; single batches (the
+//! seeds' step, benchmarks) cross in f64. Each backend computes in its own precision and keeps
+//! the weights where it computes.
 
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
+use crate::guard::interrupt::CancelToken;
 use crate::guard::memory::MemoryPlan;
 use crate::guard::numeric::Precision;
+use crate::matrix::Matrix;
 use crate::model::{Deltas, Network};
 use crate::ops::optimizer::{Optimizer, OptimizerState};
 
@@ -60,8 +64,8 @@ pub trait Backend {
     /// applies its rule. Counts as one step of the optimizer.
     fn apply_gradient(&mut self, gradient: &Deltas<f64>, learnrate: f64) -> Result<()>;
 
-    /// The network's output for a batch of records.
-    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>>;
+    /// The network's output for records `x` (converted once to the backend's precision).
+    fn predict(&mut self, x: Matrix<'_>) -> Result<Array2<f64>>;
 
     /// The current weights, read back from wherever they live.
     fn network(&mut self) -> Result<Network<f64>>;
@@ -76,9 +80,11 @@ pub trait Backend {
     /// The optimizer's state, read back (for checkpoints).
     fn optimizer_state(&mut self) -> Result<OptimizerState<f64>>;
 
-    /// Keeps a data set where the backend computes (on the GPU: uploaded once, resident) and
-    /// returns its handle for `train_epoch` and `predict_data`.
-    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId>;
+    /// Keeps a data set where the backend computes, converted once to its precision (on the
+    /// GPU: uploaded once, resident), and returns its handle for `train_epoch` and
+    /// `predict_data`. A value the precision cannot hold is an `Error::Value` naming `input` or
+    /// `target` and its [record, column].
+    fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId>;
 
     /// One epoch of mini-batch training over loaded data: records in `order` (a permutation of
     /// the data set's records, or of some of them), in batches of `batch` (the last one smaller
@@ -87,13 +93,14 @@ pub trait Backend {
     ///
     /// Returns the first batch (counted from 0) whose `output_layer_out` held a NaN or an
     /// infinity, if any: the weights are then unusable, and the caller says where it happened.
-    /// Stops early with `Error::Interrupted` when SIGINT/SIGTERM arrived (see `guard::interrupt`).
+    /// Stops between batches with `Error::Interrupted` once `cancel` is cancelled.
     fn train_epoch(
         &mut self,
         data: DataId,
         order: &[usize],
         batch: usize,
         learnrate: f64,
+        cancel: &CancelToken,
     ) -> Result<Option<usize>>;
 
     /// The network's output for every record of loaded data.

@@ -1,6 +1,8 @@
 //! Choosing where to compute (`--backend auto|gpu|cpu`): the only module that names both
 //! backends, above them both.
 
+use std::sync::{Arc, Mutex};
+
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
@@ -11,9 +13,10 @@ use crate::guard::numeric::{check_network, Precision};
 use crate::model::Network;
 
 /// Which backend a command computes on (`--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
     /// A hardware GPU when there is one (or the adapter named), otherwise the CPU.
+    #[default]
     Auto,
     /// The GPU: a hardware adapter, or the one named; fails when there is none.
     Gpu,
@@ -36,26 +39,19 @@ pub enum CpuPrecision {
 }
 
 /// Creates the chosen backend holding `network`, to step with batches of up to `batch`
-/// records; a GPU tunes its kernels as `tuning` says. `adapter` is a case-insensitive substring
-/// of an adapter name; `auto` falls back to the CPU when no GPU can be opened. Without a name,
-/// the `local_rank`-th process of a distributed run on a host takes the host's
-/// `local_rank`-th GPU.
+/// records, on the GPU that `gpu` opens (or shares); `auto` falls back to the CPU, in
+/// `precision`, when no GPU can be opened.
 pub fn create(
     choice: BackendChoice,
-    (adapter, local_rank): (Option<&str>, usize),
+    gpu: impl FnOnce() -> Result<Arc<GpuDevice>>,
     network: &Network<f64>,
     precision: CpuPrecision,
     batch: usize,
-    tuning: TuningOptions,
 ) -> Result<Selected> {
     let gpu = move || -> Result<Box<dyn Backend>> {
-        let ctx = GpuContext::open_for_rank(adapter, local_rank)?;
-        let options = GpuOptions::for_batch(&ctx, &network.layer_sizes(), batch)?;
-        Ok(Box::new(GpuBackend::new(
-            GpuDevice::with_tuning(ctx, tuning)?,
-            network,
-            options,
-        )?))
+        let device = gpu()?;
+        let options = GpuOptions::for_batch(&device.ctx, &network.layer_sizes(), batch)?;
+        Ok(Box::new(GpuBackend::new(device, network, options)?))
     };
     let cpu = || -> Result<Box<dyn Backend>> {
         Ok(match precision {
@@ -87,4 +83,55 @@ pub fn create(
             Err(e) => return Err(e),
         },
     })
+}
+
+/// Tuning as a run does it: on unless `tune` is false, cached in the user's cache directory,
+/// each newly tuned shape said in one line on standard error.
+pub fn tuning(tune: bool) -> TuningOptions {
+    TuningOptions {
+        enabled: tune,
+        retune: false,
+        force: None,
+        cache_dir: crate::tune::cache::default_dir(),
+        notify: Some(Box::new(|line: &str| {
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+        })),
+    }
+}
+
+/// Opens a GPU: the adapter whose name contains `adapter`, or without a name the
+/// `local_rank`-th of the host's GPUs of the best kind (the ranks of a distributed run on one
+/// node share them out), tuning its kernels as `tuning` says.
+pub fn open_gpu(
+    adapter: Option<&str>,
+    local_rank: usize,
+    tuning: TuningOptions,
+) -> Result<Arc<GpuDevice>> {
+    GpuDevice::with_tuning(GpuContext::open_for_rank(adapter, local_rank)?, tuning)
+}
+
+/// Devices opened by [`shared_gpu`], by adapter name, local rank and tuning.
+type SharedDevices = Vec<((Option<String>, usize, bool), Arc<GpuDevice>)>;
+
+static SHARED: Mutex<SharedDevices> = Mutex::new(Vec::new());
+
+/// [`open_gpu`] once per process: later calls with the same adapter, rank and tuning share the
+/// device (and its compiled pipelines), as a program that fits many models wants. Devices
+/// stay open until [`release_shared`]. Tuning notices go to standard error.
+pub fn shared_gpu(adapter: Option<&str>, local_rank: usize, tune: bool) -> Result<Arc<GpuDevice>> {
+    let key = (adapter.map(str::to_lowercase), local_rank, tune);
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, device)) = shared.iter().find(|(k, _)| *k == key) {
+        return Ok(Arc::clone(device));
+    }
+    let device = open_gpu(adapter, local_rank, tuning(tune))?;
+    shared.push((key, Arc::clone(&device)));
+    Ok(device)
+}
+
+/// Lets go of the devices [`shared_gpu`] opened: each closes (saving its compiled pipelines to
+/// the disk cache) once no backend holds it. Call before exiting.
+pub fn release_shared() {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }

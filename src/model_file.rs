@@ -100,6 +100,14 @@ fn parameter_tensors(
 }
 
 pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
+    let serialized = to_bytes(path, model)?;
+    write_atomic(path, |w| {
+        std::io::Write::write_all(w, &serialized).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// The bytes of a model file holding `model`; `path` is what messages call it.
+pub fn to_bytes(path: &Path, model: &SavedModel) -> Result<Vec<u8>> {
     let network = &model.network;
     let mut tensors = parameter_tensors("", network.weights(), network.biases());
     for (k, moment) in model
@@ -144,12 +152,9 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<()> {
         message: e.to_string(),
     })?;
     let info = std::collections::HashMap::from([(METADATA_KEY.to_string(), json)]);
-    let serialized = safetensors::serialize(views, Some(info)).map_err(|e| Error::File {
+    safetensors::serialize(views, Some(info)).map_err(|e| Error::File {
         path: path.into(),
         message: e.to_string(),
-    })?;
-    write_atomic(path, |w| {
-        std::io::Write::write_all(w, &serialized).map_err(|e| Error::io(path, e))
     })
 }
 

@@ -221,7 +221,7 @@ pub fn check_case(
     let outputs = cpu::forward(network, x);
     let want_deltas = cpu::backward(network, x, target, learnrate)?;
     let got_deltas = backend.delta_weights(x, target, learnrate)?;
-    let got_output = backend.predict(x)?;
+    let got_output = backend.predict(x.into())?;
 
     let sizes = &case.layer_sizes;
     let n_layers = sizes.len() - 1;

@@ -357,7 +357,7 @@ fn the_callback_gets_the_output_predict_gives() {
         let seen = output_seen_by_the_callback(&mut cpu64, x.view());
         assert_eq!(
             seen,
-            cpu64.predict(x.view()).unwrap(),
+            cpu64.predict(x.view().into()).unwrap(),
             "{}",
             case.describe()
         );
@@ -365,7 +365,7 @@ fn the_callback_gets_the_output_predict_gives() {
         let seen = output_seen_by_the_callback(&mut cpu32, x.view());
         assert_eq!(
             seen,
-            cpu32.predict(x.view()).unwrap(),
+            cpu32.predict(x.view().into()).unwrap(),
             "{}",
             case.describe()
         );
@@ -376,7 +376,7 @@ fn the_callback_gets_the_output_predict_gives() {
             let Some(device) = device else { return };
             let mut gpu = guarded(&device, &network);
             let seen = output_seen_by_the_callback(&mut gpu, x.view());
-            let predicted = gpu.predict(x.view()).unwrap();
+            let predicted = gpu.predict(x.view().into()).unwrap();
             let tolerance = output_tolerance(case);
             for (what, want) in [("predict", &predicted), ("the f64 reference", reference)] {
                 assert_eq!(seen.dim(), want.dim());
@@ -752,7 +752,7 @@ fn split_layers_take_given_error_terms_and_gradients_block_by_block() {
     let worst = check_deltas("split", &c, &got, &want, 1.0);
     // The output read back block by block is the prediction's.
     let seen = output_seen_by_the_callback(&mut gpu, x.view());
-    let (_, rel) = validate::errors(seen.view(), gpu.predict(x.view()).unwrap().view());
+    let (_, rel) = validate::errors(seen.view(), gpu.predict(x.view().into()).unwrap().view());
     assert!(
         rel <= output_tolerance(&c),
         "split: callback output off by {rel:e}"

@@ -421,7 +421,7 @@ fn twenty_gpu_training_steps_track_the_reference() {
         let mut gpu = guarded_backend(&device, &p.network);
         let mut reference = CpuBackend::<f64>::new(&p.network);
         let loss = |b: &mut dyn Backend| {
-            let y = b.predict(p.x.view()).unwrap();
+            let y = b.predict(p.x.view().into()).unwrap();
             cpu::mean_squared_error(y.view(), p.target.view())
         };
         let first_loss = loss(&mut reference);
@@ -478,13 +478,19 @@ fn epochs_over_resident_data_track_the_reference() {
     let mut gpu = guarded_backend(&device, &p.network);
     let mut reference = CpuBackend::<f64>::new(&p.network);
     let (g, r) = (
-        gpu.load_data(p.x.view(), p.target.view()).unwrap(),
-        reference.load_data(p.x.view(), p.target.view()).unwrap(),
+        gpu.load_data(p.x.view().into(), p.target.view().into())
+            .unwrap(),
+        reference
+            .load_data(p.x.view().into(), p.target.view().into())
+            .unwrap(),
     );
     for epoch in 1..=3 {
         let order = backprop::train::epoch_order(7, epoch, 103);
-        gpu.train_epoch(g, &order, 10, 0.8).unwrap();
-        reference.train_epoch(r, &order, 10, 0.8).unwrap();
+        gpu.train_epoch(g, &order, 10, 0.8, &Default::default())
+            .unwrap();
+        reference
+            .train_epoch(r, &order, 10, 0.8, &Default::default())
+            .unwrap();
         let (gw, rw) = (gpu.network().unwrap(), reference.network().unwrap());
         for (a, b) in gw.weights().iter().zip(rw.weights()) {
             let (_, rel) = validate::errors(a.view(), b.view());
@@ -502,8 +508,12 @@ fn epochs_over_resident_data_track_the_reference() {
     // An order that leaves the data set is refused before the gather kernel could read it.
     let mut bad = backprop::train::epoch_order(7, 4, 103);
     bad[50] = 103;
-    assert!(gpu.train_epoch(g, &bad, 10, 0.8).is_err());
-    assert!(gpu.train_epoch(g, &bad[..100], 10, 0.8).is_err());
+    assert!(gpu
+        .train_epoch(g, &bad, 10, 0.8, &Default::default())
+        .is_err());
+    assert!(gpu
+        .train_epoch(g, &bad[..100], 10, 0.8, &Default::default())
+        .is_err());
 }
 
 #[test]
@@ -520,21 +530,27 @@ fn the_first_batch_with_a_non_finite_output_is_reported_by_both_backends() {
     .unwrap();
     let mut x = Array2::from_elem((40, 2), -100.0);
     x.row_mut(17).fill(100.0);
-    let target = Array2::zeros((40, 1));
+    let target = Array2::<f64>::zeros((40, 1));
     let order: Vec<usize> = (0..40).collect();
     let mut gpu = guarded_backend(&device, &network);
     let mut cpu = CpuBackend::<f32>::new(&network);
     for backend in [&mut gpu as &mut dyn Backend, &mut cpu] {
         let clean = backend
             .load_data(
-                x.slice(ndarray::s![..16, ..]),
-                target.slice(ndarray::s![..16, ..]),
+                x.slice(ndarray::s![..16, ..]).into(),
+                target.slice(ndarray::s![..16, ..]).into(),
             )
             .unwrap();
-        let first = backend.train_epoch(clean, &order[..16], 8, 0.1).unwrap();
+        let first = backend
+            .train_epoch(clean, &order[..16], 8, 0.1, &Default::default())
+            .unwrap();
         assert_eq!(first, None, "{}", backend.description());
-        let data = backend.load_data(x.view(), target.view()).unwrap();
-        let first = backend.train_epoch(data, &order, 8, 0.1).unwrap();
+        let data = backend
+            .load_data(x.view().into(), target.view().into())
+            .unwrap();
+        let first = backend
+            .train_epoch(data, &order, 8, 0.1, &Default::default())
+            .unwrap();
         assert_eq!(first, Some(2), "{}", backend.description());
     }
     gpu.check_guards().unwrap();
@@ -546,7 +562,9 @@ fn predictions_over_more_records_than_one_pass_match_the_reference() {
     // 4,133 records: one full pass of 4,096 and a remainder of 37.
     let p = common::problem(&[5, 3, 2], 4133, Activation::Identity, &mut common::rng(9));
     let mut gpu = guarded_backend(&device, &p.network);
-    let id = gpu.load_data(p.x.view(), p.target.view()).unwrap();
+    let id = gpu
+        .load_data(p.x.view().into(), p.target.view().into())
+        .unwrap();
     let got = gpu.predict_data(id).unwrap();
     let outputs = cpu::forward(&p.network, p.x.view());
     let (_, rel) = validate::errors(got.view(), outputs[1].view());
@@ -596,13 +614,19 @@ fn layers_wider_than_a_binding_are_split_along_the_hidden_dimension() {
     let mut gpu = GpuBackend::new(device, &p.network, options).unwrap();
     let mut reference = CpuBackend::<f64>::new(&p.network);
     let (g, r) = (
-        gpu.load_data(p.x.view(), p.target.view()).unwrap(),
-        reference.load_data(p.x.view(), p.target.view()).unwrap(),
+        gpu.load_data(p.x.view().into(), p.target.view().into())
+            .unwrap(),
+        reference
+            .load_data(p.x.view().into(), p.target.view().into())
+            .unwrap(),
     );
     for epoch in 1..=2 {
         let order = backprop::train::epoch_order(1, epoch, 40);
-        gpu.train_epoch(g, &order, 16, 0.3).unwrap();
-        reference.train_epoch(r, &order, 16, 0.3).unwrap();
+        gpu.train_epoch(g, &order, 16, 0.3, &Default::default())
+            .unwrap();
+        reference
+            .train_epoch(r, &order, 16, 0.3, &Default::default())
+            .unwrap();
     }
     let (gw, rw) = (gpu.network().unwrap(), reference.network().unwrap());
     for (a, b) in gw.weights().iter().zip(rw.weights()) {

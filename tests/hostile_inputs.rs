@@ -1147,10 +1147,10 @@ fn cases() -> Vec<Case> {
             &["--val-fraction", "no records for training"],
         ),
         case(
-            "train --test-fraction 0",
+            "train --test-fraction 1",
             data_csv,
-            &train("--split random --test-fraction 0"),
-            &["--test-fraction", "(0, 1)"],
+            &train("--split random --test-fraction 1"),
+            &["--test-fraction", "[0, 1)"],
         ),
         case(
             "train --val file that does not exist",

@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use backprop::gpu::context::GpuContext;
 use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
 use backprop::model::{Init, Spec};
-use backprop::ops::optimizer::{update, Method, Optimizer, OptimizerState, Rule};
+use backprop::ops::optimizer::{
+    update, Method, Optimizer, OptimizerState, Rule, L2_OF_BIASES, L2_OF_WEIGHTS,
+};
 use backprop::train::epoch_order;
 use backprop::{Activation, Backend, CpuBackend, Loss, Network};
 use ndarray::Array2;
@@ -34,7 +36,7 @@ fn adam_and_adamw_match_their_published_update_on_a_two_step_example() {
         let mut after = Vec::new();
         for (t, g) in [(1, 0.5), (2, -0.25)] {
             let values = optimizer.step_values(0.1, t).0;
-            [w, m, v] = update(Rule::Adam, &values, w, g, m, v);
+            [w, m, v] = update(Rule::Adam, (&values, L2_OF_WEIGHTS), w, g, m, v);
             after.push((w, m, v));
         }
         after
@@ -58,7 +60,8 @@ fn momentum_nesterov_and_l2_follow_pytorch() {
         let rule = optimizer.rule();
         let (mut w, mut m, mut v) = (1.0f64, 0.0, 0.0);
         for t in 1..=2 {
-            [w, m, v] = update(rule, &optimizer.step_values(0.1, t).0, w, 1.0, m, v);
+            let values = optimizer.step_values(0.1, t).0;
+            [w, m, v] = update(rule, (&values, L2_OF_WEIGHTS), w, 1.0, m, v);
         }
         w
     };
@@ -77,8 +80,21 @@ fn momentum_nesterov_and_l2_follow_pytorch() {
         ..Optimizer::default()
     };
     let values = l2.step_values(0.1, 1).0;
-    assert!((update(l2.rule(), &values, 1.0, 1.0, 0.0, 0.0)[0] - 0.85).abs() < 1e-12);
+    let step = |l2_of| update(l2.rule(), (&values, l2_of), 1.0f64, 1.0, 0.0, 0.0)[0];
+    assert!((step(L2_OF_WEIGHTS) - 0.85).abs() < 1e-12);
+    assert!((step(L2_OF_BIASES) - 0.85).abs() < 1e-12);
     assert_eq!(Optimizer::default().rule(), Rule::Plain);
+    // scikit-learn's alpha: an L2 term on the weights only, so the bias steps by the bare
+    // gradient (w = 1 − 0.1·1 = 0.9) while a weight also decays (1 − 0.1·1.5 = 0.85).
+    let weights_only = Optimizer {
+        l2_weights: 0.5,
+        ..Optimizer::default()
+    };
+    assert_eq!(weights_only.rule(), Rule::Sgd);
+    let values = weights_only.step_values(0.1, 1).0;
+    let step = |l2_of| update(Rule::Sgd, (&values, l2_of), 1.0f64, 1.0, 0.0, 0.0)[0];
+    assert!((step(L2_OF_WEIGHTS) - 0.85).abs() < 1e-12);
+    assert!((step(L2_OF_BIASES) - 0.9).abs() < 1e-12);
 }
 
 /// A network with biases and its data: `spec` on `layer_sizes`, 41 records (batches of 16, 16
@@ -112,10 +128,14 @@ fn train(
     backend
         .set_optimizer(optimizer, &OptimizerState::zeros(optimizer, network))
         .unwrap();
-    let data = backend.load_data(x.view(), target.view()).unwrap();
+    let data = backend
+        .load_data(x.view().into(), target.view().into())
+        .unwrap();
     for epoch in 1..=3 {
         let order = epoch_order(5, epoch, x.nrows());
-        let bad = backend.train_epoch(data, &order, 16, learnrate).unwrap();
+        let bad = backend
+            .train_epoch(data, &order, 16, learnrate, &Default::default())
+            .unwrap();
         assert_eq!(bad, None);
     }
     (

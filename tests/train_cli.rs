@@ -27,7 +27,7 @@ fn losses(m: &serde_json::Value) -> Vec<(f64, f64)> {
         .map(|e| {
             (
                 e["train_loss"].as_f64().unwrap(),
-                e["val_loss"].as_f64().unwrap(),
+                e["val_loss"].as_f64().unwrap_or(f64::NAN),
             )
         })
         .collect()
@@ -933,4 +933,228 @@ fn separate_validation_and_test_files_are_encoded_like_the_training_data() {
         m["config"]["batch"], 90,
         "a batch larger than the data is clipped"
     );
+}
+
+#[test]
+fn nothing_held_out_trains_on_every_record_and_early_stopping_then_is_refused() {
+    let dir = Dir::new();
+    let data = dir.bike_like(120, 7);
+    let records = read_csv(&backprop::data::Source::File(data.clone()))
+        .unwrap()
+        .rows
+        .len();
+    let metrics_path = dir.path("m.json");
+    let out = train_on(&data)
+        .args([
+            "--split",
+            "random",
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+            "--epochs",
+            "3",
+            "--drop",
+            "extra",
+            "--metrics",
+        ])
+        .arg(&metrics_path)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&out);
+    assert!(
+        stdout.contains(&format!("{records} training records")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("training ")
+            && !stdout.contains("validation ")
+            && !stdout.contains("test "),
+        "{stdout}"
+    );
+    let m = metrics(&metrics_path);
+    let epochs = m["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 3);
+    assert!(epochs.iter().all(|e| e.get("val_loss").is_none()), "{m}");
+    assert!(
+        m.get("validation_loss").is_none() && m["training_loss"].is_number(),
+        "{m}"
+    );
+
+    // The time split's equivalent: no validation days.
+    let out = train_on(&data)
+        .args(["--val-days", "0", "--epochs", "2", "--drop", "extra"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&out);
+    assert!(
+        stdout.contains("test ") && !stdout.contains("validation "),
+        "{stdout}"
+    );
+
+    // Early stopping has nothing to watch: refused before any work, naming both flags.
+    for (split, zero) in [
+        (
+            &["--split", "random", "--val-fraction", "0"][..],
+            "--val-fraction 0",
+        ),
+        (&["--val-days", "0"][..], "--val-days 0"),
+    ] {
+        train_on(&data)
+            .args(split)
+            .args(["--patience", "3", "--drop", "extra"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("--patience").and(predicate::str::contains(zero)));
+    }
+    train_on(&data)
+        .args([
+            "--split",
+            "random",
+            "--test-fraction",
+            "0",
+            "--drop",
+            "extra",
+        ])
+        .arg("--plot-predictions")
+        .arg(dir.path("p.png"))
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("--plot-predictions")
+                .and(predicate::str::contains("--test-fraction 0")),
+        );
+    assert!(!dir.path("p.png").exists());
+}
+
+#[test]
+fn tol_stops_a_run_whose_training_loss_stopped_improving_and_resumes_exactly() {
+    let dir = Dir::new();
+    let data = dir.bike_like(90, 3);
+    let metrics_path = dir.path("m.json");
+    // A tolerance no epoch can meet: the first epoch sets the best loss, and the run stops
+    // once n_iter_no_change + 1 epochs after it fell short (scikit-learn's count).
+    let out = train_on(&data)
+        .args([
+            "--drop",
+            "extra",
+            "--epochs",
+            "50",
+            "--tol",
+            "1e9",
+            "--n-iter-no-change",
+            "2",
+        ])
+        .arg("--metrics")
+        .arg(&metrics_path)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&out);
+    assert!(stdout.contains("converged after epoch 4"), "{stdout}");
+    assert!(stdout.contains("for 4 epochs on cpu"), "{stdout}");
+    let m = metrics(&metrics_path);
+    assert_eq!(m["converged"], 4);
+    assert_eq!(m["epochs"].as_array().unwrap().len(), 4);
+
+    // Interrupted by --epochs and resumed: the same curve as in one go.
+    let whole = dir.path("whole.json");
+    let args = [
+        "--drop",
+        "extra",
+        "--tol",
+        "1e-9",
+        "--n-iter-no-change",
+        "6",
+        "--seed",
+        "5",
+    ];
+    train_on(&data)
+        .args(args)
+        .args(["--epochs", "12", "--metrics"])
+        .arg(&whole)
+        .assert()
+        .success();
+    let checkpoint = dir.path("c.safetensors");
+    train_on(&data)
+        .args(args)
+        .args(["--epochs", "5", "--checkpoint-every", "5", "--checkpoint"])
+        .arg(&checkpoint)
+        .assert()
+        .success();
+    let resumed = dir.path("resumed.json");
+    train_on(&data)
+        .args(args)
+        .args(["--epochs", "12", "--resume", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--metrics")
+        .arg(&resumed)
+        .assert()
+        .success();
+    assert_eq!(losses(&metrics(&whole)), losses(&metrics(&resumed)));
+    // Another tolerance is another run.
+    train_on(&data)
+        .args([
+            "--drop",
+            "extra",
+            "--tol",
+            "1e-3",
+            "--n-iter-no-change",
+            "6",
+            "--seed",
+            "5",
+        ])
+        .args(["--epochs", "12", "--resume", "--checkpoint"])
+        .arg(&checkpoint)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("resume with the same"));
+}
+
+#[test]
+fn alpha_shrinks_the_weights_but_not_the_biases_and_no_shuffle_keeps_the_order() {
+    let dir = Dir::new();
+    let data = dir.bike_like(120, 11);
+    let run = |name: &str, extra: &[&str]| {
+        let path = dir.path(name);
+        train_on(&data)
+            .args(["--drop", "extra", "--epochs", "4", "--seed", "2"])
+            .args(extra)
+            .arg("--save")
+            .arg(&path)
+            .assert()
+            .success();
+        model_file::load(&path).unwrap()
+    };
+    let plain = run("plain.safetensors", &[]);
+    let decayed = run("alpha.safetensors", &["--alpha", "20"]);
+    let norm = |m: &model_file::SavedModel| -> f64 {
+        m.network
+            .weights()
+            .iter()
+            .flat_map(|w| w.iter())
+            .map(|v| v * v)
+            .sum()
+    };
+    assert!(
+        norm(&decayed) < 0.8 * norm(&plain),
+        "{} vs {}",
+        norm(&decayed),
+        norm(&plain)
+    );
+    let config = decayed.training.unwrap().config;
+    assert!((config.optimizer.l2_weights - 20.0 / 32.0).abs() < 1e-12);
+    // The same records in their order every epoch: two runs with other shuffle seeds agree.
+    let a = run("a.safetensors", &["--no-shuffle", "--shuffle-seed", "1"]);
+    let b = run("b.safetensors", &["--no-shuffle", "--shuffle-seed", "9"]);
+    assert_eq!(a.network, b.network);
+    assert_ne!(a.network, plain.network);
 }

@@ -1,6 +1,5 @@
 //! `backprop bench`: the full training step timed on the CPU and the GPU, size by size.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::outln;
@@ -11,12 +10,12 @@ use backprop::backend::{KernelTime, KernelTimes};
 use backprop::bench::{
     fp32_peak, parse_sizes, problem, time_steps, time_steps_together, BenchSize, Timing,
 };
-use backprop::comm::Communicator;
-use backprop::gpu::context::GpuContext;
-use backprop::gpu::{GpuBackend, GpuDevice, GpuOptions};
+use backprop::comm::{Communicator, Local};
+use backprop::device::CpuPrecision;
 use backprop::guard::memory::{host_available, MemoryPlan};
-use backprop::parallel::{DataParallel, HiddenParallel, Parallel};
-use backprop::{Backend, CpuBackend};
+use backprop::mlp::{create_backend, Device, Env};
+use backprop::parallel::Parallel;
+use backprop::Backend;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchBackend {
@@ -140,12 +139,11 @@ pub fn run(args: BenchArgs, comm: &dyn Communicator) -> Result<()> {
     if comm.size() > 1 {
         return distributed(&args, &sizes, comm);
     }
-    let device: Option<std::result::Result<Arc<GpuDevice>, String>> =
-        args.backend.contains(&BenchBackend::Gpu).then(|| {
-            GpuContext::open(args.adapter.as_deref())
-                .and_then(|ctx| GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false)))
-                .map_err(|e| e.to_string())
-        });
+    // The GPU is opened once (and shared by every size's backend) before any size is timed.
+    let device = args.backend.contains(&BenchBackend::Gpu).then(|| {
+        backprop::device::shared_gpu(args.adapter.as_deref(), 0, !args.no_tune)
+            .map_err(|e| e.to_string())
+    });
     let mut rows: Vec<Row> = Vec::new();
     for size in &sizes {
         // The problem's arrays and, for the CPU, the backend's copies: refused as a row of the
@@ -185,27 +183,23 @@ pub fn run(args: BenchArgs, comm: &dyn Communicator) -> Result<()> {
                     continue;
                 }
             };
-            let created: std::result::Result<Box<dyn Backend>, String> = match which {
-                BenchBackend::Cpu => {
-                    row.device = "cpu (f32)".into();
-                    Ok(Box::new(CpuBackend::<f32>::new(network)))
-                }
-                BenchBackend::Gpu => match &device {
-                    Some(Ok(device)) => {
-                        row.device = device.ctx.describe();
-                        peak = fp32_peak(&device.ctx.info.name);
-                        let options = GpuOptions {
-                            max_records: size.records,
-                            ..GpuOptions::default()
-                        };
-                        GpuBackend::new(device.clone(), network, options)
-                            .map(|b| Box::new(b) as Box<dyn Backend>)
-                            .map_err(|e| format!("does not fit: {e}"))
-                    }
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err("no GPU opened".into()),
-                },
+            if let (BenchBackend::Gpu, Some(Ok(device))) = (which, &device) {
+                peak = fp32_peak(&device.ctx.info.name);
+            }
+            let created = match (which, &device) {
+                (BenchBackend::Gpu, Some(Err(e))) => Err(e.clone()),
+                _ => parallel_backend(
+                    &args,
+                    network,
+                    (which, Parallel::Data),
+                    size.records,
+                    &Local,
+                )
+                .map_err(|e| format!("does not fit: {e}")),
             };
+            if let Ok(backend) = &created {
+                row.device = backend.description();
+            }
             match created
                 .and_then(|mut b| measure(b.as_mut(), &args, x, target).map_err(|e| e.to_string()))
             {
@@ -323,26 +317,30 @@ fn distributed(args: &BenchArgs, sizes: &[BenchSize], comm: &dyn Communicator) -
     Ok(())
 }
 
-/// Creates the backend `which` on this rank (the host's `local_rank`-th GPU, or `--adapter`).
-fn rank_backend(
+/// The facade's backend `which` (f32 on the CPU; on the GPU the host's `local_rank`-th, or
+/// `--adapter`), for steps of `records`, wrapped for `mode` when `comm` has several ranks.
+fn parallel_backend<'a>(
     args: &BenchArgs,
     network: &backprop::Network<f64>,
-    which: BenchBackend,
+    (which, mode): (BenchBackend, Parallel),
     records: usize,
-    comm: &dyn Communicator,
-) -> Result<Box<dyn Backend>> {
-    Ok(match which {
-        BenchBackend::Cpu => Box::new(CpuBackend::<f32>::new(network)),
-        BenchBackend::Gpu => {
-            let ctx = GpuContext::open_for_rank(args.adapter.as_deref(), comm.local_rank())?;
-            let device = GpuDevice::with_tuning(ctx, super::tuning(args.no_tune, false))?;
-            let options = GpuOptions {
-                max_records: records,
-                ..GpuOptions::default()
-            };
-            Box::new(GpuBackend::new(device, network, options)?)
-        }
-    })
+    comm: &'a dyn Communicator,
+) -> backprop::Result<Box<dyn Backend + 'a>> {
+    let device = match which {
+        BenchBackend::Cpu => Device::cpu(),
+        BenchBackend::Gpu => Device::gpu(args.adapter.as_deref()),
+    };
+    let env = Env {
+        comm,
+        ..Env::quiet()
+    };
+    create_backend(
+        (&device, !args.no_tune),
+        network,
+        (CpuPrecision::F32, records),
+        mode,
+        &env,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -360,22 +358,13 @@ fn time_distributed(
     // One process first: rank 0 alone, the others waiting at the barrier.
     let mut one = [0.0];
     if comm.rank() == 0 {
-        let mut single = rank_backend(args, network, which, records, comm)?;
+        // Rank 0 is its host's first process: the GPU it takes alone is the one it takes below.
+        let mut single = parallel_backend(args, network, (which, Parallel::Data), records, &Local)?;
         one[0] = time_steps(single.as_mut(), x, target, args.steps as usize, budget)?.median_ms;
     }
     comm.barrier();
     comm.broadcast_f64(&mut one)?;
-    let mut backend: Box<dyn Backend + '_> = match mode {
-        Parallel::Data => Box::new(DataParallel::new(
-            rank_backend(args, network, which, records, comm)?,
-            comm,
-        )?),
-        Parallel::Hidden => {
-            let slice = HiddenParallel::slice_of(network, comm)?;
-            let inner = rank_backend(args, &slice, which, records, comm)?;
-            Box::new(HiddenParallel::new(network, comm, inner)?)
-        }
-    };
+    let mut backend = parallel_backend(args, network, (which, mode), records, comm)?;
     row.device = backend.description();
     let (timing, traffic) = time_steps_together(
         backend.as_mut(),

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
-use backprop::comm::{Communicator, Local};
+use backprop::comm::Local;
 use backprop::device::{BackendChoice, CpuPrecision};
+use backprop::mlp::{Device, Env, Notice, Notify, Parallel};
 use backprop::{Backend, Network};
 
 /// Set once standard output's reader has gone away.
@@ -83,24 +84,38 @@ pub struct BackendArgs {
 /// directory, each newly tuned shape said in one line on stderr.
 pub fn tuning(no_tune: bool, retune: bool) -> backprop::gpu::tuning::TuningOptions {
     backprop::gpu::tuning::TuningOptions {
-        enabled: !no_tune,
         retune,
-        force: None,
-        cache_dir: backprop::tune::cache::default_dir(),
-        notify: Some(Box::new(|line: &str| errln!("{line}"))),
+        ..backprop::device::tuning(!no_tune)
     }
 }
 
+/// A run's notices on standard error: which backend computes as it is, the others marked.
+pub fn notify() -> Notify {
+    std::sync::Arc::new(|notice| match notice {
+        Notice::Backend(line) => errln!("{line}"),
+        Notice::Note(line) => errln!("notice: {line}"),
+        Notice::Warning(line) => errln!("warning: {line}"),
+    })
+}
+
 impl BackendArgs {
+    /// Where `--backend` and `--adapter` say to compute.
+    pub fn device(&self) -> Device {
+        Device {
+            choice: self.backend,
+            adapter: self.adapter.clone(),
+        }
+    }
+
+    /// Whether the GPU tunes its kernels (not with `--no-tune`).
+    pub fn tunes(&self) -> bool {
+        !self.no_tune
+    }
+
     /// Whether the computing may happen in host memory (the CPU backend, or `auto` falling
     /// back to it): the memory planner then counts the backend's copies on the host.
     pub fn may_compute_on_host(&self) -> bool {
         self.backend != BackendChoice::Gpu
-    }
-
-    /// Whether `--backend cpu` was asked for.
-    pub fn is_cpu(&self) -> bool {
-        self.backend == BackendChoice::Cpu
     }
 
     /// Creates the backend, to step with batches of up to `batch` records, and says on stderr
@@ -111,46 +126,17 @@ impl BackendArgs {
         precision: CpuPrecision,
         batch: usize,
     ) -> Result<Box<dyn Backend>> {
-        self.create_for_rank(network, precision, batch, &Local)
-    }
-
-    /// [`BackendArgs::create`] for a rank of a distributed run: without `--adapter`, the
-    /// host's GPUs are shared out by local rank; the stderr line names the rank.
-    pub fn create_for_rank(
-        &self,
-        network: &Network<f64>,
-        precision: CpuPrecision,
-        batch: usize,
-        comm: &dyn Communicator,
-    ) -> Result<Box<dyn Backend>> {
-        if self.adapter.as_deref().is_some_and(|a| a.trim().is_empty()) {
-            return Err(backprop::Error::Argument {
-                flag: "--adapter".into(),
-                message:
-                    "an empty name matches every adapter; name one (`backprop info` lists them)"
-                        .into(),
-            }
-            .into());
-        }
-        let selected = backprop::device::create(
-            self.backend,
-            (self.adapter.as_deref(), comm.local_rank()),
+        let env = Env {
+            comm: &Local,
+            cancel: backprop::guard::interrupt::process(),
+            notify: notify(),
+        };
+        Ok(backprop::mlp::create_backend(
+            (&self.device(), self.tunes()),
             network,
-            precision,
-            batch,
-            tuning(self.no_tune, false),
-        )?;
-        if let Some(note) = selected.note {
-            errln!("{note}");
-        }
-        match comm.size() {
-            1 => errln!("backend: {}", selected.backend.description()),
-            n => errln!(
-                "rank {} of {n}: backend: {}",
-                comm.rank(),
-                selected.backend.description()
-            ),
-        }
-        Ok(selected.backend)
+            (precision, batch),
+            Parallel::Data,
+            &env,
+        )?)
     }
 }

@@ -60,7 +60,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .with_context(|| args.model.display().to_string())?;
     let feature_names = saved.encoder.feature_names();
     let y = backend
-        .predict(encoded.x.view())
+        .predict(backprop::Matrix::from(&encoded.x))
         .map_err(|e| encoded.locate(e, &table.source, "input", &saved.encoder))?;
     let predicted = saved.encoder.destandardize(&y);
     encoded.check_predictions(&table.source, "model's", &feature_names, predicted.view())?;

@@ -10,9 +10,10 @@ use crate::backend::{
 use crate::cpu;
 use crate::error::Result;
 use crate::float::Float;
-use crate::guard::interrupt;
+use crate::guard::interrupt::CancelToken;
 use crate::guard::memory::host_available;
 use crate::guard::numeric::{check_network, check_representable, first_non_finite, Precision};
+use crate::matrix::Matrix;
 use crate::model::{Deltas, Network};
 use crate::ops::optimizer::{self, Optimizer, OptimizerState, Rule};
 
@@ -47,10 +48,10 @@ impl<T: Float> CpuBackend<T> {
 
     /// `x` and `target` in `T`, after checking that every value fits it.
     fn convert(x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<(Array2<T>, Array2<T>)> {
-        let precision = Precision::of::<T>();
-        check_representable("input", x, precision)?;
-        check_representable("target", target, precision)?;
-        Ok((cast(x), cast(target)))
+        Ok((
+            Matrix::F64(x).to_precision("input")?,
+            Matrix::F64(target).to_precision("target")?,
+        ))
     }
 
     fn backward(
@@ -99,6 +100,27 @@ fn step_from_outputs<T: Float>(
     let gradient = cpu::deltas_from_outputs(network, x, layer_outputs, target, -T::one());
     optimizer::step(optimizer, learnrate, network, &gradient, state);
     Ok(())
+}
+
+/// An `Error::Value` of a slice of records starting at `start`, indexed as the whole.
+fn shift_record(error: crate::Error, start: usize) -> crate::Error {
+    match error {
+        crate::Error::Value {
+            array,
+            mut index,
+            message,
+        } => {
+            if let Some(record) = index.first_mut() {
+                *record += start;
+            }
+            crate::Error::Value {
+                array,
+                index,
+                message,
+            }
+        }
+        other => other,
+    }
 }
 
 fn cast<T: Float, U: Float>(a: ArrayView2<T>) -> Array2<U> {
@@ -191,11 +213,21 @@ impl<T: Float> Backend for CpuBackend<T> {
         self.train_steps(x, target, learnrate, 1)
     }
 
-    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn predict(&mut self, x: Matrix<'_>) -> Result<Array2<f64>> {
         let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
         cpu::check_batch(n_inputs, n_outputs, x.dim(), (x.nrows(), n_outputs))?;
-        check_representable("input", x, Precision::of::<T>())?;
-        Ok(self.forward_in_chunks(cast::<f64, T>(x).view()))
+        // A slice of records at a time: the converted copy of a large input stays small.
+        let mut out = Array2::zeros((x.nrows(), n_outputs));
+        for start in (0..x.nrows()).step_by(self.predict_chunk) {
+            let end = (start + self.predict_chunk).min(x.nrows());
+            let part = x
+                .rows(start, end)
+                .to_precision::<T>("input")
+                .map_err(|e| shift_record(e, start))?;
+            out.slice_mut(ndarray::s![start..end, ..])
+                .assign(&self.forward_in_chunks(part.view()));
+        }
+        Ok(out)
     }
 
     fn network(&mut self) -> Result<Network<f64>> {
@@ -221,10 +253,11 @@ impl<T: Float> Backend for CpuBackend<T> {
         Ok(self.optimizer_state.cast())
     }
 
-    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+    fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
         cpu::check_batch(n_inputs, n_outputs, x.dim(), target.dim())?;
-        self.data.push(Self::convert(x, target)?);
+        self.data
+            .push((x.to_precision("input")?, target.to_precision("target")?));
         Ok(DataId(self.data.len() - 1))
     }
 
@@ -234,11 +267,12 @@ impl<T: Float> Backend for CpuBackend<T> {
         order: &[usize],
         batch: usize,
         learnrate: f64,
+        cancel: &CancelToken,
     ) -> Result<Option<usize>> {
         let (x, target) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
         check_epoch(x.nrows(), order, batch)?;
         for (b, records) in order.chunks(batch).enumerate() {
-            interrupt::check()?;
+            cancel.check()?;
             let x_batch = x.select(Axis(0), records);
             let target_batch = target.select(Axis(0), records);
             let layer_outputs = cpu::forward(&self.network, x_batch.view());

@@ -160,6 +160,31 @@ pub struct Classes {
     pub column: String,
     pub names: Vec<String>,
     pub single_output: bool,
+    /// What the labels were before they became names (text from a CSV; numbers or booleans
+    /// from arrays), so that a model gives them back as given.
+    #[serde(default)]
+    pub label_type: LabelType,
+}
+
+/// The type of a model's class labels; their names are their text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelType {
+    #[default]
+    Text,
+    Integer,
+    Float,
+    Bool,
+}
+
+/// Sorts distinct class names as a classifier lists its classes: numbers in numeric order,
+/// anything else in lexical order.
+pub fn sort_class_names(names: &mut Vec<String>) {
+    names.sort();
+    names.dedup();
+    if names.iter().all(|n| n.parse::<i64>().is_ok()) {
+        names.sort_by_key(|n| n.parse::<i64>().unwrap_or_default());
+    }
 }
 
 impl Classes {
@@ -659,11 +684,7 @@ fn fit_classes(
         .iter()
         .map(|&r| table.rows[r][t].clone())
         .collect();
-    names.sort();
-    names.dedup();
-    if names.iter().all(|n| n.parse::<i64>().is_ok()) {
-        names.sort_by_key(|n| n.parse::<i64>().unwrap_or_default());
-    }
+    sort_class_names(&mut names);
     if names.len() < 2 {
         return Err(table.file_error(format!(
             "target `{column}` has {} class in the training records ({}); a classifier needs two or more",
@@ -684,12 +705,13 @@ fn fit_classes(
         column,
         names,
         single_output,
+        label_type: LabelType::Text,
     })
 }
 
 /// `(v - mean) / std`, or `v / std - mean / std` where the difference overflows (values near
 /// f64's range on both sides of the mean): finite whenever the result is.
-fn standardize(v: f64, mean: f64, std: f64) -> f64 {
+pub(crate) fn standardize(v: f64, mean: f64, std: f64) -> f64 {
     let z = (v - mean) / std;
     if z.is_finite() {
         z
@@ -715,7 +737,7 @@ fn median(values: &[f64]) -> Option<f64> {
 /// `1e9 + noise`) and no overflow (`1e300²`). A column with a single value has std 1, which
 /// keeps it at 0 instead of dividing by 0. `column` names the column in the error when the
 /// statistics are still not finite.
-fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
+pub(crate) fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
     if values.is_empty() {
         return Ok((0.0, 1.0));
     }
@@ -888,6 +910,76 @@ impl Encoder {
             classes,
             missing: options.missing,
         })
+    }
+
+    /// The encoder of a model trained from arrays: each feature a column of numbers, used as
+    /// given or, with `statistics` (one mean and deviation per feature), standardised; the
+    /// targets as `classes`, or numbers in columns `targets` (each with its mean and deviation:
+    /// 0 and 1 for targets used as given). Empty cells are errors.
+    pub fn for_arrays(
+        feature_names: &[String],
+        statistics: Option<&[(f64, f64)]>,
+        targets: Vec<TargetColumn>,
+        classes: Option<Classes>,
+    ) -> Encoder {
+        let features = feature_names
+            .iter()
+            .enumerate()
+            .map(|(j, column)| {
+                let (mean, std) = statistics
+                    .and_then(|s| s.get(j))
+                    .copied()
+                    .unwrap_or((0.0, 1.0));
+                Feature::Numeric {
+                    column: column.clone(),
+                    mean,
+                    std,
+                    fill: None,
+                }
+            })
+            .collect();
+        Encoder {
+            features,
+            targets: if classes.is_some() {
+                Vec::new()
+            } else {
+                targets
+            },
+            date: None,
+            weekday_columns: Vec::new(),
+            hour: None,
+            classes,
+            missing: Missing::Error,
+        }
+    }
+
+    /// The mean and deviation of each feature when every feature is a column of numbers (a
+    /// model that takes arrays), in order; `None` when some feature is made from text or a date.
+    pub fn numeric_statistics(&self) -> Option<Vec<(f64, f64)>> {
+        self.features
+            .iter()
+            .map(|f| match f {
+                Feature::Numeric { mean, std, .. } => Some((*mean, *std)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The columns a model reads from a file, in order (a date's once).
+    pub fn input_columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = Vec::new();
+        for feature in &self.features {
+            let column = match feature {
+                Feature::Numeric { column, .. }
+                | Feature::Categorical { column, .. }
+                | Feature::DateYear { column, .. }
+                | Feature::DateMonth { column } => column,
+            };
+            if !columns.contains(column) {
+                columns.push(column.clone());
+            }
+        }
+        columns
     }
 
     /// The network's outputs: one per numeric target, or the classes' outputs.

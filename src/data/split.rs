@@ -23,6 +23,10 @@ pub struct SplitOptions {
     pub seed: u64,
     pub test_fraction: f64,
     pub validation_fraction: f64,
+    /// The time split's days of test records (the last ones) and of validation records (the
+    /// days before them).
+    pub test_days: u32,
+    pub validation_days: u32,
     /// The validation or test set comes from a file of its own: the split makes none.
     pub separate_validation: bool,
     pub separate_test: bool,
@@ -35,6 +39,8 @@ impl SplitOptions {
             seed,
             test_fraction: RANDOM_TEST_FRACTION,
             validation_fraction: RANDOM_VALIDATION_FRACTION,
+            test_days: TEST_DAYS as u32,
+            validation_days: VALIDATION_DAYS as u32,
             separate_validation: false,
             separate_test: false,
         }
@@ -57,16 +63,33 @@ impl SplitOptions {
         )
     }
 
+    /// Whether the split is asked to hold out no validation records (a fraction or a number of
+    /// days of 0): every record not in the test set trains.
+    pub fn holds_out_no_validation(&self) -> bool {
+        match self.kind {
+            SplitKind::Random => self.validation_fraction == 0.0,
+            SplitKind::Time => self.validation_days == 0,
+        }
+    }
+
+    /// Likewise for the test set.
+    pub fn holds_out_no_test(&self) -> bool {
+        match self.kind {
+            SplitKind::Random => self.test_fraction == 0.0,
+            SplitKind::Time => self.test_days == 0,
+        }
+    }
+
     /// Checks the fractions, naming the flag.
     pub fn check(&self) -> Result<()> {
         for (flag, f) in [
             ("--test-fraction", self.test_fraction),
             ("--val-fraction", self.validation_fraction),
         ] {
-            if !(f.is_finite() && f > 0.0 && f < 1.0) {
+            if !(f.is_finite() && (0.0..1.0).contains(&f)) {
                 return Err(Error::Argument {
                     flag: flag.into(),
-                    message: format!("{f} is not a fraction in (0, 1)"),
+                    message: format!("{f} is not a fraction in [0, 1)"),
                 });
             }
         }
@@ -158,13 +181,17 @@ pub fn split(
                     message: "no records to split".into(),
                 })?;
             let first = rows.iter().map(|&r| dates[r]).min().unwrap_or(last);
+            let (test_days, validation_days) = (
+                i64::from(options.test_days),
+                i64::from(options.validation_days),
+            );
             date_span = format!(
                 "; the dates run from {first} to {last}, so the test set starts after {} and validation after {} (a date far from the others empties them: a typo?)",
-                last - Duration::days(TEST_DAYS),
-                last - Duration::days(TEST_DAYS + VALIDATION_DAYS)
+                last - Duration::days(test_days),
+                last - Duration::days(test_days + validation_days)
             );
-            let test_from = last - Duration::days(TEST_DAYS);
-            let validation_from = test_from - Duration::days(VALIDATION_DAYS);
+            let test_from = last - Duration::days(test_days);
+            let validation_from = test_from - Duration::days(validation_days);
             let part = |keep: &dyn Fn(NaiveDate) -> bool| {
                 rows.iter()
                     .copied()
@@ -186,16 +213,27 @@ pub fn split(
     if options.separate_validation {
         parts.train.append(&mut parts.validation);
     }
-    for (name, part, separate) in [
+    // A part may be empty where it comes from a file or is asked to hold nothing.
+    for (name, part, may_be_empty) in [
         ("training", &parts.train, false),
-        ("validation", &parts.validation, options.separate_validation),
-        ("test", &parts.test, options.separate_test),
+        (
+            "validation",
+            &parts.validation,
+            options.separate_validation || options.holds_out_no_validation(),
+        ),
+        (
+            "test",
+            &parts.test,
+            options.separate_test || options.holds_out_no_test(),
+        ),
     ] {
-        if part.is_empty() && !separate {
+        if part.is_empty() && !may_be_empty {
             let why = match kind {
                 SplitKind::Time => format!(
-                    "the time split needs more than {} days of data ({TEST_DAYS} for testing, the {VALIDATION_DAYS} before them for validation){date_span}",
-                    TEST_DAYS + VALIDATION_DAYS
+                    "the time split needs more than {} days of data ({} for testing, the {} before them for validation){date_span}",
+                    options.test_days + options.validation_days,
+                    options.test_days,
+                    options.validation_days
                 ),
                 SplitKind::Random => format!(
                     "the random split puts {}% of the records in the test set and {}% in validation{}, so it needs at least {} records",
@@ -209,8 +247,10 @@ pub fn split(
                     (1..)
                         .find(|&n| {
                             let (test, validation) = random_sizes(n, options.fractions());
-                            (test > 0 || options.separate_test)
-                                && (validation > 0 || options.separate_validation)
+                            (test > 0 || options.separate_test || options.holds_out_no_test())
+                                && (validation > 0
+                                    || options.separate_validation
+                                    || options.holds_out_no_validation())
                                 && test + validation < n
                         })
                         .unwrap_or(0)

@@ -22,8 +22,10 @@ use crate::backend::{
 };
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::guard::interrupt::CancelToken;
 use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
+use crate::matrix::Matrix;
 use crate::model::{bias_names, weight_names, Activation, Deltas, Network, Spec};
 use crate::ops::optimizer::{Optimizer, OptimizerState, Rule, STEP_VALUES};
 
@@ -473,10 +475,6 @@ fn upload_parameters(
     Ok(())
 }
 
-fn to_f32(a: ArrayView2<f64>) -> Vec<f32> {
-    a.iter().map(|&v| v as f32).collect()
-}
-
 fn to_f64(values: Vec<f32>, shape: (usize, usize)) -> Result<Array2<f64>> {
     Array2::from_shape_vec(shape, values.into_iter().map(f64::from).collect())
         .map_err(|e| Error::Shape(e.to_string()))
@@ -615,10 +613,11 @@ impl Backend for GpuBackend {
         self.train_steps(x, target, learnrate, 1)
     }
 
-    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn predict(&mut self, x: Matrix<'_>) -> Result<Array2<f64>> {
         let n_outputs = self.n_outputs();
         self.check_batch(x.dim(), (x.nrows(), n_outputs))?;
-        let data = self.load_data(x, Array2::zeros((x.nrows(), n_outputs)).view())?;
+        let no_targets = Array2::<f32>::zeros((x.nrows(), n_outputs));
+        let data = self.load_data(x, Matrix::from(&no_targets))?;
         let predictions = self.predict_data(data);
         self.data.pop();
         predictions
@@ -755,10 +754,8 @@ impl Backend for GpuBackend {
         Ok(Some(totals))
     }
 
-    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+    fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         self.check_batch(x.dim(), target.dim())?;
-        check_representable("input", x, Precision::F32)?;
-        check_representable("target", target, Precision::F32)?;
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
         let id = self.data.len();
         let (records, inputs) = x.dim();
@@ -777,20 +774,22 @@ impl Backend for GpuBackend {
                 }
             )));
         }
-        let x_region = Region::new(
-            ctx,
-            &format!("data set {id}: {records} records x {inputs} inputs"),
-            x.len(),
-            guarded,
+        let upload = |what: String, values: Matrix<'_>, array: &str| -> Result<Region> {
+            let region = Region::new(ctx, &what, records * values.ncols(), guarded)?;
+            let converted = values.to_precision::<f32>(array)?;
+            region.upload(ctx, converted.as_slice().unwrap_or_default())?;
+            Ok(region)
+        };
+        let x_region = upload(
+            format!("data set {id}: {records} records x {inputs} inputs"),
+            x,
+            "input",
         )?;
-        x_region.upload(ctx, &to_f32(x))?;
-        let target_region = Region::new(
-            ctx,
-            &format!("data set {id}: {records} targets"),
-            target.len(),
-            guarded,
+        let target_region = upload(
+            format!("data set {id}: {records} targets"),
+            target,
+            "target",
         )?;
-        target_region.upload(ctx, &to_f32(target))?;
         self.data.push(ResidentData {
             records: x.nrows(),
             x: x_region,
@@ -807,6 +806,7 @@ impl Backend for GpuBackend {
         order: &[usize],
         batch: usize,
         learnrate: f64,
+        cancel: &CancelToken,
     ) -> Result<Option<usize>> {
         let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
         // The gather kernel trusts the order: this check is what keeps it in bounds.
@@ -873,11 +873,11 @@ impl Backend for GpuBackend {
             recorded += 1;
             if recorded == pacer.per_submission {
                 let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
-                pacer.submit(ctx, full)?;
+                pacer.submit(ctx, full, cancel)?;
                 recorded = 0;
             }
         }
-        pacer.submit(ctx, encoder)?;
+        pacer.submit(ctx, encoder, cancel)?;
         let per_submission = pacer.per_submission;
         let first_bad = self.status.read_u32(ctx)?[1];
         self.batches_per_submission = per_submission;

@@ -62,6 +62,7 @@ const FLAG_BIAS: u32 = 128;
 const FLAG_CROSS_ENTROPY: u32 = 256;
 /// The optimizer rule's shift in the flag (`OPT_SHIFT` in common.wgsl).
 const OPT_SHIFT: u32 = 9;
+const FLAG_OF_WEIGHTS: u32 = 4096;
 
 /// How a weight or bias update changes the parameters.
 #[derive(Clone, Copy)]
@@ -76,6 +77,9 @@ pub enum Update<'a> {
         rule: Rule,
         moments: [Option<&'a Region>; 2],
         step_values: &'a Region,
+        /// The values stepped are weights (their L2 term applies, not the biases'): what
+        /// `bias_update` needs to know when it steps weights from a gradient.
+        of_weights: bool,
     },
 }
 
@@ -86,7 +90,12 @@ impl Update<'_> {
         match *self {
             Update::Deltas { learnrate } => (0, learnrate * per_record),
             Update::Apply { learnrate } => (FLAG_APPLY, learnrate * per_record),
-            Update::Optimizer { rule, .. } => ((rule as u32) << OPT_SHIFT, -per_record),
+            Update::Optimizer {
+                rule, of_weights, ..
+            } => (
+                ((rule as u32) << OPT_SHIFT) | if of_weights { FLAG_OF_WEIGHTS } else { 0 },
+                -per_record,
+            ),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The pace of an epoch's submissions.
 
 use crate::error::{Error, Result};
-use crate::guard::interrupt;
+use crate::guard::interrupt::CancelToken;
 
 use super::context::GpuContext;
 
@@ -32,8 +32,13 @@ impl Pacer {
     }
 
     /// Submits `encoder`, then waits for the submission before it and adapts the size of the
-    /// next from how long that one ran; an interruption is seen here.
-    pub fn submit(&mut self, ctx: &GpuContext, encoder: wgpu::CommandEncoder) -> Result<()> {
+    /// next from how long that one ran; a cancelled run stops here.
+    pub fn submit(
+        &mut self,
+        ctx: &GpuContext,
+        encoder: wgpu::CommandEncoder,
+        cancel: &CancelToken,
+    ) -> Result<()> {
         let index = ctx.queue.submit([encoder.finish()]);
         if let Some(previous) = self.in_flight.replace(index) {
             ctx.device
@@ -50,6 +55,6 @@ impl Pacer {
                 self.per_submission = (self.per_submission / 2).max(1);
             }
         }
-        interrupt::check()
+        cancel.check()
     }
 }

@@ -278,6 +278,7 @@ impl GpuBackend {
             rule,
             moments: [moment(0), moment(1)],
             step_values: &self.step_values,
+            of_weights: i.is_some(),
         }
     }
 

@@ -1,19 +1,66 @@
-//! SIGINT and SIGTERM. A watcher thread receives them (signal-hook's self-pipe, so it may do
-//! real work). While a loop that polls [`check`] runs (training), the first signal asks it to
-//! stop at its next clean point: between batches, after the last complete checkpoint, with no
-//! file half-written; the command then exits 130 (SIGINT) or 143 (SIGTERM). Anywhere else, or
-//! at a second signal, the watcher removes every temporary file still registered and exits with
-//! the same status at once. Without [`install`] (the library in tests), nothing changes.
+//! Stopping a run cleanly. A [`CancelToken`] asks a training run to stop at its next clean
+//! point: between batches, after the last complete checkpoint, with no file half-written. Each
+//! fit has its own (the Python package cancels one on Ctrl-C); the command line's is the
+//! process's, cancelled by SIGINT and SIGTERM: a watcher thread receives them (signal-hook's
+//! self-pipe, so it may do real work). While a loop that polls the token runs ([`Polling`]),
+//! the first signal cancels it and the command then exits 130 (SIGINT) or 143 (SIGTERM).
+//! Anywhere else, or at a second signal, the watcher removes every temporary file still
+//! registered and exits with the same status at once. Without [`install`] (the library used
+//! from Rust or Python), no signal handler is touched.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::error::{Error, Result};
 
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// A request to stop one run, shared by whoever may ask (a signal watcher, another thread)
+/// and the run, which polls it between batches. Clones share the request.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicI32>);
+
+impl CancelToken {
+    /// A token nobody has cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop as if `signal` had arrived (`SIGINT` for Ctrl-C); the first
+    /// request is the one reported.
+    pub fn cancel(&self, signal: i32) {
+        let _ = self
+            .0
+            .compare_exchange(0, signal.max(1), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The signal the run was cancelled with, if it was.
+    pub fn signal(&self) -> Option<i32> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
+
+    /// `Err(Interrupted)` once cancelled.
+    pub fn check(&self) -> Result<()> {
+        match self.signal() {
+            None => Ok(()),
+            Some(signal) => Err(Error::Interrupted {
+                signal,
+                detail: String::new(),
+            }),
+        }
+    }
+}
+
+/// The token SIGINT and SIGTERM cancel once [`install`] has run: the command line's.
+pub fn process() -> CancelToken {
+    PROCESS.get_or_init(CancelToken::new).clone()
+}
+
+static PROCESS: OnceLock<CancelToken> = OnceLock::new();
 static POLLING: AtomicBool = AtomicBool::new(false);
 static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -28,10 +75,10 @@ pub fn install() -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let token = process();
             for signal in signals.forever() {
-                let first = SIGNAL
-                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok();
+                let first = token.signal().is_none();
+                token.cancel(signal);
                 if first && POLLING.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -57,26 +104,7 @@ fn eprintln_quiet(signal: i32) {
     let _ = writeln!(std::io::stderr(), "interrupted by {name}: stopped");
 }
 
-/// `Err(Interrupted)` once a signal has arrived.
-pub fn check() -> Result<()> {
-    match received() {
-        None => Ok(()),
-        Some(signal) => Err(Error::Interrupted {
-            signal,
-            detail: String::new(),
-        }),
-    }
-}
-
-/// The signal that arrived, if one did (distributed training tells the other ranks).
-pub fn received() -> Option<i32> {
-    match SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        signal => Some(signal),
-    }
-}
-
-/// While alive, the first signal asks for a clean stop (seen by [`check`]) instead of exiting.
+/// While alive, the first signal cancels [`process`]'s token (a clean stop) instead of exiting.
 pub struct Polling(());
 
 impl Polling {

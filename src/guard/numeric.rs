@@ -59,18 +59,19 @@ pub fn check_flag_value(flag: &str, value: f64, precision: Precision) -> Result<
 
 /// Fails at the first value of `values` that is NaN, infinite, or beyond `precision`'s range,
 /// naming `array` and the value's index.
-pub fn check_representable<D: Dimension>(
+pub fn check_representable<T: Float, D: Dimension>(
     array: &str,
-    values: ArrayView<f64, D>,
+    values: ArrayView<T, D>,
     precision: Precision,
 ) -> Result<()> {
     let largest = precision.largest();
     let bad = values
         .indexed_iter()
+        .map(|(index, v)| (index, v.to_f64().unwrap_or(f64::NAN)))
         .find(|(_, v)| !v.is_finite() || v.abs() > largest);
     match bad {
         None => Ok(()),
-        Some((index, &v)) => Err(Error::Value {
+        Some((index, v)) => Err(Error::Value {
             array: array.into(),
             index: coordinates::<D>(index),
             message: if v.is_finite() {

@@ -58,8 +58,14 @@ pub struct Optimizer {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
-    /// L2 (added to the gradient) for sgd, momentum and adam; decoupled for adamw.
+    /// L2 (added to the gradient) for sgd, momentum and adam; decoupled for adamw. Weights
+    /// and biases alike (PyTorch's `weight_decay`).
     pub weight_decay: f64,
+    /// An L2 term `λ·w` added to the gradient of the weights only, never the biases:
+    /// scikit-learn's `alpha` penalty `α/2·‖W‖²` on each batch's summed loss is this with
+    /// `λ = α / batch` (see `mlp::Settings::alpha`).
+    #[serde(default)]
+    pub l2_weights: f64,
 }
 
 impl Default for Optimizer {
@@ -73,6 +79,7 @@ impl Default for Optimizer {
             beta2: 0.999,
             epsilon: 1e-8,
             weight_decay: 0.0,
+            l2_weights: 0.0,
         }
     }
 }
@@ -92,7 +99,7 @@ impl Optimizer {
     /// The rule the kernels run: the seeds' fused step where nothing else is asked for.
     pub fn rule(&self) -> Rule {
         match self.method {
-            Method::Sgd if self.weight_decay == 0.0 => Rule::Plain,
+            Method::Sgd if self.weight_decay == 0.0 && self.l2_weights == 0.0 => Rule::Plain,
             Method::Sgd => Rule::Sgd,
             Method::Momentum if self.nesterov => Rule::Nesterov,
             Method::Momentum => Rule::Momentum,
@@ -139,6 +146,15 @@ impl Optimizer {
                 format!("{} is not a finite number >= 0", self.weight_decay),
             );
         }
+        if !(self.l2_weights.is_finite() && self.l2_weights >= 0.0) {
+            return bad(
+                "--alpha",
+                format!(
+                    "an L2 term of {} is not a finite number >= 0",
+                    self.l2_weights
+                ),
+            );
+        }
         if self.nesterov && self.method != Method::Momentum {
             return bad("--nesterov", "needs --optimizer momentum".into());
         }
@@ -155,12 +171,14 @@ impl Optimizer {
             Method::Momentum => (self.momentum, 0.0),
             _ => (self.beta1, self.beta2),
         };
+        let l2 = if decoupled { 0.0 } else { self.weight_decay };
         StepValues([
             learnrate,
             beta1,
             beta2,
             self.epsilon,
-            if decoupled { 0.0 } else { self.weight_decay },
+            l2 + self.l2_weights,
+            l2,
             1.0 - if decoupled {
                 learnrate * self.weight_decay
             } else {
@@ -173,7 +191,7 @@ impl Optimizer {
 
     /// A one-line description for the summary.
     pub fn describe(&self) -> String {
-        let decay = if self.weight_decay > 0.0 {
+        let mut decay = if self.weight_decay > 0.0 {
             let kind = if self.method == Method::Adamw {
                 "decoupled"
             } else {
@@ -183,6 +201,9 @@ impl Optimizer {
         } else {
             String::new()
         };
+        if self.l2_weights > 0.0 {
+            decay += &format!(", L2 {} on the weights", short(self.l2_weights));
+        }
         match self.method {
             Method::Sgd => format!("sgd{decay}"),
             Method::Momentum => format!(
@@ -219,13 +240,17 @@ pub fn short(x: f64) -> String {
 }
 
 /// The per-step values of `optimizer_update` (the `step_values` array of
-/// `shaders/optimizer.wgsl`, in this order): learning rate, β1 (or μ), β2, ε, L2 decay, the
-/// decoupled decay factor `1 − lr·λ`, Adam's step size `lr / (1 − β1ᵗ)` and `√(1 − β2ᵗ)`.
+/// `shaders/optimizer.wgsl`, in this order): learning rate, β1 (or μ), β2, ε, the L2 term of
+/// the weights and that of the biases, the decoupled decay factor `1 − lr·λ`, Adam's step size
+/// `lr / (1 − β1ᵗ)` and `√(1 − β2ᵗ)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepValues(pub [f64; STEP_VALUES]);
 
 /// The length of [`StepValues`].
-pub const STEP_VALUES: usize = 8;
+pub const STEP_VALUES: usize = 9;
+/// Where [`StepValues`] holds the L2 term of the weights and of the biases.
+pub const L2_OF_WEIGHTS: usize = 4;
+pub const L2_OF_BIASES: usize = 5;
 
 impl StepValues {
     pub fn to_f32(&self) -> [f32; STEP_VALUES] {
@@ -233,13 +258,21 @@ impl StepValues {
     }
 }
 
-/// One parameter's update from its gradient `g` (of the batch's mean loss): returns the new
-/// weight, first and second moments. The CPU twin of `optimizer_update` in
-/// `shaders/optimizer.wgsl`, in the same order of operations.
-pub fn update<T: Float>(rule: Rule, values: &[T; STEP_VALUES], w: T, g: T, m: T, v: T) -> [T; 3] {
-    let [lr, beta1, beta2, epsilon, l2, decay_factor, step_size, sqrt_bc2] = *values;
+/// One parameter's update from its gradient `g` (of the batch's mean loss), with the L2 term
+/// `values[l2]` ([`L2_OF_WEIGHTS`] or [`L2_OF_BIASES`]): returns the new weight, first and
+/// second moments. The CPU twin of `optimizer_update` in `shaders/optimizer.wgsl`, in the same
+/// order of operations.
+pub fn update<T: Float>(
+    rule: Rule,
+    (values, l2): (&[T; STEP_VALUES], usize),
+    w: T,
+    g: T,
+    m: T,
+    v: T,
+) -> [T; 3] {
+    let [lr, beta1, beta2, epsilon, _, _, decay_factor, step_size, sqrt_bc2] = *values;
     let one = T::one();
-    let g = g + l2 * w;
+    let g = g + values[l2] * w;
     match rule {
         Rule::Plain | Rule::Sgd => [w - lr * g, m, v],
         Rule::Momentum | Rule::Nesterov => {
@@ -348,6 +381,7 @@ pub fn step<T: Float>(
         .next()
         .map(|m| slices_mut(&mut m.weights, m.biases.as_mut()).into_iter());
     let (weights, biases) = network.parameters_mut();
+    let n_weights = weights.len();
     // Row-major values of each gradient tensor, matching `slices_mut`'s.
     fn row_major<'a, T: Float, D: ndarray::Dimension>(
         a: &'a ndarray::Array<T, D>,
@@ -362,10 +396,19 @@ pub fn step<T: Float>(
         .iter()
         .map(row_major)
         .chain(gradient.biases.iter().flatten().map(row_major));
-    for (w, g) in slices_mut(weights, biases).into_iter().zip(gradients) {
+    for (k, (w, g)) in slices_mut(weights, biases)
+        .into_iter()
+        .zip(gradients)
+        .enumerate()
+    {
         let m = first.as_mut().and_then(Iterator::next);
         let v = second.as_mut().and_then(Iterator::next);
-        update_tensor(rule, &values, w, &g, m, v);
+        let l2 = if k < n_weights {
+            L2_OF_WEIGHTS
+        } else {
+            L2_OF_BIASES
+        };
+        update_tensor(rule, (&values, l2), w, &g, m, v);
     }
 }
 
@@ -373,7 +416,7 @@ pub fn step<T: Float>(
 /// one loop per number of moments so that each is a plain pass over slices.
 fn update_tensor<T: Float>(
     rule: Rule,
-    values: &[T; STEP_VALUES],
+    values: (&[T; STEP_VALUES], usize),
     w: &mut [T],
     g: &[T],
     m: Option<&mut [T]>,

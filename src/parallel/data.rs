@@ -18,7 +18,9 @@ use crate::backend::{
 use crate::comm::Communicator;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::guard::interrupt::CancelToken;
 use crate::guard::numeric::Precision;
+use crate::matrix::Matrix;
 use crate::model::{Deltas, Network};
 use crate::ops::optimizer::{Optimizer, OptimizerState};
 
@@ -35,6 +37,8 @@ struct Resident {
 pub struct DataParallel<'a> {
     inner: Box<dyn Backend + 'a>,
     comm: &'a dyn Communicator,
+    /// Seen by every sum: a cancelled rank stops all of them at the same batch.
+    cancel: CancelToken,
     /// The sum over ranks of each batch's deltas.
     sum: ParameterSum,
     layer_ends: (usize, usize),
@@ -42,8 +46,13 @@ pub struct DataParallel<'a> {
 }
 
 impl<'a> DataParallel<'a> {
-    /// Wraps `inner`, which holds the same network on every rank.
-    pub fn new(inner: Box<dyn Backend + 'a>, comm: &'a dyn Communicator) -> Result<Self> {
+    /// Wraps `inner`, which holds the same network on every rank; `cancel` stops the run (an
+    /// epoch's own token replaces it).
+    pub fn new(
+        inner: Box<dyn Backend + 'a>,
+        comm: &'a dyn Communicator,
+        cancel: CancelToken,
+    ) -> Result<Self> {
         let mut inner = inner;
         let network = inner.network()?;
         Ok(DataParallel {
@@ -51,6 +60,7 @@ impl<'a> DataParallel<'a> {
             layer_ends: (network.n_inputs(), network.n_outputs()),
             inner,
             comm,
+            cancel,
             data: Vec::new(),
         })
     }
@@ -59,8 +69,8 @@ impl<'a> DataParallel<'a> {
         share(n, self.comm.size(), self.comm.rank())
     }
 
-    fn parts(&mut self) -> (&mut dyn Backend, &dyn Communicator, &mut ParameterSum) {
-        (self.inner.as_mut(), self.comm, &mut self.sum)
+    fn parts(&mut self) -> Parts<'_, '_> {
+        (self.inner.as_mut(), self.comm, &mut self.sum, &self.cancel)
     }
 
     /// The network's output for `n` records, this rank computing those of `mine` with
@@ -100,11 +110,20 @@ fn summed_rows(
     Ok(whole)
 }
 
+/// What a sum over ranks works with: the rank's backend, the ranks, the sum's buffers and the
+/// run's token.
+type Parts<'b, 's> = (
+    &'b mut dyn Backend,
+    &'b dyn Communicator,
+    &'s mut ParameterSum,
+    &'b CancelToken,
+);
+
 /// The batch's deltas summed over the ranks, each rank computing those of its share of the
 /// records, of `b` of the batch's `B`, with `deltas(rows, learnrate · b / B)` (not called for
 /// a rank with no records); and whether the sum is finite.
 fn summed_deltas<'s>(
-    (inner, comm, sum): (&mut dyn Backend, &dyn Communicator, &'s mut ParameterSum),
+    (inner, comm, sum, cancel): Parts<'_, 's>,
     records: usize,
     learnrate: f64,
     deltas: impl FnOnce(&mut dyn Backend, Range<usize>, f64) -> Result<Deltas<f64>>,
@@ -116,7 +135,7 @@ fn summed_deltas<'s>(
         let part = mine.len() as f64 / records as f64;
         Some(deltas(inner, mine, learnrate * part)?)
     };
-    sum.sum(comm, inner.precision(), part.as_ref())?;
+    sum.sum(comm, inner.precision(), part.as_ref(), cancel)?;
     Ok((sum.last(), sum.is_finite()))
 }
 
@@ -208,14 +227,14 @@ impl Backend for DataParallel<'_> {
         self.inner.apply_gradient(&gradient, learnrate)
     }
 
-    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn predict(&mut self, x: Matrix<'_>) -> Result<Array2<f64>> {
         self.check_batch(x.dim(), (x.nrows(), self.layer_ends.1))?;
         let mine = self.my_share(x.nrows());
         self.summed_predictions(x.nrows(), mine.clone(), |inner| {
             if mine.is_empty() {
                 return Ok(None);
             }
-            inner.predict(x.slice(s![mine, ..])).map(Some)
+            inner.predict(x.rows(mine.start, mine.end)).map(Some)
         })
     }
 
@@ -235,18 +254,21 @@ impl Backend for DataParallel<'_> {
         self.inner.optimizer_state()
     }
 
-    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+    fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         self.check_batch(x.dim(), target.dim())?;
         let share = self.my_share(x.nrows());
         let inner = if share.is_empty() {
             None
         } else {
-            let rows = s![share.clone(), ..];
-            Some(self.inner.load_data(x.slice(rows), target.slice(rows))?)
+            let (start, end) = (share.start, share.end);
+            Some(
+                self.inner
+                    .load_data(x.rows(start, end), target.rows(start, end))?,
+            )
         };
         self.data.push(Resident {
-            x: x.to_owned(),
-            target: target.to_owned(),
+            x: x.to_precision("input")?,
+            target: target.to_precision("target")?,
             share,
             inner,
         });
@@ -259,11 +281,14 @@ impl Backend for DataParallel<'_> {
         order: &[usize],
         batch: usize,
         learnrate: f64,
+        cancel: &CancelToken,
     ) -> Result<Option<usize>> {
+        self.cancel = cancel.clone();
         let DataParallel {
             inner,
             comm,
             sum,
+            cancel,
             data: sets,
             ..
         } = self;
@@ -273,7 +298,7 @@ impl Backend for DataParallel<'_> {
             let x_batch = resident.x.select(Axis(0), records);
             let target_batch = resident.target.select(Axis(0), records);
             let (gradient, finite) = summed_deltas(
-                (inner.as_mut(), *comm, sum),
+                (inner.as_mut(), *comm, sum, cancel),
                 records.len(),
                 -1.0,
                 delta_weights_of_rows(x_batch.view(), target_batch.view()),

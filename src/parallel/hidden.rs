@@ -26,7 +26,9 @@ use crate::backend::{check_epoch, unknown, Backend, DataId, OutputErrorTerm};
 use crate::comm::Communicator;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::guard::interrupt::CancelToken;
 use crate::guard::numeric::Precision;
+use crate::matrix::Matrix;
 use crate::model::{Activation, Deltas, Loss, Network, Spec};
 use crate::ops::optimizer::{Optimizer, OptimizerState};
 
@@ -40,6 +42,8 @@ struct Resident {
 pub struct HiddenParallel<'a> {
     inner: Box<dyn Backend + 'a>,
     comm: &'a dyn Communicator,
+    /// Seen by every sum: a cancelled rank stops all of them at the same batch.
+    cancel: CancelToken,
     /// The whole network's activations and loss (the slices' output is the identity).
     spec: Spec,
     /// The whole network's parameters as zeros: their shapes.
@@ -80,11 +84,12 @@ impl<'a> HiddenParallel<'a> {
     }
 
     /// Trains `network` split over `comm`'s ranks, this rank's slice ([`Self::slice_of`]) held
-    /// by `inner`.
+    /// by `inner`; `cancel` stops the run (an epoch's own token replaces it).
     pub fn new(
         network: &Network<f64>,
         comm: &'a dyn Communicator,
         inner: Box<dyn Backend + 'a>,
+        cancel: CancelToken,
     ) -> Result<Self> {
         let mut inner = inner;
         let units = share(network.layer_sizes()[1], comm.size(), comm.rank());
@@ -99,6 +104,7 @@ impl<'a> HiddenParallel<'a> {
         Ok(HiddenParallel {
             inner,
             comm,
+            cancel,
             spec: network.spec(),
             zeros: super::zeros_like(network),
             units,
@@ -153,7 +159,7 @@ impl<'a> HiddenParallel<'a> {
     /// divergence guard) are then the same bits on every rank, whatever order MPI summed in.
     fn output(&self, pre_activation: Array2<f64>) -> Result<Array2<f64>> {
         let mut output = summed_output(
-            self.comm,
+            (self.comm, &self.cancel),
             self.inner.precision(),
             self.spec.output,
             pre_activation,
@@ -173,7 +179,8 @@ impl<'a> HiddenParallel<'a> {
         target: ArrayView2<f64>,
         learnrate: f64,
     ) -> Result<Option<Deltas<f64>>> {
-        let (comm, spec, precision) = (self.comm, self.spec, self.inner.precision());
+        let (comm, spec, precision) =
+            ((self.comm, &self.cancel), self.spec, self.inner.precision());
         let mut finite = true;
         let deltas = self
             .inner
@@ -227,14 +234,14 @@ impl<'a> HiddenParallel<'a> {
 /// The whole network's output from this rank's share of the output pre-activation: the shares
 /// summed over the ranks (with the stop flag, see `all_reduce_or_stop`), then `activation`.
 fn summed_output(
-    comm: &dyn Communicator,
+    (comm, cancel): (&dyn Communicator, &CancelToken),
     precision: Precision,
     activation: Activation,
     pre_activation: Array2<f64>,
 ) -> Result<Array2<f64>> {
     let dim = pre_activation.dim();
     let mut values = pre_activation.into_raw_vec_and_offset().0;
-    all_reduce_or_stop(comm, precision, &mut values)?;
+    all_reduce_or_stop(comm, precision, &mut values, cancel)?;
     let mut output =
         Array2::from_shape_vec(dim, values).map_err(|e| Error::Shape(e.to_string()))?;
     cpu::activate(&mut output, activation);
@@ -315,7 +322,11 @@ impl Backend for HiddenParallel<'_> {
         output_error_term: &mut OutputErrorTerm<'_>,
     ) -> Result<Deltas<f64>> {
         self.check_batch(x.dim(), (x.nrows(), self.zeros.weights[1].ncols()))?;
-        let (comm, output, precision) = (self.comm, self.spec.output, self.inner.precision());
+        let (comm, output, precision) = (
+            (self.comm, &self.cancel),
+            self.spec.output,
+            self.inner.precision(),
+        );
         let part = self
             .inner
             .delta_weights_from_output(x, learnrate, &mut |part| {
@@ -342,7 +353,7 @@ impl Backend for HiddenParallel<'_> {
         self.inner.apply_gradient(&gradient, learnrate)
     }
 
-    fn predict(&mut self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+    fn predict(&mut self, x: Matrix<'_>) -> Result<Array2<f64>> {
         let part = self.inner.predict(x)?;
         self.output(part)
     }
@@ -386,11 +397,11 @@ impl Backend for HiddenParallel<'_> {
         })
     }
 
-    fn load_data(&mut self, x: ArrayView2<f64>, target: ArrayView2<f64>) -> Result<DataId> {
+    fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         self.check_batch(x.dim(), target.dim())?;
         let inner = self.inner.load_data(x, target)?;
         self.data.push(Resident {
-            records: Rc::new((x.to_owned(), target.to_owned())),
+            records: Rc::new((x.to_precision("input")?, target.to_precision("target")?)),
             inner,
         });
         Ok(DataId(self.data.len() - 1))
@@ -402,7 +413,9 @@ impl Backend for HiddenParallel<'_> {
         order: &[usize],
         batch: usize,
         learnrate: f64,
+        cancel: &CancelToken,
     ) -> Result<Option<usize>> {
+        self.cancel = cancel.clone();
         let resident = self.data.get(data.0).ok_or_else(|| unknown(data))?;
         let records = Rc::clone(&resident.records);
         let (x, target) = (&records.0, &records.1);

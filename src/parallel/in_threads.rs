@@ -128,13 +128,18 @@ fn parallel<'a>(
     comm: &'a dyn Communicator,
 ) -> Box<dyn Backend + 'a> {
     match mode {
-        Mode::Data => {
-            Box::new(DataParallel::new(Box::new(CpuBackend::<f64>::new(network)), comm).unwrap())
-        }
+        Mode::Data => Box::new(
+            DataParallel::new(
+                Box::new(CpuBackend::<f64>::new(network)),
+                comm,
+                Default::default(),
+            )
+            .unwrap(),
+        ),
         Mode::Hidden => {
             let slice = HiddenParallel::slice_of(network, comm).unwrap();
             let inner = Box::new(CpuBackend::<f64>::new(&slice));
-            Box::new(HiddenParallel::new(network, comm, inner).unwrap())
+            Box::new(HiddenParallel::new(network, comm, inner, Default::default()).unwrap())
         }
     }
 }
@@ -246,15 +251,28 @@ fn hidden_parallel_steps_and_epochs_are_one_process_s_and_diverge_together() {
     let order = [4, 1, 5, 0, 2, 3];
     let mut one = CpuBackend::<f64>::new(&network);
     one.train_step(x.view(), target.view(), 0.5).unwrap();
-    let data = one.load_data(x.view(), target.view()).unwrap();
-    assert_eq!(one.train_epoch(data, &order, 4, 0.5).unwrap(), None);
+    let data = one
+        .load_data(x.view().into(), target.view().into())
+        .unwrap();
+    assert_eq!(
+        one.train_epoch(data, &order, 4, 0.5, &Default::default())
+            .unwrap(),
+        None
+    );
     let want = super::parameters(&one.network().unwrap());
     for size in 1..=3 {
         let ranks = on_ranks(size, |comm| {
             let mut backend = parallel(Mode::Hidden, &network, comm);
             backend.train_step(x.view(), target.view(), 0.5).unwrap();
-            let data = backend.load_data(x.view(), target.view()).unwrap();
-            assert_eq!(backend.train_epoch(data, &order, 4, 0.5).unwrap(), None);
+            let data = backend
+                .load_data(x.view().into(), target.view().into())
+                .unwrap();
+            assert_eq!(
+                backend
+                    .train_epoch(data, &order, 4, 0.5, &Default::default())
+                    .unwrap(),
+                None
+            );
             super::parameters(&backend.network().unwrap())
         });
         for (rank, got) in ranks.iter().enumerate() {
@@ -277,12 +295,22 @@ fn hidden_parallel_steps_and_epochs_are_one_process_s_and_diverge_together() {
     )
     .unwrap();
     let mut one = CpuBackend::<f64>::new(&huge);
-    let data = one.load_data(x.view(), target.view()).unwrap();
-    assert_eq!(one.train_epoch(data, &order, 4, 0.5).unwrap(), Some(0));
+    let data = one
+        .load_data(x.view().into(), target.view().into())
+        .unwrap();
+    assert_eq!(
+        one.train_epoch(data, &order, 4, 0.5, &Default::default())
+            .unwrap(),
+        Some(0)
+    );
     let ranks = on_ranks(3, |comm| {
         let mut backend = parallel(Mode::Hidden, &huge, comm);
-        let data = backend.load_data(x.view(), target.view()).unwrap();
-        let diverged = backend.train_epoch(data, &order, 4, 0.5).unwrap();
+        let data = backend
+            .load_data(x.view().into(), target.view().into())
+            .unwrap();
+        let diverged = backend
+            .train_epoch(data, &order, 4, 0.5, &Default::default())
+            .unwrap();
         let step = backend
             .train_step(x.view(), target.view(), 0.5)
             .unwrap_err();

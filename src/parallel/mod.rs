@@ -23,7 +23,7 @@ use ndarray::{Array1, Array2};
 
 use crate::comm::Communicator;
 use crate::error::{Error, Result};
-use crate::guard::interrupt;
+use crate::guard::interrupt::CancelToken;
 use crate::guard::numeric::Precision;
 use crate::model::{Deltas, Network};
 
@@ -108,17 +108,18 @@ pub fn zeros_like(network: &Network<f64>) -> Deltas<f64> {
     }
 }
 
-/// Sums `values` over the ranks with one more number that says whether a rank was stopped by
-/// SIGINT/SIGTERM, so that all stop at the same batch: a rank that stopped alone would leave
+/// Sums `values` over the ranks with one more number that says whether a rank's run was
+/// cancelled (SIGINT/SIGTERM), so that all stop at the same batch: a rank that stopped alone would leave
 /// the others waiting in their next sum. Backends that compute in f32 send f32 (their values
 /// are f32 already; half the bytes).
 fn all_reduce_or_stop(
     comm: &dyn Communicator,
     precision: Precision,
     values: &mut Vec<f64>,
+    cancel: &CancelToken,
 ) -> Result<()> {
     let mut narrow = Vec::new();
-    sum_with_stop_flag(comm, precision, values, &mut narrow)
+    sum_with_stop_flag(comm, precision, values, &mut narrow, cancel)
 }
 
 /// [`all_reduce_or_stop`] through `narrow` for f32 (both kept by callers that sum often).
@@ -127,8 +128,9 @@ fn sum_with_stop_flag(
     precision: Precision,
     values: &mut Vec<f64>,
     narrow: &mut Vec<f32>,
+    cancel: &CancelToken,
 ) -> Result<()> {
-    let own = interrupt::received();
+    let own = cancel.signal();
     values.push(f64::from(own.unwrap_or(0)));
     if precision == Precision::F32 {
         narrow.clear();
@@ -176,6 +178,7 @@ impl ParameterSum {
         comm: &dyn Communicator,
         precision: Precision,
         part: Option<&Deltas<f64>>,
+        cancel: &CancelToken,
     ) -> Result<()> {
         self.values.clear();
         match part {
@@ -189,7 +192,7 @@ impl ParameterSum {
             }
             None => self.values.resize(values_of(&self.sum).count(), 0.0),
         }
-        sum_with_stop_flag(comm, precision, &mut self.values, &mut self.narrow)?;
+        sum_with_stop_flag(comm, precision, &mut self.values, &mut self.narrow, cancel)?;
         let mut summed = self.values.iter();
         for v in values_of_mut(&mut self.sum) {
             *v = summed.next().copied().unwrap_or(f64::NAN);

@@ -107,21 +107,32 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>
         .map_err(|e| plot_error(path, e))
 }
 
-/// Training and validation loss per epoch (log scale when they span more than a decade).
-pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<()> {
-    render(path, &LossCurves { history, title })
+/// Training and validation loss per epoch (the validation curve where one was held out), on
+/// a log scale, the axis named `loss` (e.g. "MSE (standardised)").
+pub fn loss_curves(path: &Path, history: &[EpochRecord], title: &str, loss: &str) -> Result<()> {
+    render(
+        path,
+        &LossCurves {
+            history,
+            title,
+            loss,
+        },
+    )
 }
 
 struct LossCurves<'a> {
     history: &'a [EpochRecord],
     title: &'a str,
+    loss: &'a str,
 }
 
 impl Drawing for LossCurves<'_> {
     fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, path: &Path) -> Result<()> {
         let (history, title) = (self.history, self.title);
         root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
-        let losses = history.iter().flat_map(|r| [r.train_loss, r.val_loss]);
+        let losses = history
+            .iter()
+            .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss));
         let max = losses.clone().fold(f64::MIN_POSITIVE, f64::max) * 1.05;
         let min = losses.fold(f64::INFINITY, f64::min).min(max) * 0.95;
         let epochs = history.last().map_or(1, |r| r.epoch).max(1);
@@ -135,7 +146,7 @@ impl Drawing for LossCurves<'_> {
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("MSE (standardised)")
+            .y_desc(self.loss)
             .y_label_formatter(&|v| format!("{v:.3}"))
             .label_style((FONT, 16))
             .draw()
@@ -144,13 +155,16 @@ impl Drawing for LossCurves<'_> {
             (
                 "training",
                 BLUE,
-                (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64,
+                (|r: &EpochRecord| Some(r.train_loss)) as fn(&EpochRecord) -> Option<f64>,
             ),
             ("validation", RED, |r: &EpochRecord| r.val_loss),
         ] {
+            if history.iter().all(|r| pick(r).is_none()) {
+                continue;
+            }
             chart
                 .draw_series(LineSeries::new(
-                    history.iter().map(|r| (r.epoch, pick(r))),
+                    history.iter().filter_map(|r| Some((r.epoch, pick(r)?))),
                     color.stroke_width(2),
                 ))
                 .map_err(|e| plot_error(path, e))?

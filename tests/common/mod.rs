@@ -158,5 +158,20 @@ pub fn every_optimizer() -> Vec<(&'static str, Optimizer)> {
                 ..base
             },
         ),
+        (
+            "sgd + L2 on weights only (alpha)",
+            Optimizer {
+                l2_weights: 0.02,
+                ..base
+            },
+        ),
+        (
+            "adam + L2 on weights only (alpha)",
+            Optimizer {
+                method: Method::Adam,
+                l2_weights: 0.02,
+                ..base
+            },
+        ),
     ]
 }
