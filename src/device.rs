@@ -85,11 +85,15 @@ pub fn create(
     })
 }
 
-/// Tuning as a run does it: on unless `tune` is false, cached in the user's cache directory,
-/// each newly tuned shape said in one line on standard error.
+/// Set to 0, this environment variable turns tuning off for every run of the process (the
+/// library's and the Python package's too), as `--no-tune` does for one command.
+pub const TUNE_VAR: &str = "BACKPROP_TUNE";
+
+/// Tuning as a run does it: on unless `tune` is false (or `BACKPROP_TUNE=0`), cached in the
+/// user's cache directory, each newly tuned shape said in one line on standard error.
 pub fn tuning(tune: bool) -> TuningOptions {
     TuningOptions {
-        enabled: tune,
+        enabled: tune && std::env::var(TUNE_VAR).map_or(true, |v| v != "0"),
         retune: false,
         force: None,
         cache_dir: crate::tune::cache::default_dir(),

@@ -40,8 +40,9 @@ impl Spec {
             return Err(Error::argument(
                 "--activation",
                 format!(
-                    "a hidden layer cannot be {}: use sigmoid, tanh, relu or leaky-relu",
-                    self.hidden
+                    "a hidden layer cannot be {}: use {}",
+                    self.hidden,
+                    Activation::HIDDEN.map(Activation::name).join(", ")
                 ),
             ));
         }

@@ -80,12 +80,14 @@ pub struct BackendArgs {
     no_tune: bool,
 }
 
-/// The tuning a command's GPU does: on unless `--no-tune`, cached in the user's cache
+/// The tuning `backprop tune` and `validate` do: on unless `--no-tune` (whatever
+/// `BACKPROP_TUNE` says: tuning is what they are asked for), cached in the user's cache
 /// directory, each newly tuned shape said in one line on stderr.
 pub fn tuning(no_tune: bool, retune: bool) -> backprop::gpu::tuning::TuningOptions {
     backprop::gpu::tuning::TuningOptions {
+        enabled: !no_tune,
         retune,
-        ..backprop::device::tuning(!no_tune)
+        ..backprop::device::tuning(true)
     }
 }
 

@@ -56,8 +56,13 @@ pub use crate::parallel::Parallel;
 pub use crate::train::schedule::{Schedule, ScheduleKind};
 pub use crate::train::{Convergence, EarlyStopping, EpochRecord};
 
+use ndarray::ArrayView2;
+
+use crate::device::CpuPrecision;
 use crate::error::Result;
+use crate::guard::numeric::check_flag_value;
 use crate::matrix::Matrix;
+use crate::model::{Deltas, Network};
 
 /// A callback after each epoch of a fit.
 pub type OnEpoch<'f> = Box<dyn FnMut(&EpochRecord) + 'f>;
@@ -266,4 +271,41 @@ impl Mlp {
             options,
         )
     }
+}
+
+/// The seeds' exercise on any network: the mean deltas of one batch at `learnrate`
+/// (`delta_w_i_h`, …, and the biases'), computed on `device` (the CPU in f64: the reference),
+/// the network unchanged.
+///
+/// ```
+/// use backprop::mlp::{step, Device};
+/// use backprop::{Activation, Network};
+/// use ndarray::array;
+///
+/// // Seed 002's worked example.
+/// let network = Network::new(
+///     vec![array![[0.5, -0.6], [0.1, -0.2], [0.1, 0.7]], array![[0.1], [-0.3]]],
+///     Activation::Sigmoid,
+/// )?;
+/// let deltas = step(&network, array![[0.5, 0.1, -0.2]].view(), array![[0.6]].view(), 0.5, &Device::cpu())?;
+/// assert!((deltas.weights[1][[0, 0]] - 0.00804047).abs() < 1e-8);
+/// assert!((deltas.weights[1][[1, 0]] - 0.00555918).abs() < 1e-8);
+/// # Ok::<(), backprop::Error>(())
+/// ```
+pub fn step(
+    network: &Network<f64>,
+    x: ArrayView2<f64>,
+    target: ArrayView2<f64>,
+    learnrate: f64,
+    device: &Device,
+) -> Result<Deltas<f64>> {
+    let mut backend = create_backend(
+        (device, true),
+        network,
+        (CpuPrecision::F64, x.nrows().max(1)),
+        Parallel::Data,
+        &Env::quiet(),
+    )?;
+    check_flag_value("--lr", learnrate, backend.precision())?;
+    backend.delta_weights(x, target, learnrate)
 }

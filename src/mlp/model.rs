@@ -671,6 +671,9 @@ impl Model {
                 .encoder
                 .numeric_statistics()
                 .is_some_and(|s| is_identity(&s)),
+            // The data's precision on the CPU: a loaded model predicts float64 records in
+            // float64, as a fit from arrays does.
+            compute: super::settings::Compute::Data,
             ..Settings::default()
         };
         let optimizer = saved

@@ -1,0 +1,63 @@
+//! An iris classifier through the facade: the measurements of `data/iris.csv` as an array, the
+//! species as text labels, 120 flowers to train on and 30 to test, on the GPU when there is one
+//! (the CPU otherwise), saved and loaded back.
+//!
+//! ```sh
+//! cargo run --example iris
+//! ```
+
+use backprop::data::{read_csv, Source};
+use backprop::mlp::{Activation, Method, Mlp, Model, Targets};
+use ndarray::{Array2, Axis};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/iris.csv");
+    let table = read_csv(&Source::File(path))?;
+    let features = table.columns.len() - 1;
+    let x = Array2::from_shape_fn((table.rows.len(), features), |(r, c)| {
+        table.rows[r][c].parse::<f32>().unwrap_or(f32::NAN)
+    });
+    let species: Vec<&str> = table
+        .rows
+        .iter()
+        .map(|row| row[features].as_str())
+        .collect();
+    // Every fifth flower is held out for testing.
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..x.nrows()).partition(|i| i % 5 == 0);
+    let pick = |rows: &[usize]| x.select(Axis(0), rows);
+    let labels = |rows: &[usize]| rows.iter().map(|&i| species[i]).collect::<Vec<_>>();
+
+    let model = Mlp::classifier()
+        .hidden(&[16])
+        .activation(Activation::Relu)
+        .optimizer(Method::Adam)
+        .learning_rate(0.01)
+        .epochs(200)
+        .batch(16)
+        .seed(7)
+        .fit(&pick(&train), &Targets::labels(&labels(&train)))?;
+    let classes = model.classes().unwrap_or_default();
+    let predicted = model.predict_classes(&pick(&test))?;
+    let truth = labels(&test);
+    let right = predicted
+        .iter()
+        .zip(&truth)
+        .filter(|(&k, &t)| classes[k] == t)
+        .count();
+    let accuracy = right as f64 / test.len() as f64;
+    let last = model.history().last().map_or(f64::NAN, |r| r.train_loss);
+    println!(
+        "{} epochs, training cross-entropy {last:.4}; test accuracy {:.1}% ({right} of {})",
+        model.history().len(),
+        accuracy * 100.0,
+        test.len()
+    );
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("iris.safetensors");
+    model.save(&file)?;
+    let loaded = Model::load(&file)?;
+    assert_eq!(loaded.predict_classes(&pick(&test))?, predicted);
+    println!("saved, loaded and predicted the same: {}", file.display());
+    assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+    Ok(())
+}
