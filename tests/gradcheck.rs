@@ -99,9 +99,9 @@ fn deltas_are_minus_lr_times_the_gradient_for_every_network_kind() {
             }
         }
     }
-    // 4 hidden activations x 4 output/loss pairs + the 2 seeds' networks = 18 kinds; with and
-    // without biases, over 2 + 2 + 3 layers: 18 x (7 + 14) weight and bias checks.
-    assert_eq!(checked, 18 * (7 + 14));
+    // 5 hidden activations x 4 output/loss pairs + the 2 seeds' networks = 22 kinds; with and
+    // without biases, over 2 + 2 + 3 layers: 22 x (7 + 14) weight and bias checks.
+    assert_eq!(checked, 22 * (7 + 14));
 }
 
 #[test]

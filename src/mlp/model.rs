@@ -598,7 +598,7 @@ impl Model {
     /// use backprop::mlp::{Mlp, Model, Targets};
     /// use ndarray::array;
     ///
-    /// let x = array![[0.0], [1.0], [2.0]];
+    /// let x = array![[0.0f32], [1.0], [2.0]];
     /// let model = Mlp::regressor().epochs(5).device_cpu().fit(&x, &Targets::values(&x))?;
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("model.safetensors");

@@ -89,6 +89,7 @@ pub fn report(
             "records_per_second".into(),
             json!(finished.records_per_second),
         );
+        metrics.insert("training_seconds".into(), json!(seconds));
         metrics.insert("epochs".into(), json!(state.history));
         metrics.insert("learnrate".into(), json!(config.learnrate));
         metrics.insert("best_epoch".into(), json!(state.best.map(|b| b.epoch)));
