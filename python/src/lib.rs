@@ -423,10 +423,7 @@ impl PyModel {
         device: &str,
         adapter: Option<String>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        self.on_device(device, adapter)?;
-        let (model, x) = (&self.inner, x.matrix());
-        let y = py.detach(move || model.predict(x)).map_err(python_error)?;
-        Ok(array2(py, &y))
+        self.compute(py, (x, device, adapter), |m, x| m.predict(x))
     }
 
     /// Each class's probability for `x` (records x classes).
@@ -438,12 +435,7 @@ impl PyModel {
         device: &str,
         adapter: Option<String>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        self.on_device(device, adapter)?;
-        let (model, x) = (&self.inner, x.matrix());
-        let p = py
-            .detach(move || model.predict_proba(x))
-            .map_err(python_error)?;
-        Ok(array2(py, &p))
+        self.compute(py, (x, device, adapter), |m, x| m.predict_proba(x))
     }
 
     /// The weight matrices, inputs x outputs (scikit-learn's `coefs_`).
@@ -610,6 +602,21 @@ impl PyModel {
 }
 
 impl PyModel {
+    /// `prediction` of the model for `x` on `device`, with the GIL released.
+    fn compute<'py>(
+        &mut self,
+        py: Python<'py>,
+        (x, device, adapter): (Array<'_>, &str, Option<String>),
+        prediction: fn(&Model, Matrix<'_>) -> backprop::Result<ndarray::Array2<f64>>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        self.on_device(device, adapter)?;
+        let (model, x) = (&self.inner, x.matrix());
+        let y = py
+            .detach(move || prediction(model, x))
+            .map_err(python_error)?;
+        Ok(array2(py, &y))
+    }
+
     /// Predicts on `device` from now on.
     fn on_device(&mut self, device: &str, adapter: Option<String>) -> PyResult<()> {
         let device = Device {
