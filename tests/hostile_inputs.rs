@@ -1153,6 +1153,36 @@ fn cases() -> Vec<Case> {
             &["--test-fraction", "[0, 1)"],
         ),
         case(
+            "train --val-days beyond the calendar",
+            data_csv,
+            &train("--val-days 4294967295 --test-days 4294967295"),
+            &["--split", "training set would be empty"],
+        ),
+        case(
+            "train --tol negative",
+            data_csv,
+            &train("--tol -1e-3"),
+            &["--tol", ">= 0"],
+        ),
+        case(
+            "train --n-iter-no-change 0",
+            data_csv,
+            &train("--tol 1e-3 --n-iter-no-change 0"),
+            &["--n-iter-no-change", "at least 1"],
+        ),
+        case(
+            "train --alpha infinite",
+            data_csv,
+            &train("--alpha inf"),
+            &["--alpha", "finite"],
+        ),
+        case(
+            "train --patience with nothing held out for validation",
+            data_csv,
+            &train("--split random --val-fraction 0 --patience 2"),
+            &["--patience", "--val-fraction 0"],
+        ),
+        case(
             "train --val file that does not exist",
             data_csv,
             &train("--val nowhere.csv"),

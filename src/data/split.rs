@@ -1,7 +1,7 @@
 //! Training, validation and test records: the seed project's split by time, or a seeded random
 //! split.
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Days, NaiveDate};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -181,17 +181,17 @@ pub fn split(
                     message: "no records to split".into(),
                 })?;
             let first = rows.iter().map(|&r| dates[r]).min().unwrap_or(last);
-            let (test_days, validation_days) = (
-                i64::from(options.test_days),
-                i64::from(options.validation_days),
-            );
+            // Days before the first date there is are the first date there is: a number of
+            // days beyond the calendar holds every record.
+            let before = |date: NaiveDate, days: u32| {
+                date.checked_sub_days(Days::new(u64::from(days)))
+                    .unwrap_or(NaiveDate::MIN)
+            };
+            let test_from = before(last, options.test_days);
+            let validation_from = before(test_from, options.validation_days);
             date_span = format!(
-                "; the dates run from {first} to {last}, so the test set starts after {} and validation after {} (a date far from the others empties them: a typo?)",
-                last - Duration::days(test_days),
-                last - Duration::days(test_days + validation_days)
+                "; the dates run from {first} to {last}, so the test set starts after {test_from} and validation after {validation_from} (a date far from the others empties them: a typo?)"
             );
-            let test_from = last - Duration::days(test_days);
-            let validation_from = test_from - Duration::days(validation_days);
             let part = |keep: &dyn Fn(NaiveDate) -> bool| {
                 rows.iter()
                     .copied()
@@ -231,14 +231,17 @@ pub fn split(
             let why = match kind {
                 SplitKind::Time => format!(
                     "the time split needs more than {} days of data ({} for testing, the {} before them for validation){date_span}",
-                    options.test_days + options.validation_days,
+                    u64::from(options.test_days) + u64::from(options.validation_days),
                     options.test_days,
                     options.validation_days
                 ),
                 SplitKind::Random => format!(
-                    "the random split puts {}% of the records in the test set and {}% in validation{}, so it needs at least {} records",
-                    options.test_fraction * 100.0,
-                    options.validation_fraction * 100.0,
+                    "the random split puts {}{}% in validation{}, so it needs at least {} records",
+                    match options.fractions().0 {
+                        0.0 => String::new(),
+                        test => format!("{}% of the records in the test set and ", test * 100.0),
+                    },
+                    options.fractions().1 * 100.0,
                     if labels.is_some() {
                         " (of every class)"
                     } else {
@@ -275,7 +278,9 @@ mod tests {
     #[test]
     fn the_time_split_takes_the_last_21_and_60_days() {
         let start = NaiveDate::from_ymd_opt(2012, 1, 1).unwrap();
-        let dates: Vec<NaiveDate> = (0..200).map(|d| start + Duration::days(d)).collect();
+        let dates: Vec<NaiveDate> = (0..200)
+            .map(|d| start + chrono::Duration::days(d))
+            .collect();
         let rows: Vec<usize> = (0..200).rev().collect();
         let s = split(
             &rows,

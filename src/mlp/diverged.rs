@@ -1,6 +1,9 @@
 //! Why a run diverged, in the user's terms: where the first NaN appeared and whether the inputs
 //! (an outlying feature) or the step size (the learning rate, the weight decay) is to blame.
 
+use super::run::Part;
+use crate::error::Error;
+use crate::guard::numeric::Precision;
 use crate::matrix::Matrix;
 use crate::ops::optimizer::{short, Optimizer};
 use crate::train::{TrainConfig, EXPLODED_FACTOR};
@@ -24,6 +27,28 @@ fn largest(x: Matrix) -> (usize, usize, f64) {
     best
 }
 
+/// Why the untrained network's loss is `loss` (infinite or NaN) on `part`: the largest value,
+/// an input or a target, is too large for arithmetic in `precision` (squares overflow first),
+/// as an `Error::Value` at its [record, column], which a front end can place in its file.
+pub fn too_large(part: Part, loss: f64, precision: Precision) -> Error {
+    let (r, c, x) = largest(part.x);
+    let (tr, tc, t) = largest(Matrix::F64(part.target));
+    let (array, index, value) = if t.abs() > x.abs() {
+        ("target", vec![tr, tc], t)
+    } else {
+        ("input", vec![r, c], x)
+    };
+    Error::Value {
+        array: array.into(),
+        index,
+        message: format!(
+            "{} is too large for the loss to be computed in {} (the untrained network's loss on the training records is {loss})",
+            readable(value),
+            precision.name()
+        ),
+    }
+}
+
 /// The feature farthest from its training mean over `x`, as "`name` = value at line N" (with
 /// `lines`, the CSV line of each record) or "… in record N".
 pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&[u64]>) -> String {
@@ -38,35 +63,60 @@ pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&[u64]
     }
 }
 
+/// `x` to four significant digits, in scientific notation when very large or small (a loss of
+/// 1e300 is not printed with 300 digits).
+pub fn readable(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:.4e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
 /// What made a run diverge: outlying inputs when some feature is enormous, else the step size.
+/// `standardized`: whether the features are in standard deviations from their training mean
+/// (the command line's) or as the caller gave them (an array fit's).
 pub fn cause(
-    x: Matrix,
+    (x, standardized): (Matrix, bool),
     feature_names: &[String],
     lines: Option<&[u64]>,
     lr: f64,
     optimizer: &Optimizer,
 ) -> String {
     let (_, _, largest) = largest(x);
+    if !standardized {
+        let decay = weight_decay_hint(lr, optimizer);
+        return format!(
+            "the largest input is {} ({}); inputs far from 1 in size want scaling first (a StandardScaler in a pipeline), else the step is too large: try a smaller learning rate, e.g. --lr {}{decay}",
+            readable(largest.abs()),
+            largest_feature(x, feature_names, lines),
+            lr / 4.0
+        );
+    }
     if largest.abs() > LARGE_FEATURE {
         format!(
             "the inputs are the likely cause, not the learning rate: {} standard deviations from the training mean; look for outliers in that column, or drop it",
             largest_feature(x, feature_names, lines)
         )
     } else {
-        // A decay step of lr·λ ≥ 1 flips or zeroes every weight by itself.
-        let decay = if optimizer.weight_decay * lr >= 1.0 {
-            format!(
-                ", or a smaller --weight-decay ({} x the learning rate {lr} is at least 1)",
-                short(optimizer.weight_decay)
-            )
-        } else {
-            String::new()
-        };
+        let decay = weight_decay_hint(lr, optimizer);
         format!(
             "the inputs are standardised (no feature beyond {:.1} standard deviations), so the step is too large: try a smaller learning rate, e.g. --lr {}{decay}",
             largest.abs(),
             lr / 4.0
         )
+    }
+}
+
+/// A decay step of lr·λ ≥ 1 flips or zeroes every weight by itself: the hint that says so.
+fn weight_decay_hint(lr: f64, optimizer: &Optimizer) -> String {
+    if optimizer.weight_decay * lr >= 1.0 {
+        format!(
+            ", or a smaller --weight-decay ({} x the learning rate {lr} is at least 1)",
+            short(optimizer.weight_decay)
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -91,7 +141,8 @@ pub fn what(
             ((batch + 1) * config.batch).min(records)
         ),
         None => format!(
-            "the {which} loss {loss:.4e} is over {EXPLODED_FACTOR}x the untrained network's {initial_loss:.4}"
+            "the {which} loss {loss:.4e} is over {EXPLODED_FACTOR}x the untrained network's {}",
+            readable(initial_loss)
         ),
     };
     format!("training diverged at epoch {epoch}: {detail}")

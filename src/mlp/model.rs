@@ -335,7 +335,7 @@ pub(super) fn fit(
                 (train.x.nrows(), finished.state.initial_loss)
             ),
             diverged::cause(
-                train.x,
+                (train.x, settings.standardize),
                 &feature_names,
                 None,
                 config.learnrate,

@@ -398,10 +398,11 @@ impl<'a> Run<'a> {
                 let (initial_loss, _) =
                     train::evaluate(run.backend.as_mut(), run.train, &evaluation)?;
                 if !initial_loss.is_finite() {
-                    return Err(Error::NonFinite(format!(
-                        "the untrained network's loss on the training data is {initial_loss}: the inputs are too large for fp32 (largest feature {})",
-                        super::diverged::largest_feature(train.x, &encoder.feature_names(), None)
-                    )));
+                    let precision = run.backend.precision();
+                    return Err(locate(
+                        "training",
+                        super::diverged::too_large(train, initial_loss, precision),
+                    ));
                 }
                 Progress {
                     state: TrainingState::new(run.config.clone(), initial_loss),

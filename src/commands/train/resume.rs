@@ -143,7 +143,7 @@ impl<'a> Checkpoints<'a> {
                 (train.len(), finished.state.initial_loss)
             ),
             divergence_cause(
-                Matrix::from(&train.x),
+                (Matrix::from(&train.x), true),
                 &self.encoder.feature_names(),
                 Some(&train.lines),
                 config.learnrate,
