@@ -115,23 +115,36 @@ pub fn open_gpu(
     GpuDevice::with_tuning(GpuContext::open_for_rank(adapter, local_rank)?, tuning)
 }
 
-/// Devices opened by [`shared_gpu`], by adapter name, local rank and tuning.
-type SharedDevices = Vec<((Option<String>, usize, bool), Arc<GpuDevice>)>;
+/// Devices opened by [`shared_gpu`], by adapter name, local rank and tuning; or why there
+/// is none (a machine without a GPU is not searched again for every fit).
+type SharedDevices = Vec<(
+    (Option<String>, usize, bool),
+    std::result::Result<Arc<GpuDevice>, String>,
+)>;
 
 static SHARED: Mutex<SharedDevices> = Mutex::new(Vec::new());
 
 /// [`open_gpu`] once per process: later calls with the same adapter, rank and tuning share the
-/// device (and its compiled pipelines), as a program that fits many models wants. Devices
-/// stay open until [`release_shared`]. Tuning notices go to standard error.
+/// device (and its compiled pipelines), as a program that fits many models wants, and an
+/// adapter that was not found is not searched for again. Devices stay open until
+/// [`release_shared`]. Tuning notices go to standard error.
 pub fn shared_gpu(adapter: Option<&str>, local_rank: usize, tune: bool) -> Result<Arc<GpuDevice>> {
     let key = (adapter.map(str::to_lowercase), local_rank, tune);
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, device)) = shared.iter().find(|(k, _)| *k == key) {
-        return Ok(Arc::clone(device));
+    if let Some((_, known)) = shared.iter().find(|(k, _)| *k == key) {
+        return known.clone().map_err(Error::NoAdapter);
     }
-    let device = open_gpu(adapter, local_rank, tuning(tune))?;
-    shared.push((key, Arc::clone(&device)));
-    Ok(device)
+    match open_gpu(adapter, local_rank, tuning(tune)) {
+        Ok(device) => {
+            shared.push((key, Ok(Arc::clone(&device))));
+            Ok(device)
+        }
+        Err(Error::NoAdapter(why)) => {
+            shared.push((key, Err(why.clone())));
+            Err(Error::NoAdapter(why))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Lets go of the devices [`shared_gpu`] opened: each closes (saving its compiled pipelines to

@@ -79,6 +79,28 @@ impl Error {
         }
     }
 
+    /// An `Error::Value` about a record of a part of some records, its record numbered by
+    /// `record` (the part's first record is the whole's `start`, say); any other error as it is.
+    pub fn with_record(self, record: impl Fn(usize) -> usize) -> Self {
+        match self {
+            Error::Value {
+                array,
+                mut index,
+                message,
+            } => {
+                if let Some(r) = index.first_mut() {
+                    *r = record(*r);
+                }
+                Error::Value {
+                    array,
+                    index,
+                    message,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The conventional exit status of a process stopped by this error: 128 + the signal for
     /// an interruption (130 for SIGINT, 143 for SIGTERM), 1 otherwise.
     pub fn exit_code(&self) -> u8 {

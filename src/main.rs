@@ -75,6 +75,8 @@ fn main() -> std::process::ExitCode {
             .map_err(Into::into)
             .and_then(|()| commands::tune::run(args)),
     };
+    // The GPUs the run opened close now: their compiled pipelines go to the disk cache.
+    backprop::device::release_shared();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! holds (a NumPy array, an encoded CSV), converted once to the precision the backend computes
 //! in, with every value checked on the way.
 
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -90,27 +90,6 @@ impl<'a> Matrix<'a> {
             Matrix::F64(v) => convert(*v, array),
         }
     }
-
-    /// The values of `records` (indices of rows, in that order) in `T`, checked as
-    /// [`Matrix::to_precision`] checks them.
-    pub fn select_to_precision<T: Float>(
-        &self,
-        array: &str,
-        records: &[usize],
-    ) -> Result<Array2<T>> {
-        match self {
-            Matrix::F32(v) => convert(v.select(Axis(0), records).view(), array),
-            Matrix::F64(v) => convert(v.select(Axis(0), records).view(), array),
-        }
-    }
-
-    /// Checks every value as [`Matrix::to_precision`] would for `precision`, converting nothing.
-    pub fn check(&self, array: &str, precision: Precision) -> Result<()> {
-        match self {
-            Matrix::F32(v) => crate::guard::numeric::check_representable(array, *v, precision),
-            Matrix::F64(v) => crate::guard::numeric::check_representable(array, *v, precision),
-        }
-    }
 }
 
 /// `values` in `T`, each checked for `T`'s range on the way.
@@ -174,16 +153,12 @@ mod tests {
     }
 
     #[test]
-    fn rows_and_selections_keep_their_order() {
+    fn a_slice_of_rows_keeps_its_order() {
         let x = array![[0.0f32], [1.0], [2.0], [3.0]];
         let m = Matrix::from(&x);
         assert_eq!(
             m.rows(1, 3).to_precision::<f64>("x").unwrap(),
             array![[1.0], [2.0]]
-        );
-        assert_eq!(
-            m.select_to_precision::<f64>("x", &[3, 0]).unwrap(),
-            array![[3.0], [0.0]]
         );
     }
 }

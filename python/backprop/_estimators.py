@@ -235,13 +235,23 @@ class _BaseMLP(BaseEstimator):
         continuing = fitted and (incremental or self.warm_start)
         snapshot = self._snapshot()
         try:
-            return self._fit_checked(X, y, incremental, continuing, classes)
+            converged = self._fit_checked(X, y, incremental, continuing, classes)
         except BaseException:
             # A failed or interrupted fit leaves a fitted model as it was.
             self._restore(snapshot)
             raise
+        # Warned once the fit stands (a warning turned into an error keeps the model).
+        if not converged:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                "optimization hasn't converged yet." % self.max_iter,
+                ConvergenceWarning,
+            )
+        return self
 
     def _fit_checked(self, X, y, incremental, continuing, classes):
+        """The fit itself; False when it ran all of max_iter without a stopping rule ending it
+        (scikit-learn's ConvergenceWarning)."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -267,9 +277,9 @@ class _BaseMLP(BaseEstimator):
         if not continuing and hasattr(self, "feature_names_in_"):
             names = [str(n) for n in self.feature_names_in_]
         if incremental and continuing:
-            # The library's history goes on: the curve is all of it.
-            self._model.partial_fit(settings, X, on_event=self._on_event(), **targets)
-            model, earlier = self._model, []
+            # The library's history goes on by one epoch: the curve gains its loss.
+            model = self._model.partial_fit(settings, X, on_event=self._on_event(), **targets)
+            earlier, new = list(self.loss_curve_), model.history[-1:]
         else:
             # A warm start begins a new history after scikit-learn's curve so far.
             warm = self._model if continuing else None
@@ -281,24 +291,19 @@ class _BaseMLP(BaseEstimator):
                 on_event=self._on_event(),
                 **targets,
             )
-            earlier = list(self.loss_curve_) if continuing else []
+            earlier, new = (list(self.loss_curve_) if continuing else []), model.history
         t = self.t_ if continuing else 0
+        # scikit-learn counts n_iter_ from 0 in every fit, and 1 for a partial_fit.
         n_iter = 1 if incremental else len(model.history)
-        self._set_fitted(model, earlier, n_iter, t + n_iter * n_train)
-        if not incremental and model.stopped is None and n_iter >= self.max_iter:
-            warnings.warn(
-                "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                "optimization hasn't converged yet." % self.max_iter,
-                ConvergenceWarning,
-            )
-        return self
+        self._set_fitted(model, (earlier, new), n_iter, t + n_iter * n_train)
+        return incremental or model.stopped is not None or n_iter < self.max_iter
 
-    def _set_fitted(self, model, earlier, n_iter, t):
-        """The fitted attributes, as scikit-learn names them, from the facade's model whose
-        history follows the loss curve `earlier` (of a warm start), after `n_iter` epochs of
-        this fit and `t` training records in all."""
+    def _set_fitted(self, model, curve, n_iter, t):
+        """The fitted attributes, as scikit-learn names them, from the facade's model: `curve`
+        holds scikit-learn's loss curve before this fit (a warm start's, a partial_fit's) and
+        the epoch records this fit added; `n_iter` epochs in this fit, `t` records in all."""
         self._model = model
-        history = model.history
+        earlier, history = curve
         self.coefs_ = list(model.coefs)
         self.intercepts_ = list(model.intercepts)
         sizes = model.layer_sizes
@@ -311,8 +316,12 @@ class _BaseMLP(BaseEstimator):
         self.t_ = t
         if self.early_stopping:
             self.validation_scores_ = [self._score_of(r) for r in history]
-            self.best_validation_score_ = max(
-                (s for s in self.validation_scores_ if s is not None), default=None
+            # The score of the epoch whose weights the model keeps (the lowest validation loss).
+            best = model.best_epoch
+            self.best_validation_score_ = (
+                self.validation_scores_[best[0] - history[0]["epoch"]]
+                if best is not None and history
+                else None
             )
             self.best_loss_ = None
         else:
@@ -609,7 +618,8 @@ def load(path):
         learning_rate_init=trained["learning_rate"],
         max_iter=trained["epochs"],
         shuffle=trained["shuffle"],
-        random_state=trained["seed"],
+        # scikit-learn's seeds stop at 2**32 - 1; the command line's go further.
+        random_state=trained["seed"] if trained["seed"] < 2**32 else None,
         momentum=trained["momentum"] if trained["optimizer"] == "momentum" else 0.0,
         nesterovs_momentum=trained["nesterov"],
         beta_1=trained["beta1"],
@@ -636,7 +646,7 @@ def load(path):
     if names != [f"x{j}" for j in range(len(names))]:
         estimator.feature_names_in_ = np.asarray(names, dtype=object)
     epochs = len(model.history)
-    estimator._set_fitted(model, [], epochs, 0)
+    estimator._set_fitted(model, ([], model.history), epochs, 0)
     return estimator
 
 

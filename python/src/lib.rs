@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use backprop::mlp::{
     Activation, BackendChoice, Batch, CancelToken, Compute, Convergence, Device, EarlyStopping,
     EpochRecord, FitOptions, Init, LabelType, Labels, LearnRate, Loss, Method, Mlp, Model, Notice,
-    ScheduleKind, Settings, Targets,
+    Placement, ScheduleKind, Settings, Targets,
 };
 use backprop::{Error, Matrix};
 
@@ -297,17 +297,16 @@ fn interruptible<T: Send>(
                 Ok(event) => {
                     if let Some(on_event) = on_event {
                         let delivered = match &event {
-                            Event::Epoch(record) => {
-                                on_event.call1(("epoch", record_dict(py, record)?))
-                            }
+                            Event::Epoch(record) => record_dict(py, record)
+                                .and_then(|record| on_event.call1(("epoch", record))),
                             Event::Notice(Notice::Backend(line)) => {
                                 on_event.call1(("backend", line.as_str()))
                             }
                             Event::Notice(Notice::Note(line)) => {
-                                on_event.call1(("note", line.as_str()))
+                                on_event.call1(("note", in_parameters(line)))
                             }
                             Event::Notice(Notice::Warning(line)) => {
-                                on_event.call1(("warning", line.as_str()))
+                                on_event.call1(("warning", in_parameters(line)))
                             }
                         };
                         if let Err(e) = delivered {
@@ -383,11 +382,12 @@ fn array2<'py>(py: Python<'py>, a: &ndarray::Array2<f64>) -> Bound<'py, PyArray2
 #[pymethods]
 impl PyModel {
     /// One more epoch over `x` from where the model stands (scikit-learn's `partial_fit`),
-    /// with `settings` for the optimizer and batches; the model is replaced only on success.
+    /// with `settings` for the optimizer and batches: the model that comes of it (this one
+    /// is left as it is).
     #[pyo3(signature = (settings, x, *, values=None, labels=None, classes=None, label_type="text", on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn partial_fit(
-        &mut self,
+        &self,
         py: Python<'_>,
         settings: &Bound<'_, PyDict>,
         x: Array<'_>,
@@ -396,7 +396,7 @@ impl PyModel {
         classes: Option<Vec<String>>,
         label_type: &str,
         on_event: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<PyModel> {
         let settings = self::settings(settings)?;
         let names = self.inner.encoder().target_names();
         let y = targets(
@@ -409,33 +409,34 @@ impl PyModel {
         let next = interruptible(py, on_event.as_ref(), move |options| {
             next.partial_fit_with(x, &y, options).map(|()| next)
         })?;
-        self.inner = next;
-        Ok(())
+        Ok(PyModel { inner: next })
     }
 
     /// The network's output for `x` on `device` (`auto`, `cpu`, `gpu`; `adapter`: part of a
     /// GPU's name): regression targets in their units, or the output layer's probabilities.
     #[pyo3(signature = (x, device="auto", adapter=None))]
     fn predict<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: Array<'_>,
         device: &str,
         adapter: Option<String>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        self.compute(py, (x, device, adapter), |m, x| m.predict(x))
+        self.compute(py, (x, device, adapter), |m, x, at| m.predict_on(x, at))
     }
 
     /// Each class's probability for `x` (records x classes).
     #[pyo3(signature = (x, device="auto", adapter=None))]
     fn predict_proba<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: Array<'_>,
         device: &str,
         adapter: Option<String>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        self.compute(py, (x, device, adapter), |m, x| m.predict_proba(x))
+        self.compute(py, (x, device, adapter), |m, x, at| {
+            m.predict_proba_on(x, at)
+        })
     }
 
     /// The weight matrices, inputs x outputs (scikit-learn's `coefs_`).
@@ -602,35 +603,27 @@ impl PyModel {
 }
 
 impl PyModel {
-    /// `prediction` of the model for `x` on `device`, with the GIL released.
+    /// `prediction` of the model for `x` on `device`, in the data's precision on the CPU (as
+    /// scikit-learn keeps a dtype), with the GIL released. Several threads may predict with
+    /// one model at once.
     fn compute<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         (x, device, adapter): (Array<'_>, &str, Option<String>),
-        prediction: fn(&Model, Matrix<'_>) -> backprop::Result<ndarray::Array2<f64>>,
+        prediction: fn(&Model, Matrix<'_>, &Placement) -> backprop::Result<ndarray::Array2<f64>>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        self.on_device(device, adapter)?;
+        let at = Placement {
+            device: Device {
+                choice: named::<BackendChoice>("device", device)?,
+                adapter,
+            },
+            compute: Compute::Data,
+        };
         let (model, x) = (&self.inner, x.matrix());
         let y = py
-            .detach(move || prediction(model, x))
+            .detach(move || prediction(model, x, &at))
             .map_err(python_error)?;
         Ok(array2(py, &y))
-    }
-
-    /// Predicts on `device` from now on.
-    fn on_device(&mut self, device: &str, adapter: Option<String>) -> PyResult<()> {
-        let device = Device {
-            choice: named::<BackendChoice>("device", device)?,
-            adapter,
-        };
-        if self.inner.settings().device != device {
-            let settings = Settings {
-                device,
-                ..self.inner.settings().clone()
-            };
-            self.inner = self.inner.clone().with_settings(settings);
-        }
-        Ok(())
     }
 }
 

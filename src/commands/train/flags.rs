@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use backprop::data::{Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions};
 use backprop::guard::paths::FilePlan;
-use backprop::mlp::{Batch, Convergence, EarlyStopping, Schedule, Settings};
+use backprop::mlp::{standardizes_targets, Batch, Convergence, EarlyStopping, Schedule, Settings};
 use backprop::ops::optimizer::{Method, Optimizer};
 use backprop::report::plot;
 use backprop::{Error, Loss};
@@ -89,12 +89,6 @@ pub struct DataPlan {
 /// the data options.
 pub fn check(args: &TrainArgs, settings: &Settings) -> Result<DataPlan> {
     settings.check()?;
-    if args.n_iter_no_change == 0 {
-        return Err(argument(
-            "--n-iter-no-change",
-            "must be at least 1 epoch".into(),
-        ));
-    }
     if args.checkpoint_every == Some(0) {
         return Err(argument("--checkpoint-every", "must be at least 1".into()));
     }
@@ -122,7 +116,7 @@ pub fn check(args: &TrainArgs, settings: &Settings) -> Result<DataPlan> {
         }
     }
     files(args).check()?;
-    let plan = data(args);
+    let plan = data(args, settings);
     plan.split.check()?;
     check_held_out(args, &plan)?;
     Ok(plan)
@@ -179,10 +173,9 @@ fn files(args: &TrainArgs) -> FilePlan {
 }
 
 /// The data options, with the built-in data's defaults filled in.
-fn data(args: &TrainArgs) -> DataPlan {
+fn data(args: &TrainArgs, settings: &Settings) -> DataPlan {
     let classify = args.loss == Loss::CrossEntropy;
-    let standardize_targets = !classify
-        && args.output.unwrap_or(backprop::Activation::Identity) == backprop::Activation::Identity;
+    let standardize_targets = standardizes_targets(settings);
     let built_in = args.data.is_none();
     let or = |given: &Vec<String>, default: &[&str]| {
         if given.is_empty() && built_in {

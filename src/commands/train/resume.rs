@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 
 use backprop::backend::Backend;
 use backprop::data::{Dataset, Encoder};
-use backprop::mlp::{divergence, divergence_cause, spec_of, Checkpoint, Settings, Start};
+use backprop::mlp::{
+    divergence, divergence_cause, layer_sizes, spec_of, Checkpoint, Settings, Start,
+};
 use backprop::model_file::{self, SavedModel};
 use backprop::train::{EpochRecord, Finished, Outcome, Progress};
 use backprop::{Error, Matrix};
@@ -24,9 +26,7 @@ pub fn start(args: &TrainArgs, settings: &Settings, encoder: &Encoder) -> Result
     let Some(state) = saved.training else {
         bail!("{}: holds no training state to resume", path.display());
     };
-    let mut layer_sizes = vec![encoder.n_features()];
-    layer_sizes.extend(&settings.hidden);
-    layer_sizes.push(encoder.n_outputs());
+    let layer_sizes = layer_sizes(settings, encoder);
     let saved_spec = saved.network.spec();
     if saved.encoder != *encoder
         || saved.network.layer_sizes() != layer_sizes

@@ -20,9 +20,10 @@ use super::flags::DataPlan;
 use super::TrainArgs;
 use crate::commands::outln;
 
-/// Predicts every split that holds records (the test set loaded now), saves the model, and
-/// writes the summary, `--metrics` and the plots (rank 0; the other ranks take part in the
-/// predictions and return).
+/// Saves the model (first: a later failure must not lose it), predicts every split that holds
+/// records (the training and validation sets where they are loaded, the test set loaded now),
+/// and writes the summary, `--metrics` and the plots (rank 0; the other ranks take part in
+/// reading the weights back and in the predictions, and return).
 pub fn report(
     args: &TrainArgs,
     run: &mut Run,
@@ -31,28 +32,9 @@ pub fn report(
     (finished, seconds): (Finished, f64),
     says: bool,
 ) -> Result<()> {
-    let mut parts: Vec<(&'static str, Array2<f64>, &Dataset)> = Vec::new();
-    for (name, set) in [
-        ("training", &splits.train),
-        ("validation", &splits.validation),
-        ("test", &splits.test),
-    ] {
-        if set.is_empty() {
-            continue;
-        }
-        let backend = run.backend();
-        let id = backend
-            .load_data(Matrix::from(&set.x), Matrix::from(&set.target))
-            .map_err(|e| set.locate(e, &set.source, name, encoder))?;
-        parts.push((name, backend.predict_data(id)?, set));
-    }
     let trained = run.backend().network()?;
-    if !says {
-        return Ok(());
-    }
     let state = &finished.state;
-    // The model first: a closed standard output or a later failure must not lose it.
-    if let Some(path) = &args.save {
+    if let (Some(path), true) = (&args.save, says) {
         model_file::save(
             path,
             &SavedModel {
@@ -60,6 +42,23 @@ pub fn report(
                 ..SavedModel::model(trained, encoder.clone())
             },
         )?;
+    }
+    let mut parts: Vec<(&'static str, Array2<f64>, &Dataset)> = Vec::new();
+    if let Some(y) = run.predict_loaded(false)? {
+        parts.push(("training", y, &splits.train));
+    }
+    if let Some(y) = run.predict_loaded(true)? {
+        parts.push(("validation", y, &splits.validation));
+    }
+    if !splits.test.is_empty() {
+        let (backend, set) = (run.backend(), &splits.test);
+        let id = backend
+            .load_data(Matrix::from(&set.x), Matrix::from(&set.target))
+            .map_err(|e| set.locate(e, &set.source, "test", encoder))?;
+        parts.push(("test", backend.predict_data(id)?, set));
+    }
+    if !says {
+        return Ok(());
     }
     let feature_names = encoder.feature_names();
     for (name, y, part) in &parts {
