@@ -81,7 +81,35 @@ pub struct FitOptions<'f> {
     pub notify: Option<Notify>,
 }
 
-/// A multi-layer perceptron to fit: [`Settings`] behind a builder.
+/// A multi-layer perceptron to fit: [`Settings`] behind a builder, a method per setting.
+///
+/// ```
+/// use backprop::mlp::{Activation, Convergence, Device, EarlyStopping, Method, Mlp, Targets};
+/// use ndarray::Array2;
+///
+/// let mlp = Mlp::regressor()
+///     .hidden(&[32, 16])
+///     .activation(Activation::Tanh)
+///     .optimizer(Method::Momentum)
+///     .momentum(0.9)
+///     .nesterov(true)
+///     .learning_rate(0.01)
+///     .alpha(1e-4)
+///     .epochs(500)
+///     .batch(16)
+///     .seed(3)
+///     .early_stopping(Some(EarlyStopping { patience: 5, min_delta: 0.0 }))
+///     .validation_fraction(0.2)
+///     .convergence(Some(Convergence { tol: 1e-6, n_iter_no_change: 10 }))
+///     .device(Device::cpu());
+/// assert_eq!(mlp.settings.hidden, [32, 16]);
+/// let x = Array2::from_shape_fn((100, 2), |(i, j)| ((i + j) as f64 / 10.0).sin());
+/// let y = x.column(0).mapv(|v| 2.0 * v).insert_axis(ndarray::Axis(1));
+/// let model = mlp.fit(&x, &Targets::values(&y))?;
+/// // Early stopping ended the run before its 500 epochs, keeping its best epoch.
+/// assert!(model.history().len() < 500 && model.state().best.is_some());
+/// # Ok::<(), backprop::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mlp {
     pub settings: Settings,

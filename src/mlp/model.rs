@@ -440,6 +440,19 @@ impl Model {
 
     /// [`Model::predict`] computed where `at` says instead of where the model's settings say
     /// (a shared model predicting from several threads, each on its own device).
+    ///
+    /// ```
+    /// use backprop::mlp::{Compute, Device, Mlp, Placement, Targets};
+    /// use ndarray::array;
+    ///
+    /// let x = array![[0.5], [1.5]];
+    /// let model = Mlp::regressor().epochs(3).device_cpu().fit(&x, &Targets::values(&x))?;
+    /// // In float64 on the CPU instead of the default float32.
+    /// let at = Placement { device: Device::cpu(), compute: Compute::F64 };
+    /// let wide = model.predict_on(&x, &at)?;
+    /// assert!((&wide - &model.predict(&x)?).iter().all(|d| d.abs() < 1e-5));
+    /// # Ok::<(), backprop::Error>(())
+    /// ```
     pub fn predict_on<'a>(&self, x: impl Into<Matrix<'a>>, at: &Placement) -> Result<Array2<f64>> {
         let outputs = self.outputs(x.into(), at)?;
         Ok(if self.encoder.classes.is_some() {
@@ -567,6 +580,21 @@ impl Model {
     }
 
     /// Every epoch's losses and figures, in order.
+    ///
+    /// ```
+    /// use backprop::mlp::{Mlp, Targets};
+    /// use ndarray::array;
+    ///
+    /// let x = array![[0.0f32], [1.0], [2.0], [3.0]];
+    /// let model = Mlp::classifier()
+    ///     .epochs(3)
+    ///     .device_cpu()
+    ///     .fit(&x, &Targets::labels(&["a", "a", "b", "b"]))?;
+    /// let epochs: Vec<usize> = model.history().iter().map(|r| r.epoch).collect();
+    /// assert_eq!(epochs, [1, 2, 3]);
+    /// assert!(model.history()[0].train_metrics.contains_key("accuracy"));
+    /// # Ok::<(), backprop::Error>(())
+    /// ```
     pub fn history(&self) -> &[EpochRecord] {
         &self.state.history
     }
@@ -639,6 +667,22 @@ impl Model {
 
     /// A model file's bytes, with the optimizer's state when `with_optimizer` (what going on
     /// training needs: a pickled estimator).
+    ///
+    /// ```
+    /// use backprop::mlp::{Method, Mlp, Model, Targets};
+    /// use ndarray::array;
+    /// use std::path::Path;
+    ///
+    /// let x = array![[0.0f32, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    /// let y = Targets::values(&x);
+    /// let mut model = Mlp::regressor().optimizer(Method::Adam).epochs(4).device_cpu().fit(&x, &y)?;
+    /// let mut copy = Model::from_bytes(Path::new("copy"), &model.to_bytes(true)?)?;
+    /// // The Adam moments travel with the weights: one more epoch agrees bit for bit.
+    /// model.partial_fit(&x, &y)?;
+    /// copy.partial_fit(&x, &y)?;
+    /// assert_eq!(copy.network(), model.network());
+    /// # Ok::<(), backprop::Error>(())
+    /// ```
     pub fn to_bytes(&self, with_optimizer: bool) -> Result<Vec<u8>> {
         model_file::to_bytes(Path::new("model"), &self.saved(with_optimizer))
     }
