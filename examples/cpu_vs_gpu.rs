@@ -13,10 +13,7 @@ use backprop::Error;
 use ndarray::{Array2, Axis};
 
 fn main() -> Result<(), Error> {
-    // Mesa's Vulkan drivers want a runtime directory without a desktop session (as `main`).
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
+    backprop::device::quiet_mesa();
     // A smooth regression problem: 4,000 records of 32 features.
     let x = Array2::from_shape_fn((4000, 32), |(i, j)| {
         (((i * 31 + j * 17) % 97) as f32 / 48.5) - 1.0

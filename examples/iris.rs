@@ -11,6 +11,7 @@ use backprop::mlp::{Activation, Method, Mlp, Model, Targets};
 use ndarray::{Array2, Axis};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    backprop::device::quiet_mesa();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/iris.csv");
     let table = read_csv(&Source::File(path))?;
     let features = table.columns.len() - 1;

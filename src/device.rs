@@ -85,6 +85,17 @@ pub fn create(
     })
 }
 
+/// Mesa's Vulkan drivers ask libwayland for a display while wgpu enumerates adapters; with no
+/// desktop session that prints "error: XDG_RUNTIME_DIR is invalid or not set" on every run.
+/// Any absolute directory quiets it (no display lives there, the lookup just fails): this
+/// points the variable at the temporary directory when it is unset. It changes the process's
+/// environment, so a program calls it first thing, before any other thread exists.
+pub fn quiet_mesa() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+}
+
 /// Set to 0, this environment variable turns tuning off for every run of the process (the
 /// library's and the Python package's too), as `--no-tune` does for one command.
 pub const TUNE_VAR: &str = "BACKPROP_TUNE";

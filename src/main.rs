@@ -35,13 +35,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Mesa's Vulkan drivers ask libwayland for a display while wgpu enumerates adapters; with
-    // no desktop session that prints "error: XDG_RUNTIME_DIR is invalid or not set" on every
-    // run. Any absolute directory quiets it (no display lives there, the lookup just fails).
     // This runs before any other thread exists.
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
+    backprop::device::quiet_mesa();
     let cli = Cli::parse();
     if let Err(e) = backprop::guard::interrupt::install() {
         commands::errln!("warning: SIGINT/SIGTERM will stop the run abruptly: {e}");
