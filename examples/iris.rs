@@ -6,27 +6,29 @@
 //! cargo run --example iris
 //! ```
 
-use backprop::data::{read_csv, Source};
+use backprop::data::{read_text, Source};
 use backprop::mlp::{Activation, Method, Mlp, Model, Targets};
 use ndarray::{Array2, Axis};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     backprop::device::quiet_mesa();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/iris.csv");
-    let table = read_csv(&Source::File(path))?;
-    let features = table.columns.len() - 1;
-    let x = Array2::from_shape_fn((table.rows.len(), features), |(r, c)| {
-        table.rows[r][c].parse::<f32>().unwrap_or(f32::NAN)
+    let frame = read_text(&Source::File(path))?;
+    let features = frame.names.len() - 1;
+    let x = Array2::from_shape_fn((frame.n_rows(), features), |(r, c)| {
+        frame.cell(r, c).number().map_or(f32::NAN, |v| v as f32)
     });
-    let species: Vec<&str> = table
-        .rows
-        .iter()
-        .map(|row| row[features].as_str())
+    let species: Vec<String> = (0..frame.n_rows())
+        .map(|r| frame.cell(r, features).to_text())
         .collect();
     // Every fifth flower is held out for testing.
     let (test, train): (Vec<usize>, Vec<usize>) = (0..x.nrows()).partition(|i| i % 5 == 0);
     let pick = |rows: &[usize]| x.select(Axis(0), rows);
-    let labels = |rows: &[usize]| rows.iter().map(|&i| species[i]).collect::<Vec<_>>();
+    let labels = |rows: &[usize]| {
+        rows.iter()
+            .map(|&i| species[i].as_str())
+            .collect::<Vec<_>>()
+    };
 
     let model = Mlp::classifier()
         .hidden(&[16])

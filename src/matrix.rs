@@ -39,6 +39,64 @@ impl<'a> From<&'a Array2<f64>> for Matrix<'a> {
     }
 }
 
+/// Records x values owned, in either float type: encoded data in the precision it trains in.
+#[derive(Clone, Debug)]
+pub enum Values {
+    F32(Array2<f32>),
+    F64(Array2<f64>),
+}
+
+impl<'a> From<&'a Values> for Matrix<'a> {
+    fn from(values: &'a Values) -> Self {
+        values.view()
+    }
+}
+
+impl Values {
+    /// `rows` x `cols` zeros in `precision`.
+    pub fn zeros(precision: Precision, rows: usize, cols: usize) -> Values {
+        match precision {
+            Precision::F32 => Values::F32(Array2::zeros((rows, cols))),
+            Precision::F64 => Values::F64(Array2::zeros((rows, cols))),
+        }
+    }
+
+    pub fn view(&self) -> Matrix<'_> {
+        match self {
+            Values::F32(a) => Matrix::F32(a.view()),
+            Values::F64(a) => Matrix::F64(a.view()),
+        }
+    }
+
+    pub fn nrows(&self) -> usize {
+        self.view().nrows()
+    }
+
+    pub fn ncols(&self) -> usize {
+        self.view().ncols()
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.view().precision()
+    }
+
+    /// Every value, row by row, widened to f64.
+    pub fn iter_f64(&self) -> Box<dyn Iterator<Item = f64> + '_> {
+        match self {
+            Values::F32(a) => Box::new(a.iter().map(|&v| f64::from(v))),
+            Values::F64(a) => Box::new(a.iter().copied()),
+        }
+    }
+
+    /// The values widened to f64 (exact from f32).
+    pub fn to_f64(&self) -> Array2<f64> {
+        match self {
+            Values::F32(a) => a.mapv(f64::from),
+            Values::F64(a) => a.clone(),
+        }
+    }
+}
+
 impl<'a> Matrix<'a> {
     pub fn dim(&self) -> (usize, usize) {
         match self {

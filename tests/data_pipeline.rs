@@ -6,7 +6,8 @@ use std::io::Write;
 
 use backprop::data::encode::{Feature, MISSING};
 use backprop::data::{
-    prepare, read_csv, Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions,
+    prepare, read_text, Classify, Missing, PipelineOptions, SeparateSets, Source, SplitKind,
+    SplitOptions,
 };
 
 fn csv_file(text: &str) -> tempfile::NamedTempFile {
@@ -71,7 +72,8 @@ fn text_columns_are_one_hot_and_numbers_standardised_with_training_statistics() 
     // Statistics come from the training split alone: there the standardised temperature
     // (empty cells count as the mean, 0) has mean 0, and the target mean 0 and variance 1.
     let temp = names.iter().position(|n| n == "temp").unwrap();
-    let t = splits.train.x.column(temp);
+    let train_x = splits.train.x.to_f64();
+    let t = train_x.column(temp);
     assert!(t.mean().unwrap().abs() < 1e-9, "{}", t.mean().unwrap());
     let y = splits.train.target.column(0);
     assert!(y.mean().unwrap().abs() < 1e-9);
@@ -97,11 +99,16 @@ fn text_columns_are_one_hot_and_numbers_standardised_with_training_statistics() 
         .map(|(i, _)| i)
         .collect();
     assert_eq!(season.len(), 1, "{names:?}");
-    for row in splits.train.x.outer_iter() {
+    for row in train_x.outer_iter() {
         assert_eq!(season.iter().map(|&i| row[i]).sum::<f64>(), 1.0);
     }
     assert!(
-        splits.test.x.outer_iter().all(|row| row[season[0]] == 0.0),
+        splits
+            .test
+            .x
+            .to_f64()
+            .outer_iter()
+            .all(|row| row[season[0]] == 0.0),
         "spring is unseen"
     );
 }
@@ -129,7 +136,7 @@ fn empty_cells_follow_the_policy() {
         .collect();
     assert_eq!(weekday.len(), 7);
     for part in [&splits.train, &splits.validation, &splits.test] {
-        for row in part.x.outer_iter() {
+        for row in part.x.to_f64().outer_iter() {
             assert_eq!(
                 weekday.iter().map(|&i| row[i]).sum::<f64>(),
                 1.0,
@@ -349,7 +356,15 @@ fn bad_csvs_are_named_by_line_and_column() {
     );
     assert!(typo.contains("--categorical a"), "{typo}");
 
-    let bad_target = error_of("a,cnt\n1,2\n2,lots\n", options(&["cnt"]));
+    // A target of numbers is regression (`--loss mse`): text there is a bad cell. (Without a
+    // loss, a text target is a set of classes.)
+    let bad_target = error_of(
+        "a,cnt\n1,2\n2,lots\n",
+        PipelineOptions {
+            classify: Classify::Never,
+            ..options(&["cnt"])
+        },
+    );
     assert!(
         bad_target.contains("line 3, column 2 (`cnt`)"),
         "{bad_target}"
@@ -393,6 +408,68 @@ fn unknown_columns_are_named_with_the_flag_and_the_columns_there_are() {
 #[test]
 fn a_table_keeps_the_line_of_each_record() {
     let f = csv_file("a,cnt\n1,2\n\"multi\nline\",3\n4,5\n");
-    let table = read_csv(&Source::File(f.path().into())).unwrap();
-    assert_eq!(table.lines, [2, 3, 5]);
+    let frame = read_text(&Source::File(f.path().into())).unwrap();
+    assert_eq!(frame.lines, [2, 3, 5]);
+    assert_eq!(frame.record(1), ["multi\nline", "3"]);
+}
+
+#[test]
+fn without_a_loss_a_text_target_is_a_set_of_classes_and_numbers_are_regression() {
+    // `Classify::Auto` (no `--loss`): text labels are classes, one output per class.
+    let f = csv_file(&common::flowers_csv(20, 1));
+    let source = Source::File(f.path().into());
+    let auto = options(&["species"]);
+    assert_eq!(auto.classify, Classify::Auto, "the default");
+    let (encoder, splits) = prepare(
+        &source,
+        &auto,
+        &SplitOptions::new(SplitKind::Random, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
+    let classes = encoder.classes.as_ref().expect("a classifier");
+    assert_eq!(classes.names, ["setosa", "versicolor", "virginica"]);
+    assert_eq!(encoder.n_outputs(), 3);
+    assert!(encoder.targets.is_empty());
+    for part in [&splits.train, &splits.validation, &splits.test] {
+        assert_eq!(part.target.ncols(), 3);
+        assert!(part.target.rows().into_iter().all(|r| r.sum() == 1.0));
+    }
+    assert_eq!(
+        splits.train.len() + splits.validation.len() + splits.test.len(),
+        60
+    );
+
+    // `Classify::Never` (`--loss mse`): the same labels are refused as numbers.
+    let err = prepare(
+        &source,
+        &PipelineOptions {
+            classify: Classify::Never,
+            ..options(&["species"])
+        },
+        &SplitOptions::new(SplitKind::Random, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("column 5 (`species`)") && err.contains("is not a number"),
+        "{err}"
+    );
+
+    // A target of integers stays regression without a loss.
+    let mut text = String::from("a,level\n");
+    for i in 0..40 {
+        text.push_str(&format!("{i},{}\n", i % 3));
+    }
+    let f = csv_file(&text);
+    let (encoder, _) = prepare(
+        &Source::File(f.path().into()),
+        &options(&["level"]),
+        &SplitOptions::new(SplitKind::Random, 0),
+        &SeparateSets::default(),
+    )
+    .unwrap();
+    assert!(encoder.classes.is_none());
+    assert_eq!(encoder.target_names(), ["level"]);
 }

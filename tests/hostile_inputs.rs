@@ -685,8 +685,8 @@ fn cases() -> Vec<Case> {
         case(
             "a target that is not a number",
             |d: &Path| csv(d, "x,cnt\n1,2\n3,four\n5,6\n"),
-            "train --backend cpu --data d.csv --target cnt",
-            &["d.csv", "line 3, column 2", "target `four`"],
+            "train --backend cpu --data d.csv --target cnt --loss mse",
+            &["d.csv", "line 3, column 2", "target `four`", "is not a number"],
         ),
         case(
             "a column of unique IDs",
@@ -804,13 +804,13 @@ fn cases() -> Vec<Case> {
             "train --hidden 2^64-1",
             data_csv,
             &train("--hidden 18446744073709551615"),
-            &["weights_input_to_hidden", "more than any machine"],
+            &["--hidden", "weights_input_to_hidden", "more than any machine"],
         ),
         case(
             "train --hidden 100000,100000",
             data_csv,
             &train("--hidden 100000,100000"),
-            &["host memory", "weights_hidden1_to_hidden2", "available"],
+            &["host memory", "weights_hidden1_to_hidden2", "available", "--hidden"],
         ),
         case(
             "train --epochs 0",
@@ -1479,6 +1479,63 @@ fn predict_reports_finite_errors_for_targets_near_the_ends_of_float64() {
     );
 }
 
+/// The longest run of digits in `text`.
+fn longest_digit_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn train_prints_the_figures_of_targets_near_the_ends_of_float64_in_scientific_notation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for scale in [1e300, 1e-12] {
+        // 200 records of two features, a target of `scale` times something varied.
+        let mut csv = String::from("a,b,y\n");
+        for i in 0..200u32 {
+            let a = f64::from((i * 37) % 101) / 50.0 - 1.0;
+            let b = f64::from((i * 53) % 97) / 48.0 - 1.0;
+            let noise = f64::from((i * 17) % 13) / 13.0;
+            csv += &format!("{a},{b},{:e}\n", scale * (a + 0.5 * b + noise));
+        }
+        write(d, "scaled.csv", csv.as_bytes());
+        let out = command(
+            d,
+            "train --backend cpu --quiet --data scaled.csv --target y --epochs 2 --metrics m.json",
+        )
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{scale:e}: {stdout}{stderr}");
+        for line in stdout.lines().chain(stderr.lines()) {
+            assert!(longest_digit_run(line) < 20, "{scale:e}: {line}");
+        }
+        let metrics: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("m.json")).unwrap()).unwrap();
+        for part in ["training", "validation", "test"] {
+            // `part  loss  RMSE  MAE  R²`: the RMSE as scientific notation that reads back as
+            // the figure of --metrics.
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(part))
+                .unwrap_or_else(|| panic!("{scale:e}: no {part} line in {stdout}"));
+            let rmse = line.split_whitespace().nth(2).unwrap();
+            assert!(rmse.contains('e'), "{scale:e}: {part} RMSE {rmse}: {line}");
+            let printed: f64 = rmse.parse().unwrap();
+            let exact = metrics[format!("{part}_rmse_original_units")]["y"]
+                .as_f64()
+                .unwrap();
+            assert!(
+                (printed / exact - 1.0).abs() < 0.01,
+                "{scale:e}: {part} RMSE printed {rmse}, {exact:e} in --metrics"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_output_that_is_where_standard_output_goes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1509,6 +1566,51 @@ fn a_binding_cap_fits_the_batch_it_is_given() {
     assert!(out.status.success(), "{stderr}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("[0.0080404"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_refused_hidden_size_names_the_flag() {
+    for (hidden, why) in [
+        ("0", "at least one unit"),
+        ("18446744073709551615", "more than any machine can address"),
+        ("1,18446744073709551615", "more than 2^64 bytes"),
+        ("99999999999", "host memory"),
+        ("3,0", "at least one unit"),
+    ] {
+        let refused = case(
+            "a refused --hidden",
+            data_csv,
+            &train(&format!("--hidden {hidden}")),
+            &["--hidden", why],
+        );
+        if let Some(problem) = run_case(&refused, None) {
+            panic!("{problem}");
+        }
+    }
+    // Sizes beyond what the flags hold are clap's refusal, naming the flag too.
+    for hidden in ["18446744073709551616", "3,,4"] {
+        let refused = case(
+            "a --hidden that is not a size",
+            data_csv,
+            &train(&format!("--hidden {hidden}")),
+            &["--hidden"],
+        )
+        .code(2);
+        if let Some(problem) = run_case(&refused, None) {
+            panic!("{problem}");
+        }
+    }
+    // A batch beyond any training set is clipped to it, with a notice naming the flag.
+    let dir = tempfile::tempdir().unwrap();
+    data_csv(dir.path());
+    let stderr = run_ok(
+        dir.path(),
+        &train("--epochs 1 --batch 18446744073709551615"),
+    );
+    assert!(
+        stderr.contains("--batch 18446744073709551615 is more than the"),
         "{stderr}"
     );
 }

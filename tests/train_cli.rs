@@ -7,7 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use backprop::data::read_csv;
+use backprop::data::read_text;
+use backprop::guard::numeric::Precision;
 use backprop::{cpu, model_file};
 use predicates::prelude::*;
 
@@ -141,19 +142,23 @@ fn save_load_predict_reproduces_the_model_and_reports_the_error() {
 
     // The same predictions, computed here from the saved weights and encoder in f64.
     let saved = model_file::load(&dir.path("m.safetensors")).unwrap();
-    let table = read_csv(&backprop::data::Source::File(data.clone())).unwrap();
-    let rows: Vec<usize> = (0..table.rows.len()).collect();
-    let encoded = saved.encoder.transform(&table, &rows, false).unwrap();
-    let outputs = cpu::forward(&saved.network, encoded.x.view());
+    let table = read_text(&backprop::data::Source::File(data.clone())).unwrap();
+    let rows: Vec<usize> = (0..table.n_rows()).collect();
+    let encoded = saved
+        .encoder
+        .transform(&table, &rows, false, Precision::F64)
+        .unwrap();
+    let outputs = cpu::forward(&saved.network, encoded.x.to_f64().view());
     let want = saved.encoder.destandardize(&outputs[outputs.len() - 1]);
 
-    let written = read_csv(&backprop::data::Source::File(out)).unwrap();
-    assert_eq!(written.columns.last().unwrap(), "cnt_predicted");
-    assert_eq!(written.rows.len(), 400);
-    for (r, row) in written.rows.iter().enumerate() {
+    let written = read_text(&backprop::data::Source::File(out)).unwrap();
+    assert_eq!(written.names.last().unwrap(), "cnt_predicted");
+    assert_eq!(written.n_rows(), 400);
+    for r in 0..written.n_rows() {
+        let row = written.record(r);
         assert_eq!(
             row[..row.len() - 1],
-            table.rows[r][..],
+            table.record(r)[..],
             "input cells are kept"
         );
         let got: f64 = row.last().unwrap().parse().unwrap();
@@ -609,15 +614,16 @@ fn a_softmax_classifier_learns_text_labels_on_both_backends_and_predicts_labels(
         stderr.contains("species: 120 records, accuracy 100.00%"),
         "{stderr}"
     );
-    let table = read_csv(&backprop::data::Source::File(dir.path("p.csv"))).unwrap();
-    let header = table.columns.join(",");
+    let table = read_text(&backprop::data::Source::File(dir.path("p.csv"))).unwrap();
+    let header = table.names.join(",");
     assert!(
         header.ends_with(
             "species_predicted,species_p_setosa,species_p_versicolor,species_p_virginica"
         ),
         "{header}"
     );
-    for row in &table.rows {
+    for r in 0..table.n_rows() {
+        let row = table.record(r);
         assert_eq!(row[4], row[5], "the prediction is the true species");
         let p: f64 = row[6..9].iter().map(|v| v.parse::<f64>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-5, "{row:?}");
@@ -939,10 +945,9 @@ fn separate_validation_and_test_files_are_encoded_like_the_training_data() {
 fn nothing_held_out_trains_on_every_record_and_early_stopping_then_is_refused() {
     let dir = Dir::new();
     let data = dir.bike_like(120, 7);
-    let records = read_csv(&backprop::data::Source::File(data.clone()))
+    let records = read_text(&backprop::data::Source::File(data.clone()))
         .unwrap()
-        .rows
-        .len();
+        .n_rows();
     let metrics_path = dir.path("m.json");
     let out = train_on(&data)
         .args([

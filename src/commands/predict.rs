@@ -7,13 +7,14 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 
 use backprop::backend;
-use backprop::data::{self, read_csv, Classes, Encoder, Source, Table};
+use backprop::data::write::{write_csv, write_predictions, Predicted, PredictedColumn};
+use backprop::data::{self, Classes, Encoder, Frame, Role, Source};
 use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
+use backprop::guard::numeric::Precision;
 use backprop::guard::paths::FilePlan;
 use backprop::model_file;
 use backprop::report::metrics::{classification, figure, regression, root_mean_square};
-use backprop::Error;
 
 use super::{errln, to_stdout};
 
@@ -41,12 +42,29 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .check()?;
     let saved = model_file::load(&args.model)?;
     let source = args.data.clone().map_or(Source::BuiltIn, Source::File);
-    let table = read_csv(&source)?;
-    let all_rows: Vec<usize> = (0..table.rows.len()).collect();
-    data::encoding_plan(&saved.encoder, all_rows.len())?
+    let encoder = &saved.encoder;
+    let mut plan = encoder.read_plan();
+    // Records are written back byte for byte from a file or the built-in data; from a pipe,
+    // which cannot be read twice, every column is kept to write them from.
+    let input_again = |source: &Source| -> Option<Box<dyn std::io::Read>> {
+        match source {
+            Source::BuiltIn => Some(Box::new(data::BIKE_SHARING_CSV)),
+            Source::File(path) => std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file())
+                .then(|| std::fs::File::open(path).ok())
+                .flatten()
+                .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>),
+        }
+    };
+    if input_again(&source).is_none() {
+        plan.default = Role::Infer;
+    }
+    let frame = data::read(&source, &plan, &|_, _| {})?;
+    let all_rows: Vec<usize> = (0..frame.n_rows()).collect();
+    data::encoding_plan(encoder, all_rows.len(), Precision::F32)?
         .check("host memory", host_available()?.as_ref())
-        .map_err(|e| table.file_error(e.to_string()))?;
-    let encoded = saved.encoder.transform(&table, &all_rows, false)?;
+        .map_err(|e| frame.file_error(e.to_string()))?;
+    let encoded = encoder.transform(&frame, &all_rows, false, Precision::F32)?;
     backend::memory_plan(
         &saved.network.layer_sizes(),
         1,
@@ -58,113 +76,108 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .backend
         .create(&saved.network, CpuPrecision::F32, 1)
         .with_context(|| args.model.display().to_string())?;
-    let feature_names = saved.encoder.feature_names();
+    let feature_names = encoder.feature_names();
     let y = backend
         .predict(backprop::Matrix::from(&encoded.x))
-        .map_err(|e| encoded.locate(e, &table.source, "input", &saved.encoder))?;
-    let predicted = saved.encoder.destandardize(&y);
-    encoded.check_predictions(&table.source, "model's", &feature_names, predicted.view())?;
-
-    let encoder = &saved.encoder;
+        .map_err(|e| encoded.locate(e, &frame.source, "input", encoder))?;
+    drop(encoded);
+    let predicted = encoder.destandardize(&y);
+    let check = data::Dataset {
+        x: backprop::matrix::Values::zeros(Precision::F32, 0, 0),
+        target: ndarray::Array2::zeros((0, 0)),
+        source: frame.source.clone(),
+        lines: frame.lines.clone(),
+        time: None,
+    };
+    check.check_predictions(&frame.source, "model's", &feature_names, predicted.view())?;
     match &encoder.classes {
-        Some(classes) => report_accuracy(&table, classes, &y)?,
-        None => report_errors(&table, encoder, &predicted)?,
+        Some(classes) => report_accuracy(&frame, classes, &y)?,
+        None => report_errors(&frame, encoder, &predicted)?,
     }
+    let columns = predicted_columns(encoder, &y, &predicted);
+    let mut input = input_again(&source);
+    let input = input.as_deref_mut().map(|r| r as &mut dyn std::io::Read);
+    match &args.out {
+        Some(path) => write_predictions(path, &frame, input, &columns)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => to_stdout(|out| write_csv(out, &frame, input, &columns))?,
+    }
+    Ok(())
+}
 
-    // The input's columns, then per target its prediction (a class label, with a probability
-    // per class, for a classifier).
-    let mut header = table.columns.clone();
-    let predicted_cells: Vec<Vec<String>> = match &encoder.classes {
+/// Per target its prediction (a class label, with a probability per class, for a classifier).
+fn predicted_columns(encoder: &Encoder, y: &Array2<f64>, predicted: &Array2<f64>) -> Predicted {
+    match &encoder.classes {
         Some(classes) => {
-            header.push(format!("{}_predicted", classes.column));
-            header.extend(
+            let mut names = vec![format!("{}_predicted", classes.column)];
+            names.extend(
                 classes
                     .names
                     .iter()
                     .map(|n| format!("{}_p_{n}", classes.column)),
             );
-            let labels = classes.predicted(y.view());
-            y.rows()
-                .into_iter()
-                .zip(labels)
-                .map(|(row, k)| {
-                    std::iter::once(classes.names[k].clone())
-                        .chain(classes.probabilities(row).iter().map(|p| p.to_string()))
-                        .collect()
-                })
-                .collect()
-        }
-        None => {
-            header.extend(
-                encoder
-                    .targets
-                    .iter()
-                    .map(|t| format!("{}_predicted", t.column)),
-            );
-            predicted
+            let mut columns = vec![PredictedColumn::Labels {
+                names: classes.names.clone(),
+                index: classes.predicted(y.view()),
+            }];
+            let probabilities: Vec<Vec<f64>> = y
                 .rows()
                 .into_iter()
-                .map(|row| row.iter().map(|v| v.to_string()).collect())
-                .collect()
+                .map(|row| classes.probabilities(row))
+                .collect();
+            columns.extend(
+                (0..classes.names.len()).map(|k| {
+                    PredictedColumn::Numbers(probabilities.iter().map(|p| p[k]).collect())
+                }),
+            );
+            Predicted { names, columns }
         }
-    };
-    let write = |w: &mut dyn std::io::Write| -> csv::Result<()> {
-        let mut out = csv::Writer::from_writer(w);
-        out.write_record(&header)?;
-        for (row, extra) in table.rows.iter().zip(&predicted_cells) {
-            out.write_record(row.iter().chain(extra))?;
-        }
-        out.flush()?;
-        Ok(())
-    };
-    match &args.out {
-        Some(path) => backprop::io::write_atomic(path, |w| {
-            write(w).map_err(|e| Error::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })
-        })
-        .with_context(|| format!("writing {}", path.display()))?,
-        // csv wraps I/O errors; unwrap them so a closed pipe is seen as one.
-        None => to_stdout(|out| {
-            write(out).map_err(|e| match e.into_kind() {
-                csv::ErrorKind::Io(io) => io,
-                other => std::io::Error::other(format!("{other:?}")),
-            })
-        })?,
+        None => Predicted {
+            names: encoder
+                .targets
+                .iter()
+                .map(|t| format!("{}_predicted", t.column))
+                .collect(),
+            columns: predicted
+                .columns()
+                .into_iter()
+                .map(|c| PredictedColumn::Numbers(c.to_vec()))
+                .collect(),
+        },
     }
-    Ok(())
 }
 
 /// With the true labels in the file: accuracy, macro F1 and the confusion matrix on stderr.
 /// A label the model never saw is an error naming its line and column.
-fn report_accuracy(table: &Table, classes: &Classes, y: &Array2<f64>) -> Result<()> {
-    let Ok(c) = table.column(&classes.column, "--data") else {
+fn report_accuracy(frame: &Frame, classes: &Classes, y: &Array2<f64>) -> Result<()> {
+    let Ok(c) = frame.column(&classes.column, "--data") else {
         return Ok(());
     };
     let mut truth = Vec::new();
     let mut predicted = Vec::new();
     let labels = classes.predicted(y.view());
-    for (r, row) in table.rows.iter().enumerate() {
-        if row[c].is_empty() {
+    for (r, &predicted_label) in labels.iter().enumerate() {
+        let cell = frame.cell(r, c);
+        if cell.is_empty() {
             continue;
         }
+        let label = cell.to_text();
         let k = classes
             .names
             .iter()
-            .position(|n| *n == row[c])
+            .position(|n| *n == label)
             .ok_or_else(|| {
-                table.file_error(format!(
-                    "line {}, column {} (`{}`): class `{}` is not one the model knows ({})",
-                    table.lines[r],
-                    c + 1,
-                    classes.column,
-                    row[c],
-                    classes.names.join(", ")
-                ))
+                frame.cell_error(
+                    r,
+                    c,
+                    format!(
+                        "class `{label}` is not one the model knows ({})",
+                        classes.names.join(", ")
+                    ),
+                )
             })?;
         truth.push(k);
-        predicted.push(labels[r]);
+        predicted.push(predicted_label);
     }
     if truth.is_empty() {
         return Ok(());
@@ -184,26 +197,20 @@ fn report_accuracy(table: &Table, classes: &Classes, y: &Array2<f64>) -> Result<
 
 /// With the true values in the file: MSE, RMSE, MAE and R² per target in the data's units
 /// (finite even for values near the ends of float64), on stderr.
-fn report_errors(table: &Table, encoder: &Encoder, predicted: &Array2<f64>) -> Result<()> {
+fn report_errors(frame: &Frame, encoder: &Encoder, predicted: &Array2<f64>) -> Result<()> {
     for (j, t) in encoder.targets.iter().enumerate() {
-        let Ok(c) = table.column(&t.column, "--data") else {
+        let Ok(c) = frame.column(&t.column, "--data") else {
             continue;
         };
         let (mut truth, mut guess) = (Vec::new(), Vec::new());
-        for (r, row) in table.rows.iter().enumerate() {
-            if row[c].is_empty() {
+        for r in 0..frame.n_rows() {
+            let cell = frame.cell(r, c);
+            if cell.is_empty() {
                 continue;
             }
-            let value: f64 = row[c].parse().map_err(|_| Error::File {
-                path: table.source.clone(),
-                message: format!(
-                    "line {}, column {} (`{}`): `{}` is not a number",
-                    table.lines[r],
-                    c + 1,
-                    t.column,
-                    row[c]
-                ),
-            })?;
+            let value = cell
+                .number()
+                .ok_or_else(|| data::schema::number_error(frame, r, c, ""))?;
             truth.push(value);
             guess.push(predicted[[r, j]]);
         }

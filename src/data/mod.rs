@@ -1,6 +1,7 @@
-//! Data in: a CSV read as text, columns typed and encoded (one-hot categories, standardised
-//! numbers, features derived from a date), missing cells filled by a stated policy, and the
-//! records split into training, validation and test sets.
+//! Data in: a file read into typed columns (`read`: CSV, NumPy, Parquet), the columns typed
+//! (`schema`) and encoded (`encode`: one-hot categories, standardised numbers, features derived
+//! from a date), missing cells filled by a stated policy, and the records split into training,
+//! validation and test sets (`split`).
 //!
 //! Empty cells follow `--missing` ([`encode::Missing`]): an error by default, or the record
 //! left out, or the training mean, median or most frequent value (categories: their own level
@@ -9,16 +10,23 @@
 //! policy, so nothing is lost. Validation and test records may come from files of their own,
 //! encoded with the training split's encoder.
 
-pub mod csv;
 pub mod encode;
+pub mod frame;
+pub mod read;
+pub mod schema;
 pub mod split;
+pub mod write;
 
 use ndarray::Array2;
 
 use crate::guard::memory::{host_available, MemoryPlan};
+use crate::guard::numeric::Precision;
+use crate::matrix::Values;
 
-pub use self::csv::{read_csv, Source, Table};
-pub use encode::{Classes, Encoder, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES};
+pub use encode::{Classes, Classify, Encoder, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES};
+pub use frame::{Cell, Frame, ReadPlan, Role};
+pub use read::{parse_csv, read, read_text, Source};
+pub use schema::Schema;
 pub use split::{Split, SplitKind, SplitOptions};
 
 /// The built-in default: the UCI hourly bike-sharing data (Fanaee-T and Gama, CC BY 4.0).
@@ -27,7 +35,8 @@ pub const BIKE_SHARING_CSV: &[u8] = include_bytes!("../../data/bike-rental-datas
 /// Encoded records: features and targets in model units, with where each came from.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    pub x: Array2<f64>,
+    /// The inputs, in the precision the model trains in.
+    pub x: Values,
     pub target: Array2<f64>,
     /// The file the records came from.
     pub source: std::path::PathBuf,
@@ -59,14 +68,32 @@ pub struct Splits {
     pub warnings: Vec<String>,
 }
 
-/// The memory `records` encoded records take: features and targets in f64, and the f32 copy
-/// a backend keeps of them.
-pub fn encoding_plan(encoder: &Encoder, records: usize) -> crate::Result<MemoryPlan> {
+/// The memory `records` encoded records take: features in `precision` and targets in f64,
+/// and the f32 copy a backend keeps of them.
+pub fn encoding_plan(
+    encoder: &Encoder,
+    records: usize,
+    precision: Precision,
+) -> crate::Result<MemoryPlan> {
     let mut plan = MemoryPlan::new();
-    let width = encoder.n_features() + encoder.n_outputs();
+    let bytes = match precision {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    };
     plan.add(
-        format!("{records} encoded records x {width} features"),
-        &[records, width],
+        format!(
+            "{records} encoded records x {} features",
+            encoder.n_features()
+        ),
+        &[records, encoder.n_features()],
+        bytes + 4,
+    )?;
+    plan.add(
+        format!(
+            "{records} encoded records x {} targets",
+            encoder.n_outputs()
+        ),
+        &[records, encoder.n_outputs()],
         8 + 4,
     )?;
     Ok(plan)
@@ -80,53 +107,66 @@ pub struct SeparateSets {
     pub test: Option<Source>,
 }
 
-/// Reads, types, splits and encodes a CSV: the encoder is fitted on the training split only,
-/// and encodes separate validation and test files the same way. Each part is in time order
-/// when there is a date.
+/// Reads, types, splits and encodes a data file: the encoder is fitted on the training split
+/// only, and encodes separate validation and test files the same way. Each part is in time
+/// order when there is a date.
 pub fn prepare(
     source: &Source,
     options: &PipelineOptions,
     split: &SplitOptions,
     separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
-    prepare_table(&read_csv(source)?, options, split, separate)
+    prepare_with(source, options, split, separate, &|_, _| {})
 }
 
-/// [`prepare`] on a table already read.
-pub fn prepare_table(
-    table: &Table,
+/// [`prepare`], telling `progress` the bytes of `source` read so far and its size.
+pub fn prepare_with(
+    source: &Source,
+    options: &PipelineOptions,
+    split: &SplitOptions,
+    separate: &SeparateSets,
+    progress: &dyn Fn(u64, u64),
+) -> crate::Result<(Encoder, Splits)> {
+    let frame = read(source, &options.read_plan(), progress)?;
+    prepare_frame(&frame, options, split, separate)
+}
+
+/// [`prepare`] on a frame already read.
+pub fn prepare_frame(
+    frame: &Frame,
     options: &PipelineOptions,
     split: &SplitOptions,
     separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
-    let schema = encode::Schema::detect(table, options)?;
+    let schema = Schema::detect(frame, options)?;
     let split = SplitOptions {
         separate_validation: separate.validation.is_some(),
         separate_test: separate.test.is_some(),
         ..*split
     };
-    let labels = schema.class_labels(table);
+    let labels = schema.class_labels(frame);
     let mut parts = split::split(
         &schema.usable_rows,
         schema.dates.as_deref(),
         labels.as_deref(),
         &split,
     )?;
-    let encoder = Encoder::fit(table, &schema, options, &parts.train)?;
-    encoding_plan(&encoder, schema.usable_rows.len())?
+    drop(labels);
+    let encoder = Encoder::fit(frame, &schema, options, &parts.train)?;
+    encoding_plan(&encoder, schema.usable_rows.len(), options.precision)?
         .check("host memory", host_available()?.as_ref())
-        .map_err(|e| table.file_error(e.to_string()))?;
+        .map_err(|e| frame.file_error(e.to_string()))?;
     let encode = |rows: &mut Vec<usize>| -> crate::Result<Dataset> {
         if schema.dates.is_some() {
             rows.sort_by(|&a, &b| {
                 schema
-                    .time_key(table, a)
-                    .total_cmp(&schema.time_key(table, b))
+                    .time_key(frame, a)
+                    .total_cmp(&schema.time_key(frame, b))
             });
         }
-        encoder.transform(table, rows, true)
+        encoder.transform(frame, rows, true, options.precision)
     };
-    let mut dropped = table.rows.len() - schema.usable_rows.len();
+    let mut dropped = frame.n_rows() - schema.usable_rows.len();
     let mut part = |rows: &mut Vec<usize>, file: &Option<Source>| match file {
         Some(file) => {
             let (set, left_out) = encode_separate(&encoder, options, file)?;
@@ -142,7 +182,7 @@ pub fn prepare_table(
         validation,
         test,
         dropped,
-        warnings: schema.label_leaks(table, &parts.train),
+        warnings: schema.label_leaks(frame, &parts.train),
     };
     Ok((encoder, splits))
 }
@@ -156,44 +196,52 @@ fn encode_separate(
     options: &PipelineOptions,
     source: &Source,
 ) -> crate::Result<(Dataset, usize)> {
-    let table = read_csv(source)?;
+    let frame = read(source, &encoder.read_plan(), &|_, _| {})?;
     let target_columns = encoder
         .target_columns()
         .iter()
-        .map(|name| table.column(name, "--target"))
+        .map(|name| frame.column(name, "--target"))
         .collect::<crate::Result<Vec<_>>>()
-        .map_err(|e| table.file_error(format!("{e} (it must hold the training data's columns)")))?;
-    let mut rows = Vec::with_capacity(table.rows.len());
-    for (r, row) in table.rows.iter().enumerate() {
-        match target_columns.iter().find(|&&t| row[t].is_empty()) {
+        .map_err(|e| frame.file_error(format!("{e} (it must hold the training data's columns)")))?;
+    let mut rows = Vec::with_capacity(frame.n_rows());
+    for r in 0..frame.n_rows() {
+        match target_columns
+            .iter()
+            .find(|&&t| frame.cell(r, t).is_empty())
+        {
             Some(&t) if options.missing == Missing::Error => {
-                return Err(table.file_error(format!(
-                    "line {}, column {} (`{}`): the target cell is empty; choose what happens to such records with --missing (every policy but error leaves them out)",
-                    table.lines[r],
-                    t + 1,
-                    table.columns[t]
-                )));
+                return Err(frame.cell_error(
+                    r,
+                    t,
+                    "the target cell is empty; choose what happens to such records with --missing (every policy but error leaves them out)".into(),
+                ));
             }
             Some(_) => {}
             None => rows.push(r),
         }
     }
     if rows.is_empty() {
-        return Err(table.file_error("no record has its target filled".into()));
+        return Err(frame.file_error("no record has its target filled".into()));
     }
-    let left_out = table.rows.len() - rows.len();
-    Ok((encoder.transform(&table, &rows, true)?, left_out))
+    let left_out = frame.n_rows() - rows.len();
+    Ok((
+        encoder.transform(&frame, &rows, true, options.precision)?,
+        left_out,
+    ))
 }
 
 impl Dataset {
     /// The feature of record `row` farthest from the training data (in standard deviations,
     /// as the model sees it): its name and value.
     fn most_extreme_feature(&self, row: usize, feature_names: &[String]) -> (String, f64) {
-        self.x
-            .row(row)
-            .iter()
+        let values: Vec<f64> = match &self.x {
+            Values::F32(x) => x.row(row).iter().map(|&v| f64::from(v)).collect(),
+            Values::F64(x) => x.row(row).to_vec(),
+        };
+        values
+            .into_iter()
             .enumerate()
-            .fold((String::new(), 0.0), |best, (j, &v)| {
+            .fold((String::new(), 0.0), |best, (j, v)| {
                 if v.abs() > best.1.abs() || v.is_nan() {
                     (feature_names.get(j).cloned().unwrap_or_default(), v)
                 } else {

@@ -162,6 +162,8 @@ fn cgroup_headroom() -> Option<u64> {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryPlan {
     items: Vec<(String, u64)>,
+    /// What a refusal says to make smaller (`smaller sizes` unless told).
+    remedy: Option<String>,
 }
 
 impl MemoryPlan {
@@ -177,6 +179,13 @@ impl MemoryPlan {
             .ok_or_else(|| Error::Memory(format!("{what} would need more than 2^64 bytes")))?;
         self.items.push((what, bytes));
         Ok(())
+    }
+
+    /// Has a refusal name what to make smaller, by the flags that set the sizes (`a smaller
+    /// --hidden`), instead of `smaller sizes`.
+    pub fn remedy(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = Some(remedy.into());
+        self
     }
 
     /// Adds `bytes` for `what`.
@@ -213,11 +222,12 @@ impl MemoryPlan {
             .map(|(what, bytes)| format!("{what} {}", human(*bytes)))
             .collect();
         Err(Error::Memory(format!(
-            "this run needs {} of {memory} ({}), but {} are available ({}); use smaller sizes, or set {MEMORY_LIMIT_VAR} if the estimate is wrong",
+            "this run needs {} of {memory} ({}), but {} are available ({}); use {}, or set {MEMORY_LIMIT_VAR} if the estimate is wrong",
             human(total),
             largest.join(", "),
             human(available.bytes),
-            available.source
+            available.source,
+            self.remedy.as_deref().unwrap_or("smaller sizes")
         )))
     }
 }
@@ -276,7 +286,15 @@ mod tests {
         assert!(err.contains("7.8 GiB of host memory"), "{err}");
         assert!(err.contains("one-hot features 7.8 GiB"), "{err}");
         assert!(err.contains("1.0 GiB are available (test)"), "{err}");
+        assert!(err.contains("use smaller sizes, or set"), "{err}");
         assert!(plan.check("host memory", None).is_ok());
+        let err = plan
+            .clone()
+            .remedy("a smaller --hidden")
+            .check("host memory", Some(&available))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use a smaller --hidden, or set"), "{err}");
         let err = plan.add("x", &[usize::MAX, usize::MAX], 1).unwrap_err();
         assert!(err.to_string().contains("x would hold"), "{err}");
     }

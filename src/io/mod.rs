@@ -81,20 +81,7 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<()>
 /// Reads a whole input file. A directory or a device is an error that says so; a regular file
 /// larger than the memory available is refused before reading; a pipe is read up to that bound.
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if metadata.is_dir() {
-        return Err(Error::File {
-            path: path.into(),
-            message: "is a directory, not a file".into(),
-        });
-    }
-    if is_device(&metadata) {
-        // /dev/zero and /dev/urandom never end: reading them only fills memory.
-        return Err(Error::File {
-            path: path.into(),
-            message: "is a device, not a file".into(),
-        });
-    }
+    let metadata = readable(path)?;
     let available = host_available()?;
     if metadata.is_file() {
         let mut plan = MemoryPlan::new();
@@ -119,6 +106,26 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
         });
     }
     Ok(bytes)
+}
+
+/// The metadata of an input that can be read to its end: a directory or a device (/dev/zero
+/// never ends) is an error that says so.
+pub fn readable(path: &Path) -> Result<std::fs::Metadata> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if metadata.is_dir() {
+        return Err(Error::File {
+            path: path.into(),
+            message: "is a directory, not a file".into(),
+        });
+    }
+    if is_device(&metadata) {
+        // /dev/zero and /dev/urandom never end: reading them only fills memory.
+        return Err(Error::File {
+            path: path.into(),
+            message: "is a device, not a file".into(),
+        });
+    }
+    Ok(metadata)
 }
 
 fn is_device(metadata: &std::fs::Metadata) -> bool {

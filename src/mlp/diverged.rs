@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::guard::numeric::Precision;
 use crate::matrix::Matrix;
 use crate::ops::optimizer::{short, Optimizer};
+use crate::report::metrics::readable;
 use crate::train::{TrainConfig, EXPLODED_FACTOR};
 
 /// Standardised features this many deviations from their mean are outliers that can overflow
@@ -43,7 +44,7 @@ pub fn too_large(part: Part, loss: f64, precision: Precision) -> Error {
         index,
         message: format!(
             "{} is too large for the loss to be computed in {} (the untrained network's loss on the training records is {loss})",
-            readable(value),
+            readable(value, 4),
             precision.name()
         ),
     }
@@ -63,16 +64,6 @@ pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&[u64]
     }
 }
 
-/// `x` to four significant digits, in scientific notation when very large or small (a loss of
-/// 1e300 is not printed with 300 digits).
-pub fn readable(x: f64) -> String {
-    if x != 0.0 && !(1e-3..1e6).contains(&x.abs()) {
-        format!("{x:.4e}")
-    } else {
-        format!("{x:.4}")
-    }
-}
-
 /// What made a run diverge: outlying inputs when some feature is enormous, else the step size.
 /// `standardized`: whether the features are in standard deviations from their training mean
 /// (the command line's) or as the caller gave them (an array fit's).
@@ -88,9 +79,9 @@ pub fn cause(
         let decay = weight_decay_hint(lr, optimizer);
         return format!(
             "the largest input is {} ({}); inputs far from 1 in size want scaling first (a StandardScaler in a pipeline), else the step is too large: try a smaller learning rate, e.g. --lr {}{decay}",
-            readable(largest.abs()),
+            readable(largest.abs(), 4),
             largest_feature(x, feature_names, lines),
-            lr / 4.0
+            short(lr / 4.0)
         );
     }
     if largest.abs() > LARGE_FEATURE {
@@ -103,7 +94,7 @@ pub fn cause(
         format!(
             "the inputs are standardised (no feature beyond {:.1} standard deviations), so the step is too large: try a smaller learning rate, e.g. --lr {}{decay}",
             largest.abs(),
-            lr / 4.0
+            short(lr / 4.0)
         )
     }
 }
@@ -112,8 +103,9 @@ pub fn cause(
 fn weight_decay_hint(lr: f64, optimizer: &Optimizer) -> String {
     if optimizer.weight_decay * lr >= 1.0 {
         format!(
-            ", or a smaller --weight-decay ({} x the learning rate {lr} is at least 1)",
-            short(optimizer.weight_decay)
+            ", or a smaller --weight-decay ({} x the learning rate {} is at least 1)",
+            short(optimizer.weight_decay),
+            short(lr)
         )
     } else {
         String::new()
@@ -142,7 +134,7 @@ pub fn what(
         ),
         None => format!(
             "the {which} loss {loss:.4e} is over {EXPLODED_FACTOR}x the untrained network's {}",
-            readable(initial_loss)
+            readable(initial_loss, 4)
         ),
     };
     format!("training diverged at epoch {epoch}: {detail}")

@@ -139,6 +139,15 @@ pub fn layer_sizes(settings: &Settings, encoder: &Encoder) -> Vec<usize> {
     sizes
 }
 
+/// A network whose sizes overflow a count of elements or bytes: the hidden layers' doing (the
+/// input and output widths come from data already in memory), so an invalid `--hidden`.
+fn impossible_hidden(e: Error, hidden: &[usize]) -> Error {
+    match e {
+        Error::Memory(message) => Error::argument("--hidden", format!("{hidden:?}: {message}")),
+        other => other,
+    }
+}
+
 /// Whether regression targets are standardised: the command line's way with an identity output
 /// (a sigmoid output learns targets in [0, 1] as they are).
 pub fn standardizes_targets(settings: &Settings) -> bool {
@@ -301,13 +310,15 @@ impl<'a> Run<'a> {
             CpuPrecision::F32 => 4,
             CpuPrecision::F64 => 8,
         };
-        backend::memory_plan(
-            &layer_sizes,
-            batch,
-            value_bytes,
-            settings.device.may_compute_on_host(),
-        )?
-        .check("host memory", host_available()?.as_ref())?;
+        let on_host = settings.device.may_compute_on_host();
+        backend::memory_plan(&layer_sizes, batch, value_bytes, on_host)
+            .map_err(|e| impossible_hidden(e, &settings.hidden))?
+            .remedy(if on_host {
+                "a smaller --hidden or --batch"
+            } else {
+                "a smaller --hidden"
+            })
+            .check("host memory", host_available()?.as_ref())?;
         if let Some(warning) = learning_rate_lost(learnrate, &layer_sizes) {
             env.tell(Notice::Warning(warning));
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::model::{Deltas, Network};
+use crate::report::metrics::readable;
 
 /// The update rule.
 #[derive(
@@ -222,7 +223,9 @@ impl Optimizer {
     }
 }
 
-/// `x` to six significant digits, without trailing zeros: 0.03, 0.999, 1e-8.
+/// `x` to six decimals (six significant digits below 1e-3), without trailing zeros: 0.03,
+/// 0.999, 1e-8, and 7.5e29 where [`readable`] goes scientific (no flag's value is echoed with
+/// thirty digits).
 pub fn short(x: f64) -> String {
     let trim = |digits: &str| {
         digits
@@ -230,13 +233,15 @@ pub fn short(x: f64) -> String {
             .trim_end_matches('.')
             .to_string()
     };
-    if x != 0.0 && x.abs() < 1e-3 {
-        let scientific = format!("{x:.5e}");
-        if let Some((mantissa, exponent)) = scientific.split_once('e') {
-            return format!("{}e{exponent}", trim(mantissa));
-        }
+    let text = if x != 0.0 && x.abs() < 1e-3 {
+        format!("{x:.5e}")
+    } else {
+        readable(x, 6)
+    };
+    match text.split_once('e') {
+        Some((mantissa, exponent)) => format!("{}e{exponent}", trim(mantissa)),
+        None => trim(&text),
     }
-    trim(&format!("{x:.6}"))
 }
 
 /// The per-step values of `optimizer_update` (the `step_values` array of
@@ -459,4 +464,22 @@ fn slices_mut<'a, T: Float>(
         .map(contiguous)
         .chain(biases.into_iter().flatten().map(contiguous))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn short_values_drop_trailing_zeros_and_never_run_to_dozens_of_digits() {
+        assert_eq!(short(0.3), "0.3");
+        assert_eq!(short(0.001), "0.001");
+        assert_eq!(short(0.999), "0.999");
+        assert_eq!(short(1e-8), "1e-8");
+        assert_eq!(short(0.00025), "2.5e-4");
+        assert_eq!(short(12.5), "12.5");
+        assert_eq!(short(0.0), "0");
+        assert_eq!(short(7.5e29), "7.5e29");
+        assert_eq!(short(1e200), "1e200");
+    }
 }

@@ -17,14 +17,27 @@ pub fn root_mean_square(values: &[f64]) -> Option<f64> {
     Some(scale * mean_square.sqrt())
 }
 
-/// A figure for a message: `{:.4}` when finite and printable that way, scientific when tiny or
-/// huge, and words when it is beyond f64 (so no `inf` or `NaN` is printed).
+/// `value` for people to read, with `decimals` decimals: fixed-point (`{:.N}`) while that
+/// shows it, with at least one significant digit and fewer than ten digits before the point;
+/// else scientific notation with as many decimals in the mantissa (`1.98e300`, `3.10e-12`),
+/// so no figure runs to hundreds of digits or rounds to a zero it is not. Zero, NaN and the
+/// infinities as `{:.N}` writes them. Every figure the summaries print goes through here.
+pub fn readable(value: f64, decimals: usize) -> String {
+    // 10^-decimals by a correctly rounded division (0.01 exactly as the literal 0.01).
+    let smallest = 1.0 / 10f64.powi(i32::try_from(decimals).unwrap_or(i32::MAX));
+    let magnitude = value.abs();
+    if value == 0.0 || !value.is_finite() || (smallest..1e9).contains(&magnitude) {
+        format!("{value:.decimals$}")
+    } else {
+        format!("{value:.decimals$e}")
+    }
+}
+
+/// A figure for a message: [`readable`] to four decimals, and words when it is beyond f64 (so
+/// no `inf` or `NaN` is printed).
 pub fn figure(value: Option<f64>) -> String {
     match value {
-        Some(v) if v.is_finite() && (v == 0.0 || (1e-3..1e9).contains(&v.abs())) => {
-            format!("{v:.4}")
-        }
-        Some(v) if v.is_finite() => format!("{v:.4e}"),
+        Some(v) if v.is_finite() => readable(v, 4),
         _ => "beyond float64's range".into(),
     }
 }
@@ -158,9 +171,45 @@ mod tests {
     }
 
     #[test]
+    fn readable_figures_keep_fixed_point_and_go_scientific_only_beyond_it() {
+        // Ordinary figures as `{:.N}` writes them.
+        assert_eq!(readable(0.25, 4), "0.2500");
+        assert_eq!(readable(85.7042, 2), "85.70");
+        assert_eq!(readable(-1.4623, 3), "-1.462");
+        assert_eq!(readable(0.01, 2), "0.01");
+        assert_eq!(readable(123_456_789.0, 2), "123456789.00");
+        assert_eq!(readable(0.0, 2), "0.00");
+        assert_eq!(readable(-0.0, 2), "-0.00");
+        // Huge: no run of hundreds of digits.
+        assert_eq!(readable(1.98e300, 2), "1.98e300");
+        assert_eq!(readable(-1.0916e300, 4), "-1.0916e300");
+        assert_eq!(readable(1e9, 2), "1.00e9");
+        assert_eq!(readable(f64::MAX, 2), "1.80e308");
+        // Tiny: not rounded to a zero they are not.
+        assert_eq!(readable(3.1e-12, 1), "3.1e-12");
+        assert_eq!(readable(3.1e-12, 2), "3.10e-12");
+        assert_eq!(readable(0.004, 2), "4.00e-3");
+        assert_eq!(readable(-5e-324, 3), "-4.941e-324");
+        // Not numbers: as Rust writes them, never as digits.
+        assert_eq!(readable(f64::NAN, 2), "NaN");
+        assert_eq!(readable(f64::INFINITY, 4), "inf");
+        assert_eq!(readable(f64::NEG_INFINITY, 4), "-inf");
+        for v in [1e300, -1e-300, 7.5e29, 1e-12, 123.456, f64::MIN_POSITIVE] {
+            for decimals in 0..=6 {
+                let text = readable(v, decimals);
+                assert!(text.len() <= 16, "{v:e} to {decimals}: {text}");
+                let parsed: f64 = text.parse().unwrap();
+                assert!((parsed - v).abs() <= v.abs() * 0.5, "{v:e}: {text}");
+            }
+        }
+    }
+
+    #[test]
     fn figures_never_print_inf_or_nan() {
         assert_eq!(figure(Some(0.25)), "0.2500");
         assert_eq!(figure(Some(1e300)), "1.0000e300");
+        assert_eq!(figure(Some(2e-12)), "2.0000e-12");
+        assert_eq!(figure(Some(f64::NAN)), "beyond float64's range");
         assert_eq!(figure(Some(f64::INFINITY)), "beyond float64's range");
         assert_eq!(figure(None), "beyond float64's range");
     }

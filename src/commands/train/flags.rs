@@ -3,7 +3,11 @@
 
 use anyhow::Result;
 
-use backprop::data::{Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions};
+use backprop::data::{
+    Classify, Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions,
+};
+use backprop::device::CpuPrecision;
+use backprop::guard::numeric::Precision;
 use backprop::guard::paths::FilePlan;
 use backprop::mlp::{standardizes_targets, Batch, Convergence, EarlyStopping, Schedule, Settings};
 use backprop::ops::optimizer::{Method, Optimizer};
@@ -26,7 +30,7 @@ pub fn settings(args: &TrainArgs) -> Settings {
         hidden: args.hidden.clone(),
         activation: args.activation,
         output: args.output,
-        loss: args.loss,
+        loss: args.loss.unwrap_or(Loss::Mse),
         bias: !args.no_bias,
         init: args.init,
         optimizer: Optimizer {
@@ -101,11 +105,8 @@ pub fn check(args: &TrainArgs, settings: &Settings) -> Result<DataPlan> {
     if args.max_categories == 0 {
         return Err(argument("--max-categories", "must be at least 1".into()));
     }
-    if args.loss == Loss::CrossEntropy && args.plot_predictions.is_some() {
-        return Err(argument(
-            "--plot-predictions",
-            "draws a regression target over time; with --loss cross-entropy the summary has the confusion matrix".into(),
-        ));
+    if args.loss == Some(Loss::CrossEntropy) {
+        check_classifier(args)?;
     }
     for (flag, path) in [
         ("--plot", &args.plot),
@@ -150,6 +151,17 @@ fn check_held_out(args: &TrainArgs, plan: &DataPlan) -> Result<()> {
     Ok(())
 }
 
+/// The flags a classifier refuses (checked again when a target of labels makes one).
+pub fn check_classifier(args: &TrainArgs) -> Result<()> {
+    if args.plot_predictions.is_some() {
+        return Err(argument(
+            "--plot-predictions",
+            "draws a regression target over time; a classifier's summary has the confusion matrix instead".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Every file the run reads and writes, checked before any work (`guard::paths`).
 fn files(args: &TrainArgs) -> FilePlan {
     let writes_checkpoints = args.checkpoint_every.is_some();
@@ -174,7 +186,11 @@ fn files(args: &TrainArgs) -> FilePlan {
 
 /// The data options, with the built-in data's defaults filled in.
 fn data(args: &TrainArgs, settings: &Settings) -> DataPlan {
-    let classify = args.loss == Loss::CrossEntropy;
+    let classify = match args.loss {
+        None => Classify::Auto,
+        Some(Loss::Mse) => Classify::Never,
+        Some(Loss::CrossEntropy) => Classify::Always,
+    };
     let standardize_targets = standardizes_targets(settings);
     let built_in = args.data.is_none();
     let or = |given: &Vec<String>, default: &[&str]| {
@@ -202,6 +218,11 @@ fn data(args: &TrainArgs, settings: &Settings) -> DataPlan {
         } else {
             Missing::Error
         }),
+        // Encoded straight into the precision the model trains in: no second copy.
+        precision: match args.precision {
+            CpuPrecision::F32 => Precision::F32,
+            CpuPrecision::F64 => Precision::F64,
+        },
     };
     let kind = args.split.unwrap_or(if options.date.is_some() {
         SplitKind::Time

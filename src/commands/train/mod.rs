@@ -22,6 +22,7 @@ use backprop::mlp::{Env, LearnRate, Part, Run, DEFAULT_BATCH, DEFAULT_EPOCHS};
 use backprop::model::Init;
 use backprop::ops::optimizer::Method;
 use backprop::parallel::Parallel;
+use backprop::report::metrics::readable;
 use backprop::train::schedule::ScheduleKind;
 use backprop::{Activation, Loss, Matrix};
 
@@ -180,8 +181,10 @@ pub struct TrainArgs {
     pub(super) activation: Activation,
     /// The loss: mse (regression, the seeds'), or cross-entropy (classes in a text or integer
     /// target column, or probabilities in [0, 1]).
-    #[arg(long, value_enum, default_value_t = Loss::Mse)]
-    pub(super) loss: Loss,
+    /// Without it: mse, or cross-entropy when the target column holds text labels (as
+    /// scikit-learn's `type_of_target` decides; a column of integers stays regression).
+    #[arg(long, value_enum)]
+    pub(super) loss: Option<Loss>,
     /// Output activation. Default: identity with mse (targets standardised); with
     /// cross-entropy, softmax for three or more classes and one sigmoid output for two
     /// classes or for probabilities. Sigmoid with mse needs targets in [0, 1].
@@ -232,16 +235,41 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, comm: &dyn Communicator) -> Result<()> {
-    let settings = flags::settings(&args);
+    let mut settings = flags::settings(&args);
     let data = flags::check(&args, &settings)?;
-    let (encoder, splits) =
-        data::prepare(&data.source, &data.options, &data.split, &data.separate)?;
-    // Every rank reads the data itself (from a path all can see): check that all read the same.
-    let records = [&splits.train, &splits.validation, &splits.test];
-    let values = records
-        .iter()
-        .flat_map(|s| s.x.iter().chain(s.target.iter()).copied());
-    check_same_on_every_rank(comm, "the data", checksum(values))?;
+    let (encoder, splits) = {
+        let bar = reading_bar(args.quiet || !comm.writes_outputs());
+        let read = data::prepare_with(
+            &data.source,
+            &data.options,
+            &data.split,
+            &data.separate,
+            &|done, total| bar.show(done, total),
+        );
+        bar.finish();
+        read?
+    };
+    if let (None, Some(classes)) = (args.loss, &encoder.classes) {
+        flags::check_classifier(&args)?;
+        settings.loss = Loss::CrossEntropy;
+        if comm.writes_outputs() {
+            errln!(
+                "target `{}` holds class labels ({} classes: {}): training a classifier (cross-entropy); --loss mse would refuse them",
+                classes.column,
+                classes.names.len(),
+                some_names(&classes.names)
+            );
+        }
+    }
+    // Every rank reads the data itself (from a path all can see): check that all read the same
+    // (alone, there is nothing to compare, and a checksum of millions of values costs time).
+    if comm.size() > 1 {
+        let records = [&splits.train, &splits.validation, &splits.test];
+        let values = records
+            .iter()
+            .flat_map(|s| s.x.iter_f64().chain(s.target.iter().copied()));
+        check_same_on_every_rank(comm, "the data", checksum(values))?;
+    }
     let says = comm.writes_outputs();
     for warning in splits.warnings.iter().filter(|_| says) {
         errln!("warning: {warning}");
@@ -283,8 +311,12 @@ pub fn run(args: TrainArgs, comm: &dyn Communicator) -> Result<()> {
     let finished = run.train(|record, progress, backend| {
         bar.set_position(record.epoch as u64);
         bar.set_message(match record.val_loss {
-            Some(v) => format!("train {:.4} val {v:.4}", record.train_loss),
-            None => format!("train {:.4}", record.train_loss),
+            Some(v) => format!(
+                "train {} val {}",
+                readable(record.train_loss, 4),
+                readable(v, 4)
+            ),
+            None => format!("train {}", readable(record.train_loss, 4)),
         });
         checkpoints.after_epoch(record, progress, backend)
     });
@@ -301,6 +333,56 @@ pub fn run(args: TrainArgs, comm: &dyn Communicator) -> Result<()> {
         (finished, seconds),
         says,
     )
+}
+
+/// Up to five class names, and how many more.
+fn some_names(names: &[String]) -> String {
+    match names.len() {
+        0..=5 => names.join(", "),
+        n => format!("{}, … ({n} in all)", names[..5].join(", ")),
+    }
+}
+
+/// A bar of bytes read and the speed, on standard error, shown only once a read has taken a
+/// second (short reads stay silent).
+struct ReadingBar {
+    bar: ProgressBar,
+    started: Instant,
+    hidden: bool,
+}
+
+fn reading_bar(hidden: bool) -> ReadingBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "reading {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    ReadingBar {
+        bar,
+        started: Instant::now(),
+        hidden,
+    }
+}
+
+impl ReadingBar {
+    fn show(&self, done: u64, total: u64) {
+        if total > 0 {
+            self.bar.set_length(total);
+        }
+        self.bar.set_position(done);
+        if !self.hidden
+            && self.bar.is_hidden()
+            && self.started.elapsed() > std::time::Duration::from_secs(1)
+        {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// The epoch bar on standard error (hidden with --quiet and on ranks other than 0).

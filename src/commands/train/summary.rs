@@ -10,7 +10,7 @@ use backprop::data::{Dataset, Encoder, Splits};
 use backprop::mlp::{LearnRate, Run};
 use backprop::model_file::{self, SavedModel};
 use backprop::ops::optimizer::short;
-use backprop::report::metrics::{ClassReport, RegressionReport};
+use backprop::report::metrics::{readable, ClassReport, RegressionReport};
 use backprop::report::plot;
 use backprop::report::summary::{self, Figures};
 use backprop::train::Finished;
@@ -182,12 +182,14 @@ fn stopping(state: &backprop::train::TrainingState) -> String {
     let convergence = state.config.convergence;
     match (state.stopped_early, state.best, state.converged, convergence) {
         (Some(stopped), Some(best), _, _) => format!(
-            "; early stopping after epoch {stopped} kept epoch {}'s weights (validation loss {:.4})",
-            best.epoch, best.val_loss
+            "; early stopping after epoch {stopped} kept epoch {}'s weights (validation loss {})",
+            best.epoch,
+            readable(best.val_loss, 4)
         ),
         (None, Some(best), _, _) => format!(
-            "; kept epoch {}'s weights, the best validation loss ({:.4})",
-            best.epoch, best.val_loss
+            "; kept epoch {}'s weights, the best validation loss ({})",
+            best.epoch,
+            readable(best.val_loss, 4)
         ),
         (_, _, Some(epoch), Some(rule)) => format!(
             "; converged after epoch {epoch}: the training loss did not improve by more than --tol {} for {} epochs",
@@ -289,9 +291,9 @@ impl Summary {
                 for row in &self.rows {
                     if let Figures::Classes(c) = &row.figures {
                         outln!(
-                            "{:<11} {:>14.4} {:>8.1}% {:>9.3}",
+                            "{:<11} {:>14} {:>8.1}% {:>9.3}",
                             row.name,
-                            row.loss,
+                            readable(row.loss, 4),
                             c.accuracy * 100.0,
                             c.macro_f1
                         )?;
@@ -303,8 +305,28 @@ impl Summary {
                 }
             }
             Some(Figures::Regression(reports)) => {
-                // Each column as wide as its title (a long target name) and never narrower
-                // than its figures.
+                // Every row's figures first: each column as wide as its title (a long target
+                // name) and never narrower than its figures (1.98e300 as wide as 85.70).
+                let rows: Vec<(&SummaryRow, Vec<[String; 3]>)> = self
+                    .rows
+                    .iter()
+                    .filter_map(|row| match &row.figures {
+                        Figures::Regression(reports) => Some((
+                            row,
+                            reports
+                                .values()
+                                .map(|r| {
+                                    [
+                                        r.rmse.map_or("-".into(), |v| readable(v, 2)),
+                                        readable(r.mae, 2),
+                                        readable(r.r2, 3),
+                                    ]
+                                })
+                                .collect(),
+                        )),
+                        Figures::Classes(_) => None,
+                    })
+                    .collect();
                 let titles: Vec<[String; 3]> = reports
                     .keys()
                     .map(|n| {
@@ -317,37 +339,36 @@ impl Summary {
                     .collect();
                 let widths: Vec<[usize; 3]> = titles
                     .iter()
-                    .map(|t| {
-                        let w = |i: usize, least: usize| (t[i].chars().count() + 2).max(least);
+                    .enumerate()
+                    .map(|(j, t)| {
+                        let w = |i: usize, least: usize| {
+                            let widest = rows
+                                .iter()
+                                .filter_map(|(_, figures)| figures.get(j))
+                                .map(|f| f[i].chars().count())
+                                .max()
+                                .unwrap_or(0);
+                            (t[i].chars().count() + 2).max(widest + 2).max(least)
+                        };
                         [w(0, 24), w(1, 12), w(2, 8)]
                     })
                     .collect();
-                let header: String = titles
-                    .iter()
-                    .zip(&widths)
-                    .map(|([rmse, mae, r2], [a, b, c])| format!("  {rmse:>a$}{mae:>b$}{r2:>c$}"))
-                    .collect();
-                outln!("{:<11} {:>19}{header}", "", loss)?;
-                for row in &self.rows {
-                    let Figures::Regression(reports) = &row.figures else {
-                        continue;
-                    };
-                    let values: String = reports
-                        .values()
+                let columns = |cells: &[[String; 3]]| -> String {
+                    cells
+                        .iter()
                         .zip(&widths)
-                        .map(|(r, [a, b, c])| {
-                            format!(
-                                "  {:>a$}{:>b$.2}{:>c$.3}",
-                                r.rmse.map_or("-".into(), |v| format!("{v:.2}")),
-                                r.mae,
-                                r.r2
-                            )
+                        .map(|([rmse, mae, r2], [a, b, c])| {
+                            format!("  {rmse:>a$}{mae:>b$}{r2:>c$}")
                         })
-                        .collect();
+                        .collect()
+                };
+                outln!("{:<11} {:>19}{}", "", loss, columns(&titles))?;
+                for (row, figures) in &rows {
+                    let values = columns(figures);
                     outln!(
-                        "{:<11} {:>19.4}{values}{}",
+                        "{:<11} {:>19}{values}{}",
                         row.name,
-                        row.loss,
+                        readable(row.loss, 4),
                         row.one_hot_accuracy
                             .map_or(String::new(), |a| format!("  accuracy {:.1}%", a * 100.0))
                     )?;

@@ -1,0 +1,294 @@
+//! Records as typed columns: what every reader (CSV, NumPy, Parquet) produces, and what the
+//! schema types and the encoder encodes. A number is parsed once, where it is read; a text
+//! cell is a code into its column's levels; nothing is kept as text per cell.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// The code of an empty cell.
+pub const EMPTY: u32 = u32::MAX;
+/// The code of a number whose text was not kept (the column's `numbers` holds it).
+pub const UNTRACKED: u32 = u32::MAX - 1;
+
+/// How a reader stores a column, decided before reading from what the user said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not read (`--drop`, or a column a model does not use).
+    Skip,
+    /// Text levels, whatever the cells look like (`--categorical`, `--date`, class labels).
+    Text,
+    /// Numbers, or text levels when some cell is not a number.
+    Infer,
+    /// Numbers and the text of each cell (a target: regression values or class labels);
+    /// the text of numbers is kept for up to [`ReadPlan::levels_kept`] distinct values.
+    Target,
+}
+
+/// The role of each column by name; unnamed columns get `default`.
+#[derive(Clone, Debug)]
+pub struct ReadPlan {
+    pub roles: HashMap<String, Role>,
+    pub default: Role,
+    /// Distinct numbers whose text a [`Role::Target`] column keeps (class names are text).
+    pub levels_kept: usize,
+}
+
+impl ReadPlan {
+    /// Every column inferred.
+    pub fn infer_all() -> Self {
+        ReadPlan {
+            roles: HashMap::new(),
+            default: Role::Infer,
+            levels_kept: 0,
+        }
+    }
+
+    /// Every column as text: a reader's view of the cells as written (tests, tools).
+    pub fn text_all() -> Self {
+        ReadPlan {
+            default: Role::Text,
+            ..Self::infer_all()
+        }
+    }
+
+    pub fn role(&self, name: &str) -> Role {
+        self.roles.get(name).copied().unwrap_or(self.default)
+    }
+}
+
+/// A column's cells as text levels: `codes[r]` indexes `levels`, or is [`EMPTY`] or
+/// [`UNTRACKED`].
+#[derive(Clone, Debug, Default)]
+pub struct Levels {
+    pub levels: Vec<String>,
+    pub codes: Vec<u32>,
+}
+
+/// One column: numbers (NaN where a cell is empty or not a number), text levels, or both.
+#[derive(Clone, Debug, Default)]
+pub struct Column {
+    pub numbers: Option<Vec<f64>>,
+    pub text: Option<Levels>,
+}
+
+/// A cell as the schema and the encoder see it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'a> {
+    Empty,
+    Number(f64),
+    Text(&'a str),
+}
+
+impl Cell<'_> {
+    /// The cell's value when it is (or is written as) a finite number.
+    pub fn number(self) -> Option<f64> {
+        match self {
+            Cell::Number(v) => Some(v),
+            Cell::Text(t) => parse_number(t),
+            Cell::Empty => None,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Cell::Empty
+    }
+
+    /// The cell as text: its level, or the shortest text that reads back as its number.
+    pub fn to_text(self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Number(v) => v.to_string(),
+            Cell::Text(t) => t.to_string(),
+        }
+    }
+}
+
+/// A finite number written as text (`inf` and `nan` are words here, like any other).
+pub fn parse_number(cell: &str) -> Option<f64> {
+    let bytes = cell.as_bytes();
+    fast_float2::parse::<f64, _>(bytes)
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+}
+
+impl Column {
+    pub fn len(&self) -> usize {
+        match (&self.numbers, &self.text) {
+            (Some(n), _) => n.len(),
+            (None, Some(t)) => t.codes.len(),
+            (None, None) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the reader skipped the column.
+    pub fn is_skipped(&self) -> bool {
+        self.numbers.is_none() && self.text.is_none()
+    }
+
+    /// The numbers of a column that holds nothing else (NaN where empty): the fast path.
+    pub fn only_numbers(&self) -> Option<&[f64]> {
+        match (&self.text, &self.numbers) {
+            (None, Some(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Row `r` as a number, when it is (or is written as) one.
+    pub fn number(&self, r: usize) -> Option<f64> {
+        match (&self.text, &self.numbers) {
+            (None, Some(n)) => Some(n[r]).filter(|v| !v.is_nan()),
+            _ => self.cell(r).number(),
+        }
+    }
+
+    pub fn cell(&self, r: usize) -> Cell<'_> {
+        match (&self.text, &self.numbers) {
+            (Some(t), numbers) => match t.codes[r] {
+                EMPTY => Cell::Empty,
+                UNTRACKED => numbers
+                    .as_ref()
+                    .map(|n| n[r])
+                    .filter(|v| !v.is_nan())
+                    .map_or(Cell::Empty, Cell::Number),
+                k => Cell::Text(&t.levels[k as usize]),
+            },
+            (None, Some(n)) if n[r].is_nan() => Cell::Empty,
+            (None, Some(n)) => Cell::Number(n[r]),
+            (None, None) => Cell::Empty,
+        }
+    }
+}
+
+/// Records read from `source`: named, typed columns, and where each record came from.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub source: PathBuf,
+    pub names: Vec<String>,
+    pub columns: Vec<Column>,
+    /// Where each record starts, as messages name it (`line 7` of a CSV, `row 7` of an array).
+    pub lines: Vec<u64>,
+    /// `line` or `row`.
+    pub unit: &'static str,
+    /// Each record's byte range in a CSV (so that `predict` writes records as they were).
+    pub spans: Option<Vec<(u64, u64)>>,
+    index: HashMap<String, usize>,
+}
+
+impl Frame {
+    /// A frame of `columns` named `names`; names must be unique and the columns one length.
+    pub fn new(
+        source: PathBuf,
+        names: Vec<String>,
+        columns: Vec<Column>,
+        lines: Vec<u64>,
+        unit: &'static str,
+    ) -> Result<Frame> {
+        let mut index = HashMap::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if index.insert(name.clone(), i).is_some() {
+                return Err(Error::File {
+                    path: source,
+                    message: format!("column `{name}` appears twice"),
+                });
+            }
+        }
+        Ok(Frame {
+            source,
+            names,
+            columns,
+            lines,
+            unit,
+            spans: None,
+            index,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn cell(&self, row: usize, column: usize) -> Cell<'_> {
+        self.columns[column].cell(row)
+    }
+
+    /// Record `row` as text, column by column (skipped columns empty).
+    pub fn record(&self, row: usize) -> Vec<String> {
+        self.columns.iter().map(|c| c.cell(row).to_text()).collect()
+    }
+
+    /// The index of `name`, or an error naming the columns there are.
+    pub fn column(&self, name: &str, flag: &str) -> Result<usize> {
+        self.index
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::Argument {
+                flag: flag.into(),
+                message: format!(
+                    "{}: no column `{name}`; the columns are {}",
+                    self.source.display(),
+                    self.some_columns()
+                ),
+            })
+    }
+
+    /// The column names for a message: all of them, or the first 20 and how many there are.
+    pub fn some_columns(&self) -> String {
+        const SHOWN: usize = 20;
+        if self.names.len() <= SHOWN {
+            self.names.join(", ")
+        } else {
+            format!(
+                "{}, … ({} in all)",
+                self.names[..SHOWN].join(", "),
+                self.names.len()
+            )
+        }
+    }
+
+    pub fn file_error(&self, message: String) -> Error {
+        Error::File {
+            path: self.source.clone(),
+            message,
+        }
+    }
+
+    /// An error at one cell: `line 7, column 3 (`temp`): message`.
+    pub fn cell_error(&self, row: usize, column: usize, message: String) -> Error {
+        self.file_error(format!(
+            "{} {}, column {} (`{}`): {message}",
+            self.unit,
+            self.lines[row],
+            column + 1,
+            self.names[column]
+        ))
+    }
+
+    /// The bytes the columns hold.
+    pub fn bytes(&self) -> u64 {
+        self.columns
+            .iter()
+            .map(|c| {
+                let numbers = c.numbers.as_ref().map_or(0, |n| n.len() * 8);
+                let text = c.text.as_ref().map_or(0, |t| {
+                    t.codes.len() * 4 + t.levels.iter().map(|l| l.len() + 24).sum::<usize>()
+                });
+                (numbers + text) as u64
+            })
+            .sum()
+    }
+}
+
+/// A cell as messages quote it: whole when short, else its start (a cell may be megabytes).
+pub fn quoted(cell: &str) -> String {
+    const MAX: usize = 40;
+    match cell.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &cell[..end]),
+        None => cell.to_string(),
+    }
+}
