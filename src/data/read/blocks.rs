@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(last_record_end(b"a,b\n1,2\n3,"), Some(8));
         assert_eq!(last_record_end(b"a,b\n1,\"x\ny\"\n3,\"4\n"), Some(12));
         assert_eq!(last_record_end(b"a,\"b\n"), None);
-        assert_eq!(last_record_end(b"a,\"b\"\"\nc\"\n"), Some(11));
+        assert_eq!(last_record_end(b"a,\"b\"\"\nc\"\n"), Some(10));
         // A quote inside an unquoted field is text: the newline after it ends the record.
         assert_eq!(last_record_end(b"5\" screen,1\n2,3"), Some(12));
     }
