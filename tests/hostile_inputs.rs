@@ -373,17 +373,30 @@ fn cases() -> Vec<Case> {
             &["X.npy", "not a .npy file"],
         ),
         case(
-            "npy of int64",
+            "npy of complex numbers",
             with(
                 write,
                 "X.npy",
                 npy_raw(
-                    "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 3), }",
-                    &[0; 24],
+                    "{'descr': '<c16', 'fortran_order': False, 'shape': (1, 3), }",
+                    &[0; 48],
                 ),
             ),
             &step(""),
-            &["X.npy", "dtype <i8 is not supported"],
+            &["X.npy", "dtype <c16 is not supported"],
+        ),
+        case(
+            "npy of text where numbers are needed",
+            with(
+                write,
+                "X.npy",
+                npy_raw(
+                    "{'descr': '<U1', 'fortran_order': False, 'shape': (1, 3), }",
+                    &[0; 12],
+                ),
+            ),
+            &step(""),
+            &["X.npy", "holds text (<U1) where numbers are needed"],
         ),
         case(
             "npy structured dtype",

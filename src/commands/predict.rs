@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 
 use backprop::backend;
-use backprop::data::write::{write_csv, write_predictions, Predicted, PredictedColumn};
+use backprop::data::read::Format;
+use backprop::data::write::{write_csv, write_predictions, OutFormat, Predicted, PredictedColumn};
 use backprop::data::{self, Classes, Encoder, Frame, Role, Source};
 use backprop::device::CpuPrecision;
 use backprop::guard::memory::host_available;
@@ -23,12 +24,15 @@ pub struct PredictArgs {
     /// A model saved by `backprop train --save`.
     #[arg(long, value_name = "FILE.safetensors")]
     model: PathBuf,
-    /// The CSV to predict; the built-in bike-sharing data when omitted.
+    /// The records to predict: CSV, `.npy` (inputs), `.npz` (`x`, and `y` to score) or
+    /// `.parquet`, by extension; the built-in bike-sharing data when omitted.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
-    /// Write the rows with a `<target>_predicted` column per target (CSV, atomically);
-    /// without it they go to standard output.
-    #[arg(long, value_name = "FILE.csv")]
+    /// Write the predictions (atomically) by extension: `.csv` (the records, then a
+    /// `<target>_predicted` column per target and a classifier's probabilities), `.npy` (the
+    /// predictions alone) or `.parquet` (typed columns, as CSV); without it, CSV to standard
+    /// output.
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     #[command(flatten)]
     backend: super::BackendArgs,
@@ -44,16 +48,22 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let source = args.data.clone().map_or(Source::BuiltIn, Source::File);
     let encoder = &saved.encoder;
     let mut plan = encoder.read_plan();
-    // Records are written back byte for byte from a file or the built-in data; from a pipe,
-    // which cannot be read twice, every column is kept to write them from.
+    let out_format = args.out.as_deref().map_or(OutFormat::Csv, OutFormat::of);
+    // A CSV output copies the records byte for byte from a CSV file or the built-in data;
+    // from a pipe (which cannot be read twice), an array or Parquet file, or into another
+    // format, every column is kept to write them from.
     let input_again = |source: &Source| -> Option<Box<dyn std::io::Read>> {
+        if !out_format.echoes_csv() {
+            return None;
+        }
         match source {
             Source::BuiltIn => Some(Box::new(data::BIKE_SHARING_CSV)),
-            Source::File(path) => std::fs::metadata(path)
+            Source::File(path) if Format::of(path) == Format::Csv => std::fs::metadata(path)
                 .is_ok_and(|m| m.is_file())
                 .then(|| std::fs::File::open(path).ok())
                 .flatten()
                 .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>),
+            _ => None,
         }
     };
     if input_again(&source).is_none() {
@@ -87,6 +97,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         target: ndarray::Array2::zeros((0, 0)),
         source: frame.source.clone(),
         lines: frame.lines.clone(),
+        unit: frame.unit,
         time: None,
     };
     check.check_predictions(&frame.source, "model's", &feature_names, predicted.view())?;
@@ -130,9 +141,14 @@ fn predicted_columns(encoder: &Encoder, y: &Array2<f64>, predicted: &Array2<f64>
                     PredictedColumn::Numbers(probabilities.iter().map(|p| p[k]).collect())
                 }),
             );
-            Predicted { names, columns }
+            Predicted {
+                names,
+                columns,
+                predictions: 1,
+            }
         }
         None => Predicted {
+            predictions: encoder.targets.len(),
             names: encoder
                 .targets
                 .iter()

@@ -113,7 +113,130 @@ pub fn parse_number(cell: &str) -> Option<f64> {
         .filter(|v: &f64| v.is_finite())
 }
 
+impl Levels {
+    /// The text of each number (its shortest form, as CSV writes it) as levels, for up to
+    /// `kept` distinct values; the rest [`UNTRACKED`], NaN [`EMPTY`].
+    fn of_numbers(numbers: &[f64], kept: usize) -> Levels {
+        let mut index: HashMap<u64, u32> = HashMap::new();
+        let mut levels = Vec::new();
+        let codes = numbers
+            .iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    return EMPTY;
+                }
+                // -0 and 0 are one level.
+                let key = (v + 0.0).to_bits();
+                if let Some(&k) = index.get(&key) {
+                    return k;
+                }
+                if levels.len() >= kept {
+                    return UNTRACKED;
+                }
+                let k = levels.len() as u32;
+                levels.push(v.to_string());
+                index.insert(key, k);
+                k
+            })
+            .collect();
+        Levels { levels, codes }
+    }
+}
+
+/// Text cells collected one by one into levels (first seen first) and codes.
+#[derive(Default)]
+pub struct LevelsBuilder {
+    index: HashMap<String, u32>,
+    levels: Levels,
+}
+
+impl LevelsBuilder {
+    pub fn with_capacity(rows: usize) -> Self {
+        let mut builder = LevelsBuilder::default();
+        builder.levels.codes.reserve(rows);
+        builder
+    }
+
+    /// Appends a cell: `None` or blank text is empty; text is trimmed, as CSV cells are.
+    pub fn push(&mut self, cell: Option<&str>) {
+        let code = match cell.map(str::trim).filter(|t| !t.is_empty()) {
+            None => EMPTY,
+            Some(text) => match self.index.get(text) {
+                Some(&k) => k,
+                None => {
+                    let k = self.levels.levels.len() as u32;
+                    self.levels.levels.push(text.to_string());
+                    self.index.insert(text.to_string(), k);
+                    k
+                }
+            },
+        };
+        self.levels.codes.push(code);
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(self) -> Levels {
+        self.levels
+    }
+}
+
 impl Column {
+    /// A typed reader's column of numbers (NaN where a cell is empty), stored as `role`
+    /// says: as text levels for a text role (`--categorical` on numbers), as numbers and the
+    /// text of up to `levels_kept` distinct values for a target, as numbers otherwise.
+    pub fn of_numbers(numbers: Vec<f64>, role: Role, levels_kept: usize) -> Column {
+        match role {
+            Role::Skip => Column::default(),
+            Role::Infer => Column {
+                numbers: Some(numbers),
+                text: None,
+            },
+            Role::Text => Column {
+                text: Some(Levels::of_numbers(&numbers, usize::MAX)),
+                numbers: None,
+            },
+            Role::Target => Column {
+                text: Some(Levels::of_numbers(&numbers, levels_kept)),
+                numbers: Some(numbers),
+            },
+        }
+    }
+
+    /// A typed reader's column of text, stored as `role` says: a target also keeps the
+    /// number each level is written as (NaN for words), as a CSV target does.
+    pub fn of_text(text: Levels, role: Role) -> Column {
+        match role {
+            Role::Skip => Column::default(),
+            Role::Target => {
+                let values: Vec<f64> = text
+                    .levels
+                    .iter()
+                    .map(|l| parse_number(l).unwrap_or(f64::NAN))
+                    .collect();
+                let numbers = text
+                    .codes
+                    .iter()
+                    .map(|&k| values.get(k as usize).copied().unwrap_or(f64::NAN))
+                    .collect();
+                Column {
+                    numbers: Some(numbers),
+                    text: Some(text),
+                }
+            }
+            Role::Text | Role::Infer => Column {
+                numbers: None,
+                text: Some(text),
+            },
+        }
+    }
+
     pub fn len(&self) -> usize {
         match (&self.numbers, &self.text) {
             (Some(n), _) => n.len(),
@@ -177,6 +300,9 @@ pub struct Frame {
     pub unit: &'static str,
     /// Each record's byte range in a CSV (so that `predict` writes records as they were).
     pub spans: Option<Vec<(u64, u64)>>,
+    /// The columns the file itself holds as targets (an array file's `y`): the targets when
+    /// the user names none.
+    pub targets: Vec<String>,
     index: HashMap<String, usize>,
 }
 
@@ -205,6 +331,7 @@ impl Frame {
             lines,
             unit,
             spans: None,
+            targets: Vec::new(),
             index,
         })
     }

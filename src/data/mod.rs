@@ -40,8 +40,10 @@ pub struct Dataset {
     pub target: Array2<f64>,
     /// The file the records came from.
     pub source: std::path::PathBuf,
-    /// The CSV line of each record, for messages and for writing predictions.
+    /// Where each record is in its file (a CSV line, an array or Parquet row), for messages.
     pub lines: Vec<u64>,
+    /// `line` or `row`.
+    pub unit: &'static str,
     /// A sortable time key per record (days since the epoch * 24 + hour), when there is a date.
     pub time: Option<Vec<f64>>,
 }
@@ -250,7 +252,7 @@ impl Dataset {
             })
     }
 
-    /// Fails at the first prediction that is NaN or infinite, naming the CSV line it belongs to
+    /// Fails at the first prediction that is NaN or infinite, naming the record it belongs to
     /// and the feature that took it there.
     pub fn check_predictions(
         &self,
@@ -265,14 +267,15 @@ impl Dataset {
         let row = index[0];
         let (feature, z) = self.most_extreme_feature(row, feature_names);
         Err(crate::Error::NonFinite(format!(
-            "{}: line {}: the {part} prediction is {v}: the record is far outside the training data (feature `{feature}` is {z:.3e} standard deviations from its training mean); no output was written with it",
+            "{}: {} {}: the {part} prediction is {v}: the record is far outside the training data (feature `{feature}` is {z:.3e} standard deviations from its training mean); no output was written with it",
             source.display(),
+            self.unit,
             self.lines.get(row).copied().unwrap_or_default()
         )))
     }
 
     /// Turns a backend's refusal of a value (`Error::Value` at [record, column] of the inputs
-    /// or the targets) into one that names the CSV line and the column.
+    /// or the targets) into one that names the record and the column.
     pub fn locate(
         &self,
         error: crate::Error,
@@ -294,7 +297,8 @@ impl Dataset {
                 crate::Error::File {
                     path: source.into(),
                     message: format!(
-                        "line {}: {part} record, {what} `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
+                        "{} {}: {part} record, {what} `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
+                        self.unit,
                         self.lines.get(index[0]).copied().unwrap_or_default(),
                         name.unwrap_or_default(),
                     ),

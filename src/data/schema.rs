@@ -150,7 +150,12 @@ impl Schema {
             return Err(frame.file_error(format!(
                 "no feature column is left: of {}, the targets are {} and the rest is dropped; a network needs at least one input",
                 frame.some_columns(),
-                options.targets.join(", ")
+                roles
+                    .targets
+                    .iter()
+                    .map(|&t| frame.names[t].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let weekday_columns = match &dates {
@@ -313,14 +318,19 @@ struct Roles {
 
 impl Roles {
     fn of(frame: &Frame, options: &PipelineOptions) -> Result<Roles> {
-        if options.targets.is_empty() {
+        // An array file names its own targets (`y`) when the user names none.
+        let targets = match options.targets.is_empty() {
+            true => &frame.targets,
+            false => &options.targets,
+        };
+        if targets.is_empty() {
             return Err(Error::argument(
                 "--target",
                 "name at least one target column",
             ));
         }
         for (flag, names) in [
-            ("--target", &options.targets),
+            ("--target", targets),
             ("--categorical", &options.categorical),
             ("--drop", &options.drop),
         ] {
@@ -340,7 +350,7 @@ impl Roles {
             names.iter().map(|n| frame.column(n, flag)).collect()
         };
         let roles = Roles {
-            targets: find(&options.targets, "--target")?,
+            targets: find(targets, "--target")?,
             forced: find(&options.categorical, "--categorical")?
                 .into_iter()
                 .collect(),

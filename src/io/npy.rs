@@ -1,7 +1,8 @@
 //! The `.npy` format, read from bytes with every declared size checked against the bytes
 //! present before anything is allocated: a header that promises a 10^18-element array in a
-//! 300-byte file is an error, not an abort. Float64 and float32 (either byte order, C or
-//! Fortran order) are read as f64.
+//! 300-byte file is an error, not an abort. Floats (float64, float32), integers, booleans
+//! (either byte order, C or Fortran order) are read as f64; fixed-width text (`<U`, `|S`, the
+//! labels NumPy users keep) is read as strings.
 //!
 //! The header is a Python dict literal; only the subset NumPy writes is accepted
 //! (`{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }`), parsed without recursion.
@@ -16,11 +17,31 @@ const MAX_HEADER_BYTES: usize = 65_536;
 /// More dimensions than NumPy allows (64) is not an array we can use.
 const MAX_DIMENSIONS: usize = 64;
 
-/// A float element type and byte order.
+/// What an element is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Float,
+    Int,
+    Uint,
+    Bool,
+    /// UTF-32 code points (`<U8`).
+    Unicode,
+    /// Bytes, read as UTF-8 (`|S8`).
+    Bytes,
+}
+
+/// An element type: kind, size and byte order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Dtype {
+    kind: Kind,
     bytes: usize,
     big_endian: bool,
+}
+
+impl Dtype {
+    fn is_text(self) -> bool {
+        matches!(self.kind, Kind::Unicode | Kind::Bytes)
+    }
 }
 
 /// The parsed header: dtype, layout, shape, and where the data starts.
@@ -32,64 +53,230 @@ struct Header {
     data_start: usize,
 }
 
-/// Decodes a whole `.npy` file. The error is a sentence about the file's contents; the caller
-/// adds the file and array name.
-pub fn parse(bytes: &[u8]) -> Result<ArrayD<f64>, String> {
-    let header = parse_header(bytes)?;
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("the header's shape {:?} overflows", header.shape))?;
-    let needed = count
-        .checked_mul(header.dtype.bytes)
-        .ok_or_else(|| format!("the header's shape {:?} overflows", header.shape))?;
-    let data = &bytes[header.data_start..];
-    if data.len() < needed {
-        return Err(format!(
-            "the header declares shape {:?} of float{} ({needed} bytes of data) but the file holds only {} bytes after it",
-            header.shape,
-            header.dtype.bytes * 8,
-            data.len()
-        ));
+/// An `.npy` file whose header has been checked against the bytes present; its elements are
+/// decoded one at a time, in storage order (C or Fortran, as [`Npy::fortran_order`] says).
+#[derive(Debug)]
+pub struct Npy<'a> {
+    pub shape: Vec<usize>,
+    pub fortran_order: bool,
+    dtype: Dtype,
+    data: &'a [u8],
+}
+
+impl<'a> Npy<'a> {
+    /// Checks the header and that the data is exactly the size it declares. The error is a
+    /// sentence about the file's contents; the caller adds the file and array name.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+        let header = parse_header(bytes)?;
+        let count = header
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("the header's shape {:?} overflows", header.shape))?;
+        let needed = count
+            .checked_mul(header.dtype.bytes)
+            .ok_or_else(|| format!("the header's shape {:?} overflows", header.shape))?;
+        let data = &bytes[header.data_start..];
+        if data.len() < needed {
+            return Err(format!(
+                "the header declares shape {:?} of {} ({needed} bytes of data) but the file holds only {} bytes after it",
+                header.shape,
+                describe(header.dtype),
+                data.len()
+            ));
+        }
+        if data.len() > needed {
+            return Err(format!(
+                "{} unexpected bytes follow the {needed} bytes of shape {:?}",
+                data.len() - needed,
+                header.shape
+            ));
+        }
+        Ok(Npy {
+            shape: header.shape,
+            fortran_order: header.fortran_order,
+            dtype: header.dtype,
+            data,
+        })
     }
-    if data.len() > needed {
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dtype.bytes.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the elements are text (`<U`, `|S`) rather than numbers.
+    pub fn is_text(&self) -> bool {
+        self.dtype.is_text()
+    }
+
+    /// The element type as NumPy names it (`float32`, `int64`, `<U7`).
+    pub fn dtype(&self) -> String {
+        describe(self.dtype)
+    }
+
+    /// The data, when it is little-endian float32 in C order: what a memory map can hand a
+    /// backend as it is.
+    pub fn f32_data(&self) -> Option<&'a [u8]> {
+        let d = self.dtype;
+        (d.kind == Kind::Float && d.bytes == 4 && !d.big_endian && !self.fortran_order)
+            .then_some(self.data)
+    }
+
+    fn element(&self, i: usize) -> &'a [u8] {
+        &self.data[i * self.dtype.bytes..(i + 1) * self.dtype.bytes]
+    }
+
+    /// Element `i` (in storage order) as f64: integers beyond 2^53 round, booleans are 0 and 1;
+    /// a text element is NaN.
+    pub fn number(&self, i: usize) -> f64 {
+        let bytes = self.element(i);
+        let mut word = [0u8; 8];
+        let d = self.dtype;
+        if d.is_text() {
+            return f64::NAN;
+        }
+        // Widen to 8 bytes in little-endian order (sign-extended for signed integers).
+        if d.big_endian {
+            bytes
+                .iter()
+                .rev()
+                .enumerate()
+                .for_each(|(k, &b)| word[k] = b);
+        } else {
+            word[..d.bytes].copy_from_slice(bytes);
+        }
+        let negative = word[d.bytes - 1] & 0x80 != 0;
+        match (d.kind, d.bytes) {
+            (Kind::Float, 8) => f64::from_le_bytes(word),
+            (Kind::Float, 4) => f64::from(f32::from_le_bytes([word[0], word[1], word[2], word[3]])),
+            (Kind::Float, _) => half_to_f64(u16::from_le_bytes([word[0], word[1]])),
+            (Kind::Bool, _) => f64::from(u8::from(word[0] != 0)),
+            (Kind::Int, n) => {
+                if negative {
+                    word[n..].fill(0xff);
+                }
+                i64::from_le_bytes(word) as f64
+            }
+            _ => u64::from_le_bytes(word) as f64,
+        }
+    }
+
+    /// Element `i` (in storage order) as text, without the NUL padding NumPy adds; invalid
+    /// code points and bytes become U+FFFD. A number is empty.
+    pub fn text(&self, i: usize) -> String {
+        let bytes = self.element(i);
+        match self.dtype.kind {
+            Kind::Unicode => bytes
+                .chunks_exact(4)
+                .map(|c| {
+                    let c = [c[0], c[1], c[2], c[3]];
+                    match self.dtype.big_endian {
+                        true => u32::from_be_bytes(c),
+                        false => u32::from_le_bytes(c),
+                    }
+                })
+                .take_while(|&c| c != 0)
+                .map(|c| char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect(),
+            Kind::Bytes => {
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                String::from_utf8_lossy(&bytes[..end]).into_owned()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// An IEEE half (float16) widened exactly.
+pub fn half_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((h >> 10) & 0x1f);
+    let mantissa = f64::from(h & 0x3ff);
+    sign * match exponent {
+        0 => mantissa * 2f64.powi(-24),
+        31 if mantissa == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + mantissa / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// A dtype as NumPy names it.
+fn describe(d: Dtype) -> String {
+    match d.kind {
+        Kind::Float => format!("float{}", d.bytes * 8),
+        Kind::Int => format!("int{}", d.bytes * 8),
+        Kind::Uint => format!("uint{}", d.bytes * 8),
+        Kind::Bool => "bool".into(),
+        Kind::Unicode => format!("<U{}", d.bytes / 4),
+        Kind::Bytes => format!("|S{}", d.bytes),
+    }
+}
+
+/// The header of a version 1.0 `.npy` file of `descr` (`<f8`, `<U7`) in C order, padded so
+/// the data starts on a 64-byte boundary, as NumPy writes it.
+pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    header_in_order(descr, false, &shape_text(shape))
+}
+
+/// A shape as Python writes a tuple: `(3,)`, `(3, 2)`.
+fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn header_in_order(descr: &str, fortran: bool, shape: &str) -> Vec<u8> {
+    let dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    let mut header = dict.into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out = MAGIC.to_vec();
+    out.extend([1, 0]);
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header);
+    out
+}
+
+/// Decodes a whole numeric `.npy` file as f64. The error is a sentence about the file's
+/// contents; the caller adds the file and array name.
+pub fn parse(bytes: &[u8]) -> Result<ArrayD<f64>, String> {
+    let npy = Npy::parse(bytes)?;
+    if npy.is_text() {
         return Err(format!(
-            "{} unexpected bytes follow the {needed} bytes of shape {:?}",
-            data.len() - needed,
-            header.shape
+            "holds text ({}) where numbers are needed",
+            npy.dtype()
         ));
     }
     // The bytes are present; decoding them takes `count` f64s more (twice the file for float32).
     let mut plan = MemoryPlan::new();
     plan.add_bytes(
-        format!("the decoded {:?} array", header.shape),
-        (count as u64).saturating_mul(8),
+        format!("the decoded {:?} array", npy.shape),
+        (npy.len() as u64).saturating_mul(8),
     );
     plan.check(
         "host memory",
         host_available().map_err(|e| e.to_string())?.as_ref(),
     )
     .map_err(|e| e.to_string())?;
-    let values: Vec<f64> = match (header.dtype.bytes, header.dtype.big_endian) {
-        (8, false) => data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
-            .collect(),
-        (8, true) => data
-            .chunks_exact(8)
-            .map(|b| f64::from_be_bytes(b.try_into().unwrap_or_default()))
-            .collect(),
-        (_, false) => data
-            .chunks_exact(4)
-            .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or_default())))
-            .collect(),
-        (_, true) => data
-            .chunks_exact(4)
-            .map(|b| f64::from(f32::from_be_bytes(b.try_into().unwrap_or_default())))
-            .collect(),
-    };
-    let shape = IxDyn(&header.shape).set_f(header.fortran_order);
+    let values: Vec<f64> = (0..npy.len()).map(|i| npy.number(i)).collect();
+    let shape = IxDyn(&npy.shape).set_f(npy.fortran_order);
     ArrayD::from_shape_vec(shape, values).map_err(|e| e.to_string())
 }
 
@@ -146,23 +333,54 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
 }
 
 fn parse_descr(descr: &str) -> Result<Dtype, String> {
-    let unsupported = || format!("dtype {descr} is not supported: use float64 or float32");
-    let (order, kind) = match descr.chars().next() {
+    let unsupported = || {
+        format!(
+            "dtype {descr} is not supported: use floats, integers, booleans or fixed-width text"
+        )
+    };
+    let (order, code) = match descr.chars().next() {
         Some(c @ ('<' | '>' | '=' | '|')) => (c, &descr[1..]),
         _ => ('=', descr),
     };
-    let bytes = match kind {
-        "f8" => 8,
-        "f4" => 4,
+    let mut chars = code.chars();
+    let kind = match chars.next() {
+        Some('f') => Kind::Float,
+        Some('i') => Kind::Int,
+        Some('u') => Kind::Uint,
+        Some('b') => Kind::Bool,
+        Some('U') => Kind::Unicode,
+        Some('S') => Kind::Bytes,
         _ => return Err(unsupported()),
+    };
+    let size: usize = chars.as_str().parse().map_err(|_| unsupported())?;
+    let valid = match kind {
+        Kind::Float => [2, 4, 8].contains(&size),
+        Kind::Int | Kind::Uint => [1, 2, 4, 8].contains(&size),
+        Kind::Bool => size == 1,
+        Kind::Unicode | Kind::Bytes => (1..=MAX_TEXT_CHARS).contains(&size),
+    };
+    if !valid {
+        return Err(unsupported());
+    }
+    let bytes = if kind == Kind::Unicode {
+        size * 4
+    } else {
+        size
     };
     let big_endian = match order {
         '>' => true,
         '<' => false,
         _ => cfg!(target_endian = "big"),
     };
-    Ok(Dtype { bytes, big_endian })
+    Ok(Dtype {
+        kind,
+        bytes,
+        big_endian,
+    })
 }
+
+/// The longest fixed-width text element accepted (a label, not a document).
+const MAX_TEXT_CHARS: usize = 1 << 20;
 
 /// The values a NumPy header dict holds.
 #[derive(Debug, PartialEq)]
@@ -187,7 +405,7 @@ impl Dict {
         match self.get(key)? {
             Value::Str(s) => Ok(s),
             _ => Err(format!(
-                "the header's '{key}' is not a simple dtype string: use float64 or float32"
+                "the header's '{key}' is not a simple dtype string (a structured dtype?): use one array per kind of value"
             )),
         }
     }
@@ -314,7 +532,7 @@ impl Parser<'_> {
             self.rest = rest;
             return self.string().map(Value::Str);
         }
-        Err("the header holds a value other than a string, True/False or a shape (a structured dtype?): use float64 or float32".into())
+        Err("the header holds a value other than a string, True/False or a shape (a structured dtype?): use one array per kind of value".into())
     }
 }
 
@@ -324,19 +542,7 @@ mod tests {
 
     /// A .npy file as NumPy 1.x writes it.
     pub fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-        let dict = format!(
-            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-            if fortran { "True" } else { "False" }
-        );
-        let mut header = dict.into_bytes();
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(b' ');
-        }
-        header.push(b'\n');
-        let mut out = MAGIC.to_vec();
-        out.extend([1, 0]);
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header);
+        let mut out = header_in_order(descr, fortran, shape);
         out.extend(data);
         out
     }
@@ -377,6 +583,45 @@ mod tests {
     }
 
     #[test]
+    fn integers_booleans_halves_and_text_decode() {
+        let ints: Vec<u8> = [-3i64, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = parse(&npy("<i8", false, "(2,)", &ints)).unwrap();
+        assert_eq!(a.as_slice().unwrap(), [-3.0, 7.0]);
+        let be: Vec<u8> = [-2i16, 300].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(
+            parse(&npy(">i2", false, "(2,)", &be))
+                .unwrap()
+                .as_slice()
+                .unwrap(),
+            [-2.0, 300.0]
+        );
+        let bytes = parse(&npy("|u1", false, "(2,)", &[255, 0])).unwrap();
+        assert_eq!(bytes.as_slice().unwrap(), [255.0, 0.0]);
+        let flags = parse(&npy("|b1", false, "(3,)", &[1, 0, 1])).unwrap();
+        assert_eq!(flags.as_slice().unwrap(), [1.0, 0.0, 1.0]);
+        let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let h = parse(&npy("<f2", false, "(3,)", &halves)).unwrap();
+        assert_eq!(h.as_slice().unwrap(), [1.0, -2.0, 2f64.powi(-24)]);
+        let words: Vec<u8> = "ab\0cde"
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect();
+        let text = npy("<U3", false, "(2,)", &words);
+        let labels = Npy::parse(&text).unwrap();
+        assert!(labels.is_text());
+        assert_eq!(
+            (labels.text(0), labels.text(1)),
+            ("ab".into(), "cde".into())
+        );
+        let s = npy("|S2", false, "(2,)", b"x\0yz");
+        let s = Npy::parse(&s).unwrap();
+        assert_eq!((s.text(0), s.text(1)), ("x".into(), "yz".into()));
+    }
+
+    #[test]
     fn a_huge_declared_shape_is_an_error_before_any_allocation() {
         let err = parse(&npy(
             "<f8",
@@ -396,8 +641,10 @@ mod tests {
 
     #[test]
     fn other_dtypes_and_malformed_headers_are_named() {
-        let err = parse(&npy("<i8", false, "(1,)", &[0; 8])).unwrap_err();
-        assert!(err.contains("dtype <i8 is not supported"), "{err}");
+        let err = parse(&npy("<c16", false, "(1,)", &[0; 16])).unwrap_err();
+        assert!(err.contains("dtype <c16 is not supported"), "{err}");
+        let err = parse(&npy("<U3", false, "(1,)", &[0; 12])).unwrap_err();
+        assert!(err.contains("holds text (<U3)"), "{err}");
         let err = parse(&npy("<f8", false, "(2,)", &f64s(&[1.0, 2.0, 3.0]))).unwrap_err();
         assert!(err.contains("8 unexpected bytes"), "{err}");
         assert!(parse(b"PK\x03\x04").unwrap_err().contains("magic"));

@@ -51,8 +51,22 @@ impl NpzFile {
         self.names.iter().any(|n| n == name)
     }
 
-    /// Reads array `name` (float64 or float32) as f64; NaN and infinities are refused.
+    /// Reads numeric array `name` as f64; NaN and infinities are refused.
     pub fn array(&mut self, name: &str) -> Result<ArrayD<f64>> {
+        let bytes = self.member(name)?;
+        let error = |message: String| Error::Array {
+            path: self.path.clone(),
+            array: name.into(),
+            message,
+        };
+        let values = super::npy::parse(&bytes).map_err(error)?;
+        check_representable(name, values.view(), Precision::F64)
+            .map_err(|e| error(e.to_string()))?;
+        Ok(values)
+    }
+
+    /// The `.npy` bytes of array `name`, decompressed (for [`super::npy::Npy::parse`]).
+    pub fn member(&mut self, name: &str) -> Result<Vec<u8>> {
         let error = |message: String| Error::Array {
             path: self.path.clone(),
             array: name.into(),
@@ -89,10 +103,7 @@ impl NpzFile {
                 bytes.len()
             )));
         }
-        let values = super::npy::parse(&bytes).map_err(error)?;
-        check_representable(name, values.view(), Precision::F64)
-            .map_err(|e| error(e.to_string()))?;
-        Ok(values)
+        Ok(bytes)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use backprop::data::read::Format;
 use backprop::data::{
     Classify, Missing, PipelineOptions, SeparateSets, Source, SplitKind, SplitOptions,
 };
@@ -96,11 +97,23 @@ pub fn check(args: &TrainArgs, settings: &Settings) -> Result<DataPlan> {
     if args.checkpoint_every == Some(0) {
         return Err(argument("--checkpoint-every", "must be at least 1".into()));
     }
-    if args.data.is_some() && args.target.is_empty() {
-        return Err(argument(
-            "--target",
-            "name the target column(s) of --data".into(),
-        ));
+    if let (Some(data), true) = (&args.data, args.target.is_empty()) {
+        match Format::of(data) {
+            // An archive's `y` is its target.
+            Format::Npz => {}
+            Format::Npy => {
+                return Err(argument(
+                    "--target",
+                    format!("{} holds the inputs only: give the targets as --target y.npy (the same records), or put `x` and `y` in one .npz", data.display()),
+                ))
+            }
+            _ => {
+                return Err(argument(
+                    "--target",
+                    "name the target column(s) of --data".into(),
+                ))
+            }
+        }
     }
     if args.max_categories == 0 {
         return Err(argument("--max-categories", "must be at least 1".into()));
@@ -166,8 +179,13 @@ pub fn check_classifier(args: &TrainArgs) -> Result<()> {
 fn files(args: &TrainArgs) -> FilePlan {
     let writes_checkpoints = args.checkpoint_every.is_some();
     let checkpoint = Some(args.checkpoint.as_path());
+    let target_array = match Source::from_flags(args.data.as_deref(), &args.target).0 {
+        Source::Arrays { targets, .. } => Some(targets),
+        _ => None,
+    };
     let mut plan = FilePlan::new()
         .input("--data", args.data.as_deref())
+        .input("--target", target_array.as_deref())
         .input("--val", args.val.as_deref())
         .input("--test", args.test.as_deref())
         .output("--metrics", args.metrics.as_deref())
@@ -200,8 +218,9 @@ fn data(args: &TrainArgs, settings: &Settings) -> DataPlan {
             given.clone()
         }
     };
+    let (source, targets) = Source::from_flags(args.data.as_deref(), &args.target);
     let options = PipelineOptions {
-        targets: or(&args.target, &["cnt"]),
+        targets: or(&targets, &["cnt"]),
         categorical: args.categorical.clone(),
         drop: or(&args.drop, &["casual", "registered"]),
         date: args
@@ -230,7 +249,7 @@ fn data(args: &TrainArgs, settings: &Settings) -> DataPlan {
         SplitKind::Random
     });
     DataPlan {
-        source: args.data.clone().map_or(Source::BuiltIn, Source::File),
+        source,
         options,
         split: SplitOptions {
             test_fraction: args.test_fraction,

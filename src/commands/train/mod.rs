@@ -30,11 +30,13 @@ use super::errln;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// The CSV to train on; without it, the built-in hourly bike-sharing data (target `cnt`,
-    /// `casual` and `registered` dropped, date `dteday`).
+    /// The records to train on, by extension: CSV, `.parquet`, `.npz` (arrays `x` or `X`, and
+    /// `y`) or `.npy` (the inputs, with --target y.npy); without it, the built-in hourly
+    /// bike-sharing data (target `cnt`, `casual` and `registered` dropped, date `dteday`).
     #[arg(long, value_name = "FILE")]
     pub(super) data: Option<PathBuf>,
-    /// Target column(s), comma-separated.
+    /// Target column(s), comma-separated; with --data X.npy, the .npy of targets (columns
+    /// `y`, or `y0`, `y1`, …). An .npz's `y` needs no --target.
     #[arg(long, value_name = "COL[,COL...]", value_delimiter = ',')]
     pub(super) target: Vec<String>,
     /// Columns to one-hot encode even though they hold numbers (text columns always are).

@@ -351,6 +351,7 @@ impl Encoder {
             target,
             source: frame.source.clone(),
             lines: rows.iter().map(|&r| frame.lines[r]).collect(),
+            unit: frame.unit,
             time,
         })
     }

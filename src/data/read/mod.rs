@@ -2,8 +2,10 @@
 //! the file's extension: `.npy` (with `--target` another `.npy`), `.npz`, `.parquet`;
 //! anything else is CSV.
 
+pub mod arrays;
 pub mod blocks;
 pub mod csv;
+pub mod parquet;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,12 @@ use crate::error::Result;
 #[derive(Clone, Debug)]
 pub enum Source {
     File(PathBuf),
+    /// Inputs and targets in two `.npy` files with the same rows (`--data X.npy --target
+    /// y.npy`).
+    Arrays {
+        inputs: PathBuf,
+        targets: PathBuf,
+    },
     /// The bike-sharing data shipped in the binary.
     BuiltIn,
 }
@@ -22,8 +30,28 @@ impl Source {
     /// The name messages use: the file's path, or `built-in bike-sharing data`.
     pub fn name(&self) -> PathBuf {
         match self {
-            Source::File(p) => p.clone(),
+            Source::File(p) | Source::Arrays { inputs: p, .. } => p.clone(),
             Source::BuiltIn => PathBuf::from("built-in bike-sharing data"),
+        }
+    }
+
+    /// The source `--data` and `--target` name, and the target columns left to name: an
+    /// `.npy` of inputs with an `.npy` of targets is a pair of arrays whose targets are the
+    /// second array's columns.
+    pub fn from_flags(data: Option<&Path>, targets: &[String]) -> (Source, Vec<String>) {
+        match (data, targets) {
+            (None, _) => (Source::BuiltIn, targets.to_vec()),
+            (Some(inputs), [target])
+                if Format::of(inputs) == Format::Npy
+                    && Format::of(Path::new(target)) == Format::Npy =>
+            {
+                let arrays = Source::Arrays {
+                    inputs: inputs.into(),
+                    targets: target.into(),
+                };
+                (arrays, Vec::new())
+            }
+            (Some(path), _) => (Source::File(path.into()), targets.to_vec()),
         }
     }
 }
@@ -32,11 +60,23 @@ impl Source {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Csv,
+    Npy,
+    Npz,
+    Parquet,
 }
 
 impl Format {
-    pub fn of(_path: &Path) -> Format {
-        Format::Csv
+    /// The format a file's extension names (case-insensitive); CSV for any other.
+    pub fn of(path: &Path) -> Format {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("npy") => Format::Npy,
+            Some("npz") => Format::Npz,
+            Some("parquet" | "parq" | "pq") => Format::Parquet,
+            _ => Format::Csv,
+        }
     }
 }
 
@@ -51,9 +91,15 @@ pub fn read(source: &Source, plan: &ReadPlan, progress: &dyn Fn(u64, u64)) -> Re
                 progress(done, total)
             })
         }
+        Source::Arrays { inputs, targets } => arrays::read_npy(inputs, Some(targets), plan),
         Source::File(path) => {
             let metadata = crate::io::readable(path)?;
             match Format::of(path) {
+                Format::Npy => arrays::read_npy(path, None, plan),
+                Format::Npz => arrays::read_npz(path, plan),
+                Format::Parquet => {
+                    parquet::read(path, plan, &|done| progress(done, metadata.len()))
+                }
                 Format::Csv if metadata.is_file() => {
                     let total = metadata.len();
                     csv::read(path, None, plan, &|done| progress(done, total))

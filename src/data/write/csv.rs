@@ -1,50 +1,9 @@
-//! Predictions out, by the output's extension: CSV (the input's records as they were, then
-//! the predicted columns), NumPy `.npy` (the model's outputs as a matrix) or Parquet.
+//! Predictions out as CSV: the input's records as they were, then the predicted columns.
 
 use std::io::{Read, Write};
-use std::path::Path;
 
-use super::frame::Frame;
-use crate::error::{Error, Result};
-
-/// What a model predicted for each record, column by column.
-#[derive(Clone, Debug)]
-pub struct Predicted {
-    /// The predicted columns' names (`cnt_predicted`, `species_p_setosa`).
-    pub names: Vec<String>,
-    pub columns: Vec<PredictedColumn>,
-}
-
-#[derive(Clone, Debug)]
-pub enum PredictedColumn {
-    Numbers(Vec<f64>),
-    /// A class label per record: an index into `names`.
-    Labels {
-        names: Vec<String>,
-        index: Vec<usize>,
-    },
-}
-
-impl PredictedColumn {
-    fn text(&self, r: usize) -> String {
-        match self {
-            PredictedColumn::Numbers(v) => v[r].to_string(),
-            PredictedColumn::Labels { names, index } => names[index[r]].clone(),
-        }
-    }
-}
-
-/// The formats predictions can be written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutFormat {
-    Csv,
-}
-
-impl OutFormat {
-    pub fn of(_path: &Path) -> OutFormat {
-        OutFormat::Csv
-    }
-}
+use super::Predicted;
+use crate::data::frame::Frame;
 
 /// A CSV cell: quoted when it holds a separator, a quote, a line break or outer spaces.
 fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
@@ -106,18 +65,4 @@ pub fn write_csv(
         }
     }
     Ok(())
-}
-
-/// Writes `predicted` for `frame` to `path` (atomically) in the format its extension names.
-pub fn write_predictions(
-    path: &Path,
-    frame: &Frame,
-    input: Option<&mut dyn Read>,
-    predicted: &Predicted,
-) -> Result<()> {
-    match OutFormat::of(path) {
-        OutFormat::Csv => crate::io::write_atomic(path, |w| {
-            write_csv(w, frame, input, predicted).map_err(|e| Error::io(path, e))
-        }),
-    }
 }
