@@ -66,8 +66,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             _ => None,
         }
     };
-    if input_again(&source).is_none() {
-        plan.default = Role::Infer;
+    match input_again(&source) {
+        Some(_) => plan.keep_spans = true,
+        None => plan.default = Role::Infer,
     }
     let frame = data::read(&source, &plan, &|_, _| {})?;
     let all_rows: Vec<usize> = (0..frame.n_rows()).collect();
@@ -97,7 +98,6 @@ pub fn run(args: PredictArgs) -> Result<()> {
         target: ndarray::Array2::zeros((0, 0)),
         source: frame.source.clone(),
         lines: frame.lines.clone(),
-        unit: frame.unit,
         time: None,
     };
     check.check_predictions(&frame.source, "model's", &feature_names, predicted.view())?;

@@ -33,6 +33,8 @@ pub struct ReadPlan {
     pub default: Role,
     /// Distinct numbers whose text a [`Role::Target`] column keeps (class names are text).
     pub levels_kept: usize,
+    /// Keep each CSV record's byte range ([`Frame::spans`]), to copy records out as they were.
+    pub keep_spans: bool,
 }
 
 impl ReadPlan {
@@ -42,6 +44,7 @@ impl ReadPlan {
             roles: HashMap::new(),
             default: Role::Infer,
             levels_kept: 0,
+            keep_spans: false,
         }
     }
 
@@ -288,6 +291,92 @@ impl Column {
     }
 }
 
+/// Where each record is in its file, as messages name it (`line 7` of a CSV, `row 7` of an
+/// array): stored as runs of consecutive numbers, so a file of one line per record costs one
+/// entry, not eight bytes a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lines {
+    /// `line` or `row`.
+    pub unit: &'static str,
+    /// (first record, its number) of each run.
+    runs: Vec<(usize, u64)>,
+    len: usize,
+}
+
+impl Lines {
+    pub fn new(unit: &'static str) -> Self {
+        Lines {
+            unit,
+            runs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Rows `0..n`.
+    pub fn rows(n: usize) -> Self {
+        let mut lines = Lines::new("row");
+        if n > 0 {
+            lines.runs.push((0, 0));
+            lines.len = n;
+        }
+        lines
+    }
+
+    pub fn push(&mut self, number: u64) {
+        let continues = self
+            .runs
+            .last()
+            .is_some_and(|&(first, at)| at + (self.len - first) as u64 == number);
+        if !continues {
+            self.runs.push((self.len, number));
+        }
+        self.len += 1;
+    }
+
+    /// The number of record `r` (0 past the end).
+    pub fn get(&self, r: usize) -> u64 {
+        if r >= self.len {
+            return 0;
+        }
+        let run = self.runs.partition_point(|&(first, _)| first <= r) - 1;
+        let (first, at) = self.runs[run];
+        at + (r - first) as u64
+    }
+
+    /// The numbers of records `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Lines {
+        let mut lines = Lines::new(self.unit);
+        for &r in rows {
+            lines.push(self.get(r));
+        }
+        lines
+    }
+
+    pub fn extend(&mut self, numbers: impl IntoIterator<Item = u64>) {
+        for number in numbers {
+            self.push(number);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every record's number, in order.
+    pub fn to_vec(&self) -> Vec<u64> {
+        let mut numbers = Vec::with_capacity(self.len);
+        for (k, &(first, at)) in self.runs.iter().enumerate() {
+            let end = self.runs.get(k + 1).map_or(self.len, |&(next, _)| next);
+            numbers.extend((0..(end - first) as u64).map(|i| at + i));
+        }
+        numbers
+    }
+}
+
 /// Records read from `source`: named, typed columns, and where each record came from.
 #[derive(Clone, Debug)]
 pub struct Frame {
@@ -295,9 +384,7 @@ pub struct Frame {
     pub names: Vec<String>,
     pub columns: Vec<Column>,
     /// Where each record starts, as messages name it (`line 7` of a CSV, `row 7` of an array).
-    pub lines: Vec<u64>,
-    /// `line` or `row`.
-    pub unit: &'static str,
+    pub lines: Lines,
     /// Each record's byte range in a CSV (so that `predict` writes records as they were).
     pub spans: Option<Vec<(u64, u64)>>,
     /// The columns the file itself holds as targets (an array file's `y`): the targets when
@@ -312,8 +399,7 @@ impl Frame {
         source: PathBuf,
         names: Vec<String>,
         columns: Vec<Column>,
-        lines: Vec<u64>,
-        unit: &'static str,
+        lines: Lines,
     ) -> Result<Frame> {
         let mut index = HashMap::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
@@ -329,7 +415,6 @@ impl Frame {
             names,
             columns,
             lines,
-            unit,
             spans: None,
             targets: Vec::new(),
             index,
@@ -389,8 +474,8 @@ impl Frame {
     pub fn cell_error(&self, row: usize, column: usize, message: String) -> Error {
         self.file_error(format!(
             "{} {}, column {} (`{}`): {message}",
-            self.unit,
-            self.lines[row],
+            self.lines.unit,
+            self.lines.get(row),
             column + 1,
             self.names[column]
         ))

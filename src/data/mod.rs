@@ -24,7 +24,7 @@ use crate::guard::numeric::Precision;
 use crate::matrix::Values;
 
 pub use encode::{Classes, Classify, Encoder, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES};
-pub use frame::{Cell, Frame, ReadPlan, Role};
+pub use frame::{Cell, Frame, Lines, ReadPlan, Role};
 pub use read::{parse_csv, read, read_text, Source};
 pub use schema::Schema;
 pub use split::{Split, SplitKind, SplitOptions};
@@ -41,9 +41,7 @@ pub struct Dataset {
     /// The file the records came from.
     pub source: std::path::PathBuf,
     /// Where each record is in its file (a CSV line, an array or Parquet row), for messages.
-    pub lines: Vec<u64>,
-    /// `line` or `row`.
-    pub unit: &'static str,
+    pub lines: Lines,
     /// A sortable time key per record (days since the epoch * 24 + hour), when there is a date.
     pub time: Option<Vec<f64>>,
 }
@@ -140,22 +138,26 @@ pub fn prepare_frame(
     split: &SplitOptions,
     separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
-    let schema = Schema::detect(frame, options)?;
+    let mut schema = Schema::detect(frame, options)?;
     let split = SplitOptions {
         separate_validation: separate.validation.is_some(),
         separate_test: separate.test.is_some(),
         ..*split
     };
     let labels = schema.class_labels(frame);
+    // The parts hold the usable rows from here.
+    let usable_rows = std::mem::take(&mut schema.usable_rows);
     let mut parts = split::split(
-        &schema.usable_rows,
+        &usable_rows,
         schema.dates.as_deref(),
         labels.as_deref(),
         &split,
     )?;
     drop(labels);
+    let usable = usable_rows.len();
+    drop(usable_rows);
     let encoder = Encoder::fit(frame, &schema, options, &parts.train)?;
-    encoding_plan(&encoder, schema.usable_rows.len(), options.precision)?
+    encoding_plan(&encoder, usable, options.precision)?
         .check("host memory", host_available()?.as_ref())
         .map_err(|e| frame.file_error(e.to_string()))?;
     let encode = |rows: &mut Vec<usize>| -> crate::Result<Dataset> {
@@ -168,7 +170,7 @@ pub fn prepare_frame(
         }
         encoder.transform(frame, rows, true, options.precision)
     };
-    let mut dropped = frame.n_rows() - schema.usable_rows.len();
+    let mut dropped = frame.n_rows() - usable;
     let mut part = |rows: &mut Vec<usize>, file: &Option<Source>| match file {
         Some(file) => {
             let (set, left_out) = encode_separate(&encoder, options, file)?;
@@ -269,8 +271,8 @@ impl Dataset {
         Err(crate::Error::NonFinite(format!(
             "{}: {} {}: the {part} prediction is {v}: the record is far outside the training data (feature `{feature}` is {z:.3e} standard deviations from its training mean); no output was written with it",
             source.display(),
-            self.unit,
-            self.lines.get(row).copied().unwrap_or_default()
+            self.lines.unit,
+            self.lines.get(row)
         )))
     }
 
@@ -298,8 +300,8 @@ impl Dataset {
                     path: source.into(),
                     message: format!(
                         "{} {}: {part} record, {what} `{}`: {message} (the value is in standard deviations from the training mean: the record is far outside the training data)",
-                        self.unit,
-                        self.lines.get(index[0]).copied().unwrap_or_default(),
+                        self.lines.unit,
+                        self.lines.get(index[0]),
                         name.unwrap_or_default(),
                     ),
                 }

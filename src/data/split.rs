@@ -152,6 +152,12 @@ fn random_split(rows: &[usize], labels: Option<&[&str]>, options: &SplitOptions)
         parts.validation.extend(group.drain(..n_validation));
         parts.train.extend(group);
     }
+    // Each part in file order: which records it holds is random, their order is not (the
+    // trainer shuffles every epoch), and reading the columns front to back is several times
+    // faster than in a random order.
+    for part in [&mut parts.train, &mut parts.validation, &mut parts.test] {
+        part.sort_unstable();
+    }
     parts
 }
 

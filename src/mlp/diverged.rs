@@ -2,6 +2,7 @@
 //! (an outlying feature) or the step size (the learning rate, the weight decay) is to blame.
 
 use super::run::Part;
+use crate::data::frame::Lines;
 use crate::error::Error;
 use crate::guard::numeric::Precision;
 use crate::matrix::Matrix;
@@ -52,14 +53,11 @@ pub fn too_large(part: Part, loss: f64, precision: Precision) -> Error {
 
 /// The feature farthest from its training mean over `x`, as "`name` = value at line N" (with
 /// `lines`, the CSV line of each record) or "… in record N".
-pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&[u64]>) -> String {
+pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&Lines>) -> String {
     let (r, c, v) = largest(x);
     let name = feature_names.get(c).cloned().unwrap_or_default();
     match lines {
-        Some(lines) => format!(
-            "`{name}` = {v:.3e} at line {}",
-            lines.get(r).copied().unwrap_or_default()
-        ),
+        Some(lines) => format!("`{name}` = {v:.3e} at {} {}", lines.unit, lines.get(r)),
         None => format!("`{name}` = {v:.3e} in record {r}"),
     }
 }
@@ -70,7 +68,7 @@ pub fn largest_feature(x: Matrix, feature_names: &[String], lines: Option<&[u64]
 pub fn cause(
     (x, standardized): (Matrix, bool),
     feature_names: &[String],
-    lines: Option<&[u64]>,
+    lines: Option<&Lines>,
     lr: f64,
     optimizer: &Optimizer,
 ) -> String {

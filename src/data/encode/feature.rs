@@ -269,8 +269,8 @@ impl Feature {
                 Some(t) => Ok(t),
                 None => Err(at.frame.file_error(format!(
                     "{} {}: feature `{}`: {v:e} standard deviations from the training mean is beyond {}'s range (±{:.3e}), which the model computes in: the record is far outside the training data",
-                    at.frame.unit,
-                    at.frame.lines[r],
+                    at.frame.lines.unit,
+                    at.frame.lines.get(r),
                     at.frame.names[c],
                     precision.name(),
                     precision.largest()

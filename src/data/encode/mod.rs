@@ -350,8 +350,7 @@ impl Encoder {
             x,
             target,
             source: frame.source.clone(),
-            lines: rows.iter().map(|&r| frame.lines[r]).collect(),
-            unit: frame.unit,
+            lines: frame.lines.select(rows),
             time,
         })
     }

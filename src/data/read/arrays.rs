@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::data::frame::{Column, Frame, LevelsBuilder, ReadPlan, Role};
+use crate::data::frame::{Column, Frame, LevelsBuilder, Lines, ReadPlan, Role};
 use crate::error::{Error, Result};
 use crate::guard::memory::{host_available, MemoryPlan};
 use crate::io::npy::Npy;
@@ -143,8 +143,7 @@ fn frame(
             plan.levels_kept,
         )?);
     }
-    let lines = (0..rows as u64).collect();
-    let mut frame = Frame::new(source.into(), names, all, lines, "row")?;
+    let mut frame = Frame::new(source.into(), names, all, Lines::rows(rows))?;
     frame.targets = targets;
     Ok(frame)
 }

@@ -152,7 +152,7 @@ impl<'a> Blocks<'a> {
     }
 
     fn hand_out(&mut self, bytes: Cow<'a, [u8]>) -> Block<'a> {
-        let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
+        let newlines = memchr::memchr_iter(b'\n', &bytes).count();
         let block = Block {
             offset: self.offset,
             line: self.line,

@@ -14,7 +14,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::blocks::{Block, Blocks, BLOCK_BYTES};
-use crate::data::frame::{Column, Frame, Levels, ReadPlan, Role, EMPTY, UNTRACKED};
+use crate::data::frame::{Column, Frame, Levels, Lines, ReadPlan, Role, EMPTY, UNTRACKED};
 use crate::error::{Error, Result};
 use crate::guard::memory::{host_available, MemoryPlan};
 
@@ -63,6 +63,7 @@ pub fn read_in_blocks(
     let shape = Shape {
         roles: &roles,
         levels_kept: plan.levels_kept,
+        keep_spans: plan.keep_spans,
         path,
     };
     let first = Block {
@@ -116,7 +117,7 @@ pub fn read_in_blocks(
             .check("host memory", available.as_ref())
             .map_err(|e| file_error(e.to_string()))?;
     }
-    frame.finish(path, names)
+    frame.finish(path, names, plan.keep_spans)
 }
 
 /// Up to `size` blocks.
@@ -197,6 +198,8 @@ struct Field {
     /// Where the next field or record starts.
     next: usize,
     ends_record: bool,
+    /// The field opened with a quote (and may hold line breaks).
+    quoted: bool,
 }
 
 impl Field {
@@ -229,6 +232,7 @@ fn next_field(bytes: &[u8], at: usize, scratch: &mut Vec<u8>) -> Field {
             in_scratch: false,
             next,
             ends_record,
+            quoted: false,
         };
     }
     // Quoted: up to the closing quote, `""` a quote; text after the closing quote (to the next
@@ -270,6 +274,7 @@ fn next_field(bytes: &[u8], at: usize, scratch: &mut Vec<u8>) -> Field {
         in_scratch: !simple,
         next,
         ends_record,
+        quoted: true,
     }
 }
 
@@ -321,6 +326,7 @@ struct Chunk {
 struct Shape<'a> {
     roles: &'a [Role],
     levels_kept: usize,
+    keep_spans: bool,
     path: &'a Path,
 }
 
@@ -385,11 +391,30 @@ impl Shape<'_> {
             }
             let start = at;
             let mut count = 0;
+            // Line breaks inside quoted cells, and the one that ends the record.
+            let mut newlines = 0;
             loop {
+                if let Some(Part::Numbers(numbers)) = columns.get_mut(count) {
+                    if let Some((value, next, ends_record)) = number_in_place(bytes, at) {
+                        numbers.push(value);
+                        count += 1;
+                        at = next;
+                        if ends_record {
+                            newlines += u64::from(next > 0 && bytes[next - 1] == b'\n');
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 let field = next_field(bytes, at, &mut scratch);
                 if let Some(part) = columns.get_mut(count) {
                     let cell = field.text(bytes, &scratch);
                     self.store(part, cell, count, line)?;
+                }
+                if field.quoted {
+                    newlines += memchr::memchr_iter(b'\n', &bytes[at..field.next]).count() as u64;
+                } else if field.ends_record {
+                    newlines += u64::from(bytes.get(field.next.wrapping_sub(1)) == Some(&b'\n'));
                 }
                 count += 1;
                 at = field.next;
@@ -401,9 +426,15 @@ impl Shape<'_> {
                 return Err(Stop::Error(self.ragged(line, count, bytes)));
             }
             chunk_lines.push(line);
-            let end = bytes[..at].trim_ascii_end().len();
-            spans.push((block.offset + start as u64, block.offset + end as u64));
-            line += bytes[start..at].iter().filter(|&&b| b == b'\n').count() as u64;
+            let end = if self.keep_spans {
+                bytes[..at].trim_ascii_end().len()
+            } else {
+                0
+            };
+            if self.keep_spans {
+                spans.push((block.offset + start as u64, block.offset + end as u64));
+            }
+            line += newlines;
         }
         Ok(Chunk {
             columns,
@@ -504,6 +535,25 @@ impl Shape<'_> {
     }
 }
 
+/// The number that starts at `at` and fills its cell (no quotes or spaces around it), where
+/// the next cell starts, and whether it ended the record: the common cell parsed in one pass.
+/// Anything else (an empty, quoted or padded cell, text, a non-finite number) is `None`, and
+/// goes the general way.
+fn number_in_place(bytes: &[u8], at: usize) -> Option<(f64, usize, bool)> {
+    let (value, length) = fast_float2::parse_partial::<f64, _>(&bytes[at..]).ok()?;
+    if length == 0 || !value.is_finite() {
+        return None;
+    }
+    let end = at + length;
+    match bytes.get(end) {
+        Some(b',') => Some((value, end + 1, false)),
+        Some(b'\n') => Some((value, end + 1, true)),
+        Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => Some((value, end + 2, true)),
+        None => Some((value, end, true)),
+        Some(_) => None,
+    }
+}
+
 /// A cell that is a finite number.
 fn number(cell: &[u8]) -> Option<f64> {
     fast_float2::parse::<f64, _>(cell)
@@ -537,7 +587,7 @@ struct Builder {
     columns: Vec<Growing>,
     rows: usize,
     expected: usize,
-    lines: Vec<u64>,
+    lines: Lines,
     spans: Vec<(u64, u64)>,
 }
 
@@ -547,8 +597,8 @@ impl Builder {
             columns: (0..n_columns).map(|_| Growing::default()).collect(),
             rows: 0,
             expected,
-            lines: Vec::with_capacity(expected),
-            spans: Vec::with_capacity(expected),
+            lines: Lines::new("line"),
+            spans: Vec::new(),
         }
     }
 
@@ -631,7 +681,7 @@ impl Builder {
             }
             spare.numbers.extend(numbers);
         }
-        self.lines.append(&mut chunk.lines);
+        self.lines.extend(chunk.lines.iter().copied());
         self.spans.append(&mut chunk.spans);
         self.rows += len;
         spare.lines = chunk.lines;
@@ -639,7 +689,7 @@ impl Builder {
         spare
     }
 
-    fn finish(self, path: &Path, names: Vec<String>) -> Result<Frame> {
+    fn finish(self, path: &Path, names: Vec<String>, keep_spans: bool) -> Result<Frame> {
         if self.rows == 0 {
             return Err(Error::File {
                 path: path.into(),
@@ -660,8 +710,8 @@ impl Builder {
                 },
             })
             .collect();
-        let mut frame = Frame::new(path.into(), names, columns, self.lines, "line")?;
-        frame.spans = Some(self.spans);
+        let mut frame = Frame::new(path.into(), names, columns, self.lines)?;
+        frame.spans = keep_spans.then_some(self.spans);
         Ok(frame)
     }
 }

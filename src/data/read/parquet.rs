@@ -16,7 +16,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnDescriptor;
 use rayon::prelude::*;
 
-use crate::data::frame::{Column, Frame, LevelsBuilder, ReadPlan, Role};
+use crate::data::frame::{Column, Frame, LevelsBuilder, Lines, ReadPlan, Role};
 use crate::error::{Error, Result};
 use crate::guard::memory::{host_available, MemoryPlan};
 
@@ -165,7 +165,7 @@ pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Fram
         names.push(name);
         out.push(column);
     }
-    Frame::new(path.into(), names, out, (0..rows as u64).collect(), "row")
+    Frame::new(path.into(), names, out, Lines::rows(rows))
 }
 
 /// The column pandas stores a named or non-default index in.
