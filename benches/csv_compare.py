@@ -12,7 +12,9 @@ memory of each (BENCHMARKS.md, "Data at scale"):
     python3 benches/csv_compare.py big.csv --target y --repeat 2 -- --missing mean
 
 Arguments after `--` go to `train`. The binary is target/release/backprop unless --backprop
-says otherwise; each measurement is a fresh process (peak RSS from wait4).
+says otherwise; each measurement is a fresh process (peak RSS from wait4). With --parquet, the
+file is also written as Parquet (by pandas and pyarrow, untimed) and `pandas.read_parquet` is
+measured beside `backprop train` on it.
 """
 import argparse
 import os
@@ -25,8 +27,14 @@ PANDAS = """
 import sys, time
 import pandas as pd
 t = time.perf_counter()
-frame = pd.read_csv(sys.argv[1])
+frame = pd.read_csv(sys.argv[1]) if sys.argv[1].endswith(".csv") else pd.read_parquet(sys.argv[1])
 print(time.perf_counter() - t)
+"""
+
+TO_PARQUET = """
+import sys
+import pandas as pd
+pd.read_csv(sys.argv[1]).to_parquet(sys.argv[2])
 """
 
 
@@ -58,6 +66,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--backprop", default="target/release/backprop")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--parquet", action="store_true",
+                        help="also compare pandas.read_parquet and train on a Parquet copy")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -71,7 +81,16 @@ def main():
     predict = [args.backprop, "predict", "--model", model, "--data", args.file,
                "--out", os.path.join(work, "predictions.csv")]
     rows = []
+    parquet = os.path.join(work, "data.parquet")
+    if args.parquet:
+        run([args.python, "-c", TO_PARQUET, args.file, parquet])
     for attempt in range(args.repeat):
+        if args.parquet:
+            wall, rss, out = run([args.python, "-c", PANDAS, parquet])
+            rows.append(("pandas.read_parquet", attempt, float(out.strip()), wall, rss))
+            swap = {args.file: parquet, model: model + ".parquet-model"}
+            wall, rss, _ = run([swap.get(a, a) for a in train])
+            rows.append(("backprop train parquet", attempt, wall, wall, rss))
         wall, rss, out = run([args.python, "-c", PANDAS, args.file])
         rows.append(("pandas.read_csv", attempt, float(out.strip()), wall, rss))
         wall, rss, _ = run(train)

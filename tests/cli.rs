@@ -150,12 +150,35 @@ fn missing_file_is_named() {
 #[test]
 fn wrong_dtype_names_file_array_and_dtype() {
     let files = Files::new(&small_problem());
-    write_npy(files.path("X.npy"), &Array2::<i64>::zeros((5, 3))).unwrap();
+    let mut complex = backprop::io::npy::header("<c16", &[5, 3]);
+    complex.extend([0u8; 5 * 3 * 16]);
+    std::fs::write(files.path("X.npy"), complex).unwrap();
     fails_with(
         &files,
         &[],
-        &["X.npy", "dtype", "<i8", "float64 or float32"],
+        &["X.npy", "dtype", "<c16", "floats, integers, booleans"],
     );
+}
+
+#[test]
+fn integer_inputs_step_as_their_float_values() {
+    let p = small_problem();
+    let files = Files::new(&p);
+    let integers = p.x.mapv(|v| (v * 10.0).round() as i64);
+    let deltas = |files: &Files| {
+        files.step().assert().success();
+        let mut d = io::NpzFile::open(&files.path("D.npz")).unwrap();
+        let names = d.names().to_vec();
+        assert!(!names.is_empty());
+        names
+            .iter()
+            .map(|n| d.array(n).unwrap())
+            .collect::<Vec<_>>()
+    };
+    write_npy(files.path("X.npy"), &integers).unwrap();
+    let from_integers = deltas(&files);
+    write_npy(files.path("X.npy"), &integers.mapv(|v| v as f64)).unwrap();
+    assert_eq!(from_integers, deltas(&files));
 }
 
 #[test]
