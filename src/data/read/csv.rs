@@ -8,10 +8,10 @@
 //! `"` is quoted (`""` is a quote, newlines are text), a quote elsewhere is text, empty lines
 //! are skipped, and cells are trimmed of surrounding whitespace.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use super::blocks::{Block, Blocks, BLOCK_BYTES};
 use crate::data::frame::{Column, Frame, Levels, Lines, ReadPlan, Role, EMPTY, UNTRACKED};
@@ -281,7 +281,7 @@ fn next_field(bytes: &[u8], at: usize, scratch: &mut Vec<u8>) -> Field {
 /// Distinct texts of one column in one block, and each cell's code.
 #[derive(Default)]
 struct Dictionary {
-    index: HashMap<Box<[u8]>, u32>,
+    index: FxHashMap<Box<[u8]>, u32>,
     levels: Vec<Box<[u8]>>,
     codes: Vec<u32>,
     /// Levels that are numbers (capped for targets).
@@ -576,7 +576,7 @@ struct Growing {
     skipped: bool,
     numbers: Option<Vec<f64>>,
     levels: Vec<String>,
-    index: HashMap<String, u32>,
+    index: FxHashMap<String, u32>,
     codes: Option<Vec<u32>>,
 }
 
