@@ -53,7 +53,8 @@ pub fn write_atomic(
 ) -> Result<()> {
     let (mut tmp, registered, target) = temporary_beside(path, "")?;
     {
-        let mut writer = BufWriter::new(tmp.as_file_mut());
+        // Large pieces: outputs run to gigabytes (predictions for every record of a file).
+        let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         write(&mut writer)?;
         writer.flush().map_err(|e| Error::io(path, e))?;
     }

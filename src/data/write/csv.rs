@@ -1,8 +1,8 @@
 //! Predictions out as CSV: the input's records as they were, then the predicted columns.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
-use super::Predicted;
+use super::{Predicted, PredictedColumn};
 use crate::data::frame::Frame;
 
 /// A CSV cell: quoted when it holds a separator, a quote, a line break or outer spaces.
@@ -33,21 +33,38 @@ pub fn write_csv(
         .map(|n| csv_cell(n).into_owned())
         .collect();
     writeln!(out, "{}", header.join(","))?;
+    // Labels quoted once, not once a record.
+    let labels: Vec<Option<Vec<String>>> = predicted
+        .columns
+        .iter()
+        .map(|column| match column {
+            PredictedColumn::Labels { names, .. } => {
+                Some(names.iter().map(|n| csv_cell(n).into_owned()).collect())
+            }
+            PredictedColumn::Numbers(_) => None,
+        })
+        .collect();
     let extra = |out: &mut dyn Write, r: usize| -> std::io::Result<()> {
-        for column in &predicted.columns {
-            write!(out, ",{}", csv_cell(&column.text(r)))?;
+        for (column, quoted) in predicted.columns.iter().zip(&labels) {
+            match (column, quoted) {
+                (PredictedColumn::Labels { index, .. }, Some(quoted)) => {
+                    write!(out, ",{}", quoted[index[r]])?;
+                }
+                (PredictedColumn::Numbers(values), _) => write!(out, ",{}", values[r])?,
+                (column, None) => write!(out, ",{}", csv_cell(&column.text(r)))?,
+            }
         }
-        writeln!(out)
+        out.write_all(b"\n")
     };
     match (input, &frame.spans) {
         (Some(input), Some(spans)) => {
+            // The input is read once, front to back, in large pieces: each record's bytes go
+            // straight from the buffer to the output.
+            let mut input = std::io::BufReader::with_capacity(1 << 20, input);
             let mut at = 0u64;
             for (r, &(start, end)) in spans.iter().enumerate() {
-                std::io::copy(&mut (&mut *input).take(start - at), &mut std::io::sink())?;
-                let copied = std::io::copy(&mut (&mut *input).take(end - start), out)?;
-                if copied != end - start {
-                    return Err(std::io::Error::other("the input changed while it was read"));
-                }
+                pass(&mut input, start - at, &mut std::io::sink())?;
+                pass(&mut input, end - start, out)?;
                 at = end;
                 extra(out, r)?;
             }
@@ -63,6 +80,23 @@ pub fn write_csv(
                 extra(out, r)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Moves the next `bytes` bytes of `input` to `out`.
+fn pass(input: &mut impl BufRead, mut bytes: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    while bytes > 0 {
+        let buffer = input.fill_buf()?;
+        if buffer.is_empty() {
+            return Err(std::io::Error::other("the input changed while it was read"));
+        }
+        let n = buffer
+            .len()
+            .min(usize::try_from(bytes).unwrap_or(usize::MAX));
+        out.write_all(&buffer[..n])?;
+        input.consume(n);
+        bytes -= n as u64;
     }
     Ok(())
 }
