@@ -147,15 +147,14 @@ pub fn prepare_frame(
     let labels = schema.class_labels(frame);
     // The parts hold the usable rows from here.
     let usable_rows = std::mem::take(&mut schema.usable_rows);
+    let usable = usable_rows.len();
     let mut parts = split::split(
-        &usable_rows,
+        usable_rows,
         schema.dates.as_deref(),
         labels.as_deref(),
         &split,
     )?;
     drop(labels);
-    let usable = usable_rows.len();
-    drop(usable_rows);
     let encoder = Encoder::fit(frame, &schema, options, &parts.train)?;
     encoding_plan(&encoder, usable, options.precision)?
         .check("host memory", host_available()?.as_ref())

@@ -131,26 +131,34 @@ fn random_sizes(n: usize, (test_fraction, validation_fraction): (f64, f64)) -> (
 
 /// A seeded random split of `rows`; with `labels` (one per table row), stratified: each class
 /// is split in the same fractions, so every part keeps the class proportions.
-fn random_split(rows: &[usize], labels: Option<&[&str]>, options: &SplitOptions) -> Split {
+fn random_split(rows: Vec<usize>, labels: Option<&[&str]>, options: &SplitOptions) -> Split {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
-    for &r in rows {
-        groups
-            .entry(labels.map_or("", |l| l[r]))
-            .or_default()
-            .push(r);
-    }
+    // Without labels one group: the rows themselves, shuffled in place (no copy of a
+    // million-record index).
+    let groups: Vec<Vec<usize>> = match labels {
+        None => vec![rows],
+        Some(labels) => {
+            let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for r in rows {
+                groups.entry(labels[r]).or_default().push(r);
+            }
+            groups.into_values().collect()
+        }
+    };
     let mut parts = Split {
         train: Vec::new(),
         validation: Vec::new(),
         test: Vec::new(),
     };
-    for mut group in groups.into_values() {
+    for mut group in groups {
         group.shuffle(&mut rng);
         let (n_test, n_validation) = random_sizes(group.len(), options.fractions());
         parts.test.extend(group.drain(..n_test));
         parts.validation.extend(group.drain(..n_validation));
-        parts.train.extend(group);
+        match parts.train.is_empty() {
+            true => parts.train = group,
+            false => parts.train.extend(group),
+        }
     }
     // Each part in file order: which records it holds is random, their order is not (the
     // trainer shuffles every epoch), and reading the columns front to back is several times
@@ -164,12 +172,13 @@ fn random_split(rows: &[usize], labels: Option<&[&str]>, options: &SplitOptions)
 /// Splits `rows` (indices into the table). `dates` holds one date per table row, `labels`
 /// the class of each table row for a stratified random split.
 pub fn split(
-    rows: &[usize],
+    rows: Vec<usize>,
     dates: Option<&[NaiveDate]>,
     labels: Option<&[&str]>,
     options: &SplitOptions,
 ) -> Result<Split> {
     let kind = options.kind;
+    let n_rows = rows.len();
     let mut date_span = String::new();
     let mut parts = match kind {
         SplitKind::Time => {
@@ -268,8 +277,7 @@ pub fn split(
             return Err(Error::Argument {
                 flag: "--split".into(),
                 message: format!(
-                    "the {name} set would be empty ({} records with a target in all); {why}",
-                    rows.len()
+                    "the {name} set would be empty ({n_rows} records with a target in all); {why}"
                 ),
             });
         }
@@ -289,7 +297,7 @@ mod tests {
             .collect();
         let rows: Vec<usize> = (0..200).rev().collect();
         let s = split(
-            &rows,
+            rows.clone(),
             Some(&dates),
             None,
             &SplitOptions::new(SplitKind::Time, 0),
@@ -306,9 +314,9 @@ mod tests {
     fn the_random_split_is_seeded_and_disjoint() {
         let rows: Vec<usize> = (0..1000).collect();
         let random = |seed| SplitOptions::new(SplitKind::Random, seed);
-        let a = split(&rows, None, None, &random(7)).unwrap();
-        assert_eq!(a, split(&rows, None, None, &random(7)).unwrap());
-        assert_ne!(a, split(&rows, None, None, &random(8)).unwrap());
+        let a = split(rows.clone(), None, None, &random(7)).unwrap();
+        assert_eq!(a, split(rows.clone(), None, None, &random(7)).unwrap());
+        assert_ne!(a, split(rows.clone(), None, None, &random(8)).unwrap());
         assert_eq!(
             (a.train.len(), a.validation.len(), a.test.len()),
             (800, 100, 100)
@@ -327,7 +335,7 @@ mod tests {
     #[test]
     fn a_random_split_of_too_few_records_says_how_many_it_needs() {
         let random = SplitOptions::new(SplitKind::Random, 0);
-        let err = split(&[0, 1, 2], None, None, &random)
+        let err = split(vec![0, 1, 2], None, None, &random)
             .unwrap_err()
             .to_string();
         assert!(
@@ -335,7 +343,7 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("days"), "{err}");
-        assert!(split(&[0, 1, 2, 3, 4], None, None, &random).is_ok());
+        assert!(split(vec![0, 1, 2, 3, 4], None, None, &random).is_ok());
     }
 
     #[test]
@@ -350,7 +358,7 @@ mod tests {
             .collect();
         let rows: Vec<usize> = (0..100).collect();
         let s = split(
-            &rows,
+            rows.clone(),
             None,
             Some(&labels),
             &SplitOptions::new(SplitKind::Random, 3),
@@ -367,16 +375,21 @@ mod tests {
             separate_test: true,
             ..SplitOptions::new(SplitKind::Random, 3)
         };
-        let s = split(&rows, None, Some(&labels), &separate).unwrap();
+        let s = split(rows.clone(), None, Some(&labels), &separate).unwrap();
         assert!(s.test.is_empty());
         assert_eq!((s.train.len(), s.validation.len()), (90, 10));
     }
 
     #[test]
     fn a_time_split_without_a_date_says_what_to_do() {
-        let err = split(&[0, 1], None, None, &SplitOptions::new(SplitKind::Time, 0))
-            .unwrap_err()
-            .to_string();
+        let err = split(
+            vec![0, 1],
+            None,
+            None,
+            &SplitOptions::new(SplitKind::Time, 0),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--date"), "{err}");
     }
 }

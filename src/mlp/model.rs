@@ -187,7 +187,7 @@ pub(super) fn fit(
                     settings.split_seed.unwrap_or(settings.seed),
                 )
             };
-            let parts = split(&all, None, names.as_deref(), &options).map_err(|e| match e {
+            let parts = split(all, None, names.as_deref(), &options).map_err(|e| match e {
                 Error::Argument { message, .. } => Error::argument("--val-fraction", message),
                 other => other,
             })?;
