@@ -376,6 +376,15 @@ fn a_parquet_file_from_pyarrow_reads_with_its_types() {
     let mut plan = ReadPlan::infer_all();
     plan.roles.insert("tags".into(), Role::Skip);
     plan.roles.insert("target".into(), Role::Target);
+    // Booleans are 0 and 1 as inputs, labels as a target (a column of flags is binary).
+    let mut flags = plan.clone();
+    flags.roles.insert("flag".into(), Role::Target);
+    let as_target = data::read(&Source::File(path.clone()), &flags, &|_, _| {}).unwrap();
+    let flag = as_target.column("flag", "").unwrap();
+    assert_eq!(
+        (as_target.cell(0, flag), as_target.cell(1, flag)),
+        (Cell::Text("true"), Cell::Text("false"))
+    );
     let frame = data::read(&Source::File(path), &plan, &|_, _| {}).unwrap();
     assert_eq!(frame.n_rows(), 230, "four row groups of at most 64");
     assert_eq!(

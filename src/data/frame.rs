@@ -212,6 +212,26 @@ impl Column {
         }
     }
 
+    /// A typed reader's column of booleans (1 and 0, NaN where empty): numbers as inputs; as
+    /// a target or a category, the labels `false` and `true`, so that a column of flags trains
+    /// a classifier, as scikit-learn's `type_of_target` calls it binary.
+    pub fn of_flags(numbers: Vec<f64>, role: Role) -> Column {
+        match role {
+            Role::Target | Role::Text => {
+                let mut labels = LevelsBuilder::with_capacity(numbers.len());
+                for &v in &numbers {
+                    labels.push(match v {
+                        v if v.is_nan() => None,
+                        v if v != 0.0 => Some("true"),
+                        _ => Some("false"),
+                    });
+                }
+                Column::of_text(labels.finish(), role)
+            }
+            Role::Infer | Role::Skip => Column::of_numbers(numbers, role, 0),
+        }
+    }
+
     /// A typed reader's column of text, stored as `role` says: a target also keeps the
     /// number each level is written as (NaN for words), as a CSV target does.
     pub fn of_text(text: Levels, role: Role) -> Column {

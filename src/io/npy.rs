@@ -108,6 +108,11 @@ impl<'a> Npy<'a> {
         self.len() == 0
     }
 
+    /// Whether the elements are booleans.
+    pub fn is_bool(&self) -> bool {
+        self.dtype.kind == Kind::Bool
+    }
+
     /// Whether the elements are text (`<U`, `|S`) rather than numbers.
     pub fn is_text(&self) -> bool {
         self.dtype.is_text()

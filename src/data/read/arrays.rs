@@ -2,7 +2,8 @@
 //! (the targets: `y`, or `y0`, `y1`, … for several), or one `.npz` archive holding `x` (or
 //! `X`) and, for training, `y`. Numbers of any NumPy dtype become numbers (NaN an empty
 //! cell, which `--missing` handles); fixed-width text (`<U`, `|S`) becomes text levels, so
-//! string class labels need no encoding first. Records are named by row, from 0 as NumPy
+//! string class labels need no encoding first; booleans are 0 and 1 as inputs and the labels
+//! `false` and `true` as a target. Records are named by row, from 0 as NumPy
 //! counts them.
 
 use std::path::Path;
@@ -202,6 +203,9 @@ fn columns(
     Ok(numbers
         .into_iter()
         .zip(roles)
-        .map(|(numbers, &role)| Column::of_numbers(numbers, role, levels_kept))
+        .map(|(numbers, &role)| match array.is_bool() {
+            true => Column::of_flags(numbers, role),
+            false => Column::of_numbers(numbers, role, levels_kept),
+        })
         .collect())
 }

@@ -1,5 +1,6 @@
 //! Parquet in: typed columns read as they are stored, with no text round trip. Numbers (of
-//! every width, decimals scaled, booleans 0 and 1) become numbers, a null an empty cell;
+//! every width, decimals scaled) become numbers, a null an empty cell; booleans are 0 and 1
+//! as inputs and the labels `false` and `true` as a target;
 //! strings become text levels; dates and timestamps become ISO text (`2011-01-01`, or
 //! `2011-01-01 05:00:00` when there is a time of day), which `--date` reads. Row groups are
 //! read in order, their columns on every core. pandas' stored index (`__index_level_0__`)
@@ -27,6 +28,8 @@ const BATCH: usize = 65_536;
 #[derive(Clone, Copy, Debug)]
 enum Meaning {
     Number,
+    /// Booleans, stored as 1 and 0 (see [`Column::of_flags`]).
+    Flag,
     /// A decimal: the stored integer divided by this power of ten.
     Decimal(f64),
     /// Days since 1970-01-01.
@@ -113,7 +116,9 @@ pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Fram
                 Meaning::Text | Meaning::Date | Meaning::Timestamp(_) => {
                     Sink::Text(LevelsBuilder::with_capacity(rows))
                 }
-                Meaning::Number | Meaning::Decimal(_) => Sink::Numbers(Vec::with_capacity(rows)),
+                Meaning::Number | Meaning::Decimal(_) | Meaning::Flag => {
+                    Sink::Numbers(Vec::with_capacity(rows))
+                }
             };
             Ok(Reading {
                 index: *i,
@@ -157,6 +162,9 @@ pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Fram
     for (i, name) in columns {
         let column = match readings.next_if(|r| r.index == i) {
             Some(reading) => match reading.sink {
+                Sink::Numbers(n) if matches!(reading.meaning, Meaning::Flag) => {
+                    Column::of_flags(n, reading.role)
+                }
                 Sink::Numbers(n) => Column::of_numbers(n, reading.role, plan.levels_kept),
                 Sink::Text(t) => Column::of_text(t.finish(), reading.role),
             },
@@ -185,6 +193,7 @@ fn meaning(descr: &ColumnDescriptor) -> std::result::Result<Meaning, String> {
             _ => 1_000_000_000,
         }),
         (_, PhysicalType::INT96) => Meaning::Timestamp(1_000_000_000),
+        (_, PhysicalType::BOOLEAN) => Meaning::Flag,
         (_, PhysicalType::BYTE_ARRAY) => Meaning::Text,
         (Some(LogicalType::Float16), PhysicalType::FIXED_LEN_BYTE_ARRAY) => Meaning::Number,
         (_, PhysicalType::FIXED_LEN_BYTE_ARRAY) => {
