@@ -53,6 +53,16 @@ impl<'a> From<&'a Values> for Matrix<'a> {
 }
 
 impl Values {
+    /// `rows` x `cols` zeros in `precision`, column by column in memory (an encoder writes a
+    /// feature at a time; backends load them row-major).
+    pub fn zeros_column_major(precision: Precision, rows: usize, cols: usize) -> Values {
+        use ndarray::ShapeBuilder;
+        match precision {
+            Precision::F32 => Values::F32(Array2::zeros((rows, cols).f())),
+            Precision::F64 => Values::F64(Array2::zeros((rows, cols).f())),
+        }
+    }
+
     /// `rows` x `cols` zeros in `precision`.
     pub fn zeros(precision: Precision, rows: usize, cols: usize) -> Values {
         match precision {

@@ -249,7 +249,7 @@ fn model_bytes() -> (Vec<u8>, Network<f64>, Encoder) {
     };
     let frame = parse_csv("t.csv".into(), text.as_bytes(), &options.read_plan()).unwrap();
     let (encoder, _) = data::prepare_frame(
-        &frame,
+        frame,
         &options,
         &SplitOptions::new(SplitKind::Random, 0),
         &SeparateSets::default(),
@@ -342,7 +342,7 @@ proptest! {
             prop_assert_eq!(frame.n_rows(), text_frame.n_rows());
             prop_assert_eq!(&frame.lines, &text_frame.lines);
             let kind = if random { SplitKind::Random } else { SplitKind::Time };
-            if let Ok((encoder, splits)) = data::prepare_frame(&frame, &options, &SplitOptions::new(kind, 1), &SeparateSets::default()) {
+            if let Ok((encoder, splits)) = data::prepare_frame(frame.clone(), &options, &SplitOptions::new(kind, 1), &SeparateSets::default()) {
                 for part in [&splits.train, &splits.validation, &splits.test] {
                     prop_assert_eq!(part.x.ncols(), encoder.n_features());
                     prop_assert!(part.x.iter_f64().all(|v| v.is_finite()));
@@ -371,7 +371,7 @@ proptest! {
         let x = frame.column("x", "--target").unwrap();
         let cells: Vec<Cell> = (0..frame.n_rows()).map(|r| frame.cell(r, x)).collect();
         prop_assert_eq!(cells, values.iter().map(|&v| Cell::Number(v)).collect::<Vec<_>>());
-        let (encoder, splits) = data::prepare_frame(&frame, &options, &SplitOptions::new(SplitKind::Random, 3), &SeparateSets::default()).unwrap();
+        let (encoder, splits) = data::prepare_frame(frame.clone(), &options, &SplitOptions::new(SplitKind::Random, 3), &SeparateSets::default()).unwrap();
         // Standardised with the training split's statistics: undoing them gives the numbers.
         let backprop::data::encode::Feature::Numeric { mean, std, .. } = &encoder.features[0] else {
             panic!("x is numeric");

@@ -128,23 +128,24 @@ pub fn prepare_with(
     progress: &dyn Fn(u64, u64),
 ) -> crate::Result<(Encoder, Splits)> {
     let frame = read(source, &options.read_plan(), progress)?;
-    prepare_frame(&frame, options, split, separate)
+    prepare_frame(frame, options, split, separate)
 }
 
-/// [`prepare`] on a frame already read.
+/// [`prepare`] on a frame already read, which it consumes: each typed column is released
+/// once every part has its features (see [`Encoder::transform_owned`]).
 pub fn prepare_frame(
-    frame: &Frame,
+    frame: Frame,
     options: &PipelineOptions,
     split: &SplitOptions,
     separate: &SeparateSets,
 ) -> crate::Result<(Encoder, Splits)> {
-    let mut schema = Schema::detect(frame, options)?;
+    let mut schema = Schema::detect(&frame, options)?;
     let split = SplitOptions {
         separate_validation: separate.validation.is_some(),
         separate_test: separate.test.is_some(),
         ..*split
     };
-    let labels = schema.class_labels(frame);
+    let labels = schema.class_labels(&frame);
     // The parts hold the usable rows from here.
     let usable_rows = std::mem::take(&mut schema.usable_rows);
     let usable = usable_rows.len();
@@ -155,37 +156,51 @@ pub fn prepare_frame(
         &split,
     )?;
     drop(labels);
-    let encoder = Encoder::fit(frame, &schema, options, &parts.train)?;
+    let encoder = Encoder::fit(&frame, &schema, options, &parts.train)?;
     encoding_plan(&encoder, usable, options.precision)?
         .check("host memory", host_available()?.as_ref())
         .map_err(|e| frame.file_error(e.to_string()))?;
-    let encode = |rows: &mut Vec<usize>| -> crate::Result<Dataset> {
-        if schema.dates.is_some() {
+    let warnings = schema.label_leaks(&frame, &parts.train);
+    if schema.dates.is_some() {
+        for rows in [&mut parts.validation, &mut parts.test, &mut parts.train] {
             rows.sort_by(|&a, &b| {
                 schema
-                    .time_key(frame, a)
-                    .total_cmp(&schema.time_key(frame, b))
+                    .time_key(&frame, a)
+                    .total_cmp(&schema.time_key(&frame, b))
             });
         }
-        encoder.transform(frame, rows, true, options.precision)
-    };
+    }
     let mut dropped = frame.n_rows() - usable;
-    let mut part = |rows: &mut Vec<usize>, file: &Option<Source>| match file {
-        Some(file) => {
-            let (set, left_out) = encode_separate(&encoder, options, file)?;
-            dropped += left_out;
-            Ok(set)
-        }
-        None => encode(rows),
+    // Separate files first; then the frame's parts together, the frame released on the way.
+    let mut separate_set = |file: &Option<Source>| -> crate::Result<Option<Dataset>> {
+        file.as_ref()
+            .map(|file| {
+                let (set, left_out) = encode_separate(&encoder, options, file)?;
+                dropped += left_out;
+                Ok(set)
+            })
+            .transpose()
     };
-    let validation = part(&mut parts.validation, &separate.validation)?;
-    let test = part(&mut parts.test, &separate.test)?;
+    let validation_file = separate_set(&separate.validation)?;
+    let test_file = separate_set(&separate.test)?;
+    let mut sets = encoder
+        .transform_owned(
+            frame,
+            &[&parts.validation, &parts.test, &parts.train],
+            options.precision,
+        )?
+        .into_iter();
+    let mut next = || {
+        sets.next()
+            .ok_or_else(|| crate::Error::Shape("an encoded part is missing".into()))
+    };
+    let (validation, test, train) = (next()?, next()?, next()?);
     let splits = Splits {
-        train: encode(&mut parts.train)?,
-        validation,
-        test,
+        train,
+        validation: validation_file.unwrap_or(validation),
+        test: test_file.unwrap_or(test),
         dropped,
-        warnings: schema.label_leaks(frame, &parts.train),
+        warnings,
     };
     Ok((encoder, splits))
 }

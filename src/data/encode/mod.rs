@@ -7,6 +7,8 @@ pub mod feature;
 pub mod options;
 pub mod stats;
 
+use std::borrow::Cow;
+
 use ndarray::{s, Array2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ pub(crate) use options::MISSING_HINT;
 pub use options::{Classify, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES, MISSING};
 pub(crate) use stats::{mean_std, standardize};
 
-use super::frame::{Frame, ReadPlan, Role};
+use super::frame::{Column, Frame, ReadPlan, Role};
 use super::schema::{dates_at, parse_hour, time_key, Schema};
 use super::Dataset;
 use crate::error::Result;
@@ -286,103 +288,177 @@ impl Encoder {
         with_targets: bool,
         precision: Precision,
     ) -> Result<Dataset> {
-        // A column the encoder reads but the file lacks: the file (a model applied to other
-        // data) is at fault, not a flag.
-        let find = |name: &str, role: &str| {
-            frame.column(name, "--data").map_err(|_| {
-                frame.file_error(format!(
-                    "no column `{name}`, which the encoder reads as {role}; the columns are {}",
-                    frame.some_columns()
-                ))
-            })
-        };
-        let date_col = self
-            .date
-            .as_deref()
-            .map(|d| find(d, "its date"))
-            .transpose()?;
-        let hour_col = self
-            .hour
-            .as_deref()
-            .map(|h| find(h, "its clock hour"))
-            .transpose()?;
-        let columns = self
-            .features
-            .iter()
-            .map(|f| find(f.column(), "a feature"))
-            .collect::<Result<Vec<_>>>()?;
-        let dates = date_col
-            .map(|d| dates_at(frame, d, rows.iter().copied()))
-            .transpose()?;
-        let time = dates.as_ref().map(|dates| {
-            dates
-                .iter()
-                .zip(rows)
-                .map(|(&date, &r)| {
-                    let hour = hour_col.and_then(|h| parse_hour(&frame.cell(r, h).to_text()));
-                    time_key(date, hour)
-                })
-                .collect()
-        });
-        let encoding = Encoding {
-            frame,
-            rows,
-            dates: dates.as_deref(),
-            missing: self.missing,
-        };
-        let x = match precision {
-            Precision::F32 => Values::F32(self.inputs(&encoding, &columns)?),
-            Precision::F64 => Values::F64(self.inputs(&encoding, &columns)?),
-        };
-        let target = if !with_targets {
-            Array2::zeros((rows.len(), 0))
-        } else if let Some(classes) = &self.classes {
-            classes.encode(frame, find(&classes.column, "its class label")?, rows)?
-        } else {
-            let target_cols = self
-                .targets
-                .iter()
-                .map(|t| find(&t.column, "a target"))
-                .collect::<Result<Vec<_>>>()?;
-            classes::encode_targets(frame, &target_cols, &self.targets, rows)?
-        };
-        Ok(Dataset {
-            x,
-            target,
-            source: frame.source.clone(),
-            lines: frame.lines.select(rows),
-            time,
-        })
+        let mut sets = self.encode_parts(Cow::Borrowed(frame), &[rows], with_targets, precision)?;
+        Ok(sets.remove(0))
     }
 
-    /// The input matrix: each feature writes its own columns, blocks of records on every
-    /// core (the first error in record order is the one reported).
-    fn inputs<T: Float>(&self, encoding: &Encoding, columns: &[usize]) -> Result<Array2<T>> {
-        const RECORDS: usize = 1 << 15;
-        let mut x = Array2::zeros((encoding.rows.len(), self.n_features()));
-        let results: Vec<Result<()>> = x
-            .axis_chunks_iter_mut(Axis(0), RECORDS)
-            .into_par_iter()
-            .enumerate()
-            .map(|(block, mut x)| {
-                let range = block * RECORDS..(block * RECORDS + x.nrows());
-                let part = Encoding {
-                    rows: &encoding.rows[range.clone()],
-                    dates: encoding.dates.map(|d| &d[range]),
-                    ..*encoding
-                };
-                let mut at = 0;
-                for (feature, &c) in self.features.iter().zip(columns) {
-                    let width = feature.width();
-                    let weekday = self.weekday_columns.iter().any(|w| w == feature.column());
-                    let mut view = x.slice_mut(s![.., at..at + width]);
-                    feature.encode(&part, c, weekday, &mut view)?;
-                    at += width;
-                }
-                Ok(())
-            })
-            .collect();
-        results.into_iter().collect::<Result<()>>()?;
-        Ok(x)
+    /// Encodes several parts of `frame` (with their targets), consuming it: feature by
+    /// feature, and each frame column is released as soon as no feature still reads it, so
+    /// the typed columns and the encoded tables are never whole at the same time.
+    pub fn transform_owned(
+        &self,
+        frame: Frame,
+        parts: &[&[usize]],
+        precision: Precision,
+    ) -> Result<Vec<Dataset>> {
+        self.encode_parts(Cow::Owned(frame), parts, true, precision)
     }
+
+    /// The columns the encoder reads in `frame`: each feature's, the date's and the hour's.
+    /// A column the file lacks is the file's fault (a model applied to other data), not a
+    /// flag's.
+    fn columns(&self, frame: &Frame) -> Result<(Vec<usize>, Option<usize>, Option<usize>)> {
+        let date = self
+            .date
+            .as_deref()
+            .map(|d| find(frame, d, "its date"))
+            .transpose()?;
+        let hour = self
+            .hour
+            .as_deref()
+            .map(|h| find(frame, h, "its clock hour"))
+            .transpose()?;
+        let features = self
+            .features
+            .iter()
+            .map(|f| find(frame, f.column(), "a feature"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((features, date, hour))
+    }
+
+    /// The targets of `rows`: class indicators or (standardised) numbers.
+    fn targets(&self, frame: &Frame, rows: &[usize]) -> Result<Array2<f64>> {
+        match &self.classes {
+            Some(classes) => classes.encode(
+                frame,
+                find(frame, &classes.column, "its class label")?,
+                rows,
+            ),
+            None => {
+                let columns = self
+                    .targets
+                    .iter()
+                    .map(|t| find(frame, &t.column, "a target"))
+                    .collect::<Result<Vec<_>>>()?;
+                classes::encode_targets(frame, &columns, &self.targets, rows)
+            }
+        }
+    }
+
+    /// Everything of each part but its inputs, then the inputs feature by feature (columns
+    /// of every part; blocks of records on every core). An owned frame releases each column
+    /// once every feature that reads it is encoded; a borrowed one stays whole. The error is
+    /// the first bad cell, in record order, of the first feature that has one.
+    fn encode_parts(
+        &self,
+        mut frame: Cow<Frame>,
+        parts: &[&[usize]],
+        with_targets: bool,
+        precision: Precision,
+    ) -> Result<Vec<Dataset>> {
+        let (columns, date_col, hour_col) = self.columns(&frame)?;
+        let mut sets = Vec::with_capacity(parts.len());
+        let mut part_dates = Vec::with_capacity(parts.len());
+        for rows in parts {
+            let f = &*frame;
+            let dates = date_col
+                .map(|d| dates_at(f, d, rows.iter().copied()))
+                .transpose()?;
+            let time = dates.as_ref().map(|dates| {
+                dates
+                    .iter()
+                    .zip(rows.iter())
+                    .map(|(&date, &r)| {
+                        let hour = hour_col.and_then(|h| parse_hour(&f.cell(r, h).to_text()));
+                        time_key(date, hour)
+                    })
+                    .collect()
+            });
+            let target = match with_targets {
+                true => self.targets(f, rows)?,
+                false => Array2::zeros((rows.len(), 0)),
+            };
+            sets.push(Dataset {
+                x: Values::zeros_column_major(precision, rows.len(), self.n_features()),
+                target,
+                source: f.source.clone(),
+                lines: f.lines.select(rows),
+                time,
+            });
+            part_dates.push(dates);
+        }
+        let mut at = 0;
+        for (i, (feature, &c)) in self.features.iter().zip(&columns).enumerate() {
+            let width = feature.width();
+            let weekday = self.weekday_columns.iter().any(|w| w == feature.column());
+            for ((set, rows), dates) in sets.iter_mut().zip(parts).zip(&part_dates) {
+                let encoding = Encoding {
+                    frame: &frame,
+                    rows,
+                    dates: dates.as_deref(),
+                    missing: self.missing,
+                };
+                match &mut set.x {
+                    Values::F32(x) => encode_feature(
+                        feature,
+                        &encoding,
+                        c,
+                        weekday,
+                        x.slice_mut(s![.., at..at + width]),
+                    )?,
+                    Values::F64(x) => encode_feature(
+                        feature,
+                        &encoding,
+                        c,
+                        weekday,
+                        x.slice_mut(s![.., at..at + width]),
+                    )?,
+                }
+            }
+            at += width;
+            let still_read =
+                columns[i + 1..].contains(&c) || [date_col, hour_col].contains(&Some(c));
+            if let (false, Cow::Owned(frame)) = (still_read, &mut frame) {
+                frame.columns[c] = Column::default();
+            }
+        }
+        Ok(sets)
+    }
+}
+
+/// The index of column `name`, which the encoder reads as `role`.
+fn find(frame: &Frame, name: &str, role: &str) -> Result<usize> {
+    frame.column(name, "--data").map_err(|_| {
+        frame.file_error(format!(
+            "no column `{name}`, which the encoder reads as {role}; the columns are {}",
+            frame.some_columns()
+        ))
+    })
+}
+
+/// Writes one feature of `encoding.rows` into `x` (its columns of the inputs), blocks of
+/// records on every core; the first error in record order is the one reported.
+fn encode_feature<T: Float>(
+    feature: &Feature,
+    encoding: &Encoding,
+    c: usize,
+    weekday: bool,
+    mut x: ndarray::ArrayViewMut2<T>,
+) -> Result<()> {
+    const RECORDS: usize = 1 << 15;
+    let results: Vec<Result<()>> = x
+        .axis_chunks_iter_mut(Axis(0), RECORDS)
+        .into_par_iter()
+        .enumerate()
+        .map(|(block, mut x)| {
+            let range = block * RECORDS..(block * RECORDS + x.nrows());
+            let part = Encoding {
+                rows: &encoding.rows[range.clone()],
+                dates: encoding.dates.map(|d| &d[range]),
+                ..*encoding
+            };
+            feature.encode(&part, c, weekday, &mut x)
+        })
+        .collect();
+    results.into_iter().collect()
 }

@@ -56,8 +56,27 @@ struct Reading {
 }
 
 /// Reads the Parquet file `path` as `plan` says, telling `progress` the compressed bytes of
-/// the row groups read so far.
+/// the row groups read so far. The footer is checked before any column is read; a decoder
+/// that still fails on damaged pages by panicking (the parquet crate asserts in places) is
+/// caught and reported as the file's error.
 pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Frame> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_checked(path, plan, progress)
+    }))
+    .unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no reason given");
+        Err(Error::File {
+            path: path.into(),
+            message: format!("the Parquet decoder failed on it (a damaged file?): {reason}"),
+        })
+    })
+}
+
+fn read_checked(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Frame> {
     let error = |message: String| Error::File {
         path: path.into(),
         message,
@@ -65,12 +84,14 @@ pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Fram
     // Mapped and shared: column readers on several threads each read their own ranges (a
     // `File` would share one seek position among them).
     let bytes = bytes::Bytes::from_owner(crate::io::map_input(path)?);
+    let bytes_len = bytes.len() as u64;
     let reader = SerializedFileReader::new(bytes)
         .map_err(|e| error(format!("not a readable Parquet file ({e})")))?;
     let metadata = reader.metadata();
     let schema = metadata.file_metadata().schema_descr();
     let rows = usize::try_from(metadata.file_metadata().num_rows())
         .map_err(|_| error("the footer declares a negative number of rows".into()))?;
+    check_chunks(metadata, bytes_len, &error)?;
     if rows == 0 {
         return Err(error("holds no records".into()));
     }
@@ -174,6 +195,48 @@ pub fn read(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<Fram
         out.push(column);
     }
     Frame::new(path.into(), names, out, Lines::rows(rows))
+}
+
+/// Checks that every column chunk the footer declares lies inside the file (the parquet
+/// crate asserts it, and a damaged footer must be an error, not a panic), and that the row
+/// groups hold the rows the file declares.
+fn check_chunks(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    file_bytes: u64,
+    error: &dyn Fn(String) -> Error,
+) -> Result<()> {
+    let mut rows = 0i64;
+    for g in 0..metadata.num_row_groups() {
+        let group = metadata.row_group(g);
+        if group.num_rows() < 0 {
+            return Err(error(format!(
+                "row group {g} declares a negative number of rows"
+            )));
+        }
+        rows = rows.saturating_add(group.num_rows());
+        for (c, chunk) in group.columns().iter().enumerate() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or_else(|| chunk.data_page_offset());
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(chunk.compressed_size()).ok())
+                .and_then(|(start, length)| start.checked_add(length))
+                .is_some_and(|end| end <= file_bytes);
+            if !inside {
+                return Err(error(format!(
+                    "row group {g}, column {c}: the footer places its data outside the file's {file_bytes} bytes (the file is damaged)"
+                )));
+            }
+        }
+    }
+    if rows != metadata.file_metadata().num_rows() {
+        return Err(error(format!(
+            "the row groups hold {rows} rows but the footer declares {} (the file is damaged)",
+            metadata.file_metadata().num_rows()
+        )));
+    }
+    Ok(())
 }
 
 /// The column pandas stores a named or non-default index in.
