@@ -361,21 +361,18 @@ fn text_labels_in_an_npz_train_a_classifier_whose_npy_predictions_are_labels() {
 #[test]
 fn a_parquet_file_from_pyarrow_reads_with_its_types() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mixed.parquet");
-    // The nested column must be dropped, by its top-level name.
-    let err = data::read(
-        &Source::File(path.clone()),
-        &ReadPlan::infer_all(),
-        &|_, _| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("column `tags` is nested") && err.contains("--drop tags"),
-        "{err}"
-    );
+    // The nested column is left out (no feature), and cannot be a target.
     let mut plan = ReadPlan::infer_all();
-    plan.roles.insert("tags".into(), Role::Skip);
+    plan.roles.insert("tags".into(), Role::Target);
+    let err = data::read(&Source::File(path.clone()), &plan, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("column `tags` is nested"), "{err}");
+    let mut plan = ReadPlan::infer_all();
     plan.roles.insert("target".into(), Role::Target);
+    let with_tags = data::read(&Source::File(path.clone()), &plan, &|_, _| {}).unwrap();
+    assert!(with_tags.columns[with_tags.column("tags", "").unwrap()].is_skipped());
+    plan.roles.insert("tags".into(), Role::Skip);
     // Booleans are 0 and 1 as inputs, labels as a target (a column of flags is binary).
     let mut flags = plan.clone();
     flags.roles.insert("flag".into(), Role::Target);
@@ -389,7 +386,10 @@ fn a_parquet_file_from_pyarrow_reads_with_its_types() {
     assert_eq!(frame.n_rows(), 230, "four row groups of at most 64");
     assert_eq!(
         frame.names,
-        ["count", "small", "ratio", "flag", "kind", "day", "at", "price", "target"]
+        [
+            "count", "small", "ratio", "big", "huge", "flag", "kind", "day", "at", "price", "tags",
+            "target"
+        ]
     );
     let cell = |r: usize, name: &str| frame.cell(r, frame.column(name, "").unwrap());
     for i in 0..230 {
@@ -469,11 +469,20 @@ fn array_files_that_disagree_or_cannot_be_trained_on_are_named() {
     );
     fails(
         &["--data", "inf.npy", "--target", "y2.npy"],
-        "row 1, column 0 (`x0`): the value is inf",
+        "row 1, column `x0`: the value is inf",
     );
     fails(
         &["--data", "cube.npy", "--target", "y.npy"],
         "has shape [2, 2, 2]",
+    );
+    std::fs::write(
+        dir.path("hollow.npy"),
+        npy_bytes(&[1_000_000_000_000, 0], &[], false),
+    )
+    .unwrap();
+    fails(
+        &["--data", "hollow.npy", "--target", "y.npy"],
+        "records without columns",
     );
     fails(
         &["--data", "missing.npy", "--target", "y.npy"],

@@ -491,14 +491,14 @@ impl Frame {
     }
 
     /// An error at one cell: `line 7, column 3 (`temp`): message`.
+    /// (A record numbered by row, from an array or Parquet file, names its column only: the
+    /// frame's column count is not the file's.)
     pub fn cell_error(&self, row: usize, column: usize, message: String) -> Error {
-        self.file_error(format!(
-            "{} {}, column {} (`{}`): {message}",
-            self.lines.unit,
-            self.lines.get(row),
-            column + 1,
-            self.names[column]
-        ))
+        let (unit, line, name) = (self.lines.unit, self.lines.get(row), &self.names[column]);
+        self.file_error(match unit {
+            "line" => format!("line {line}, column {} (`{name}`): {message}", column + 1),
+            _ => format!("{unit} {line}, column `{name}`: {message}"),
+        })
     }
 
     /// The bytes the columns hold.

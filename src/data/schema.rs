@@ -138,7 +138,7 @@ impl Schema {
         let usable_rows = usable_rows(frame, &roles.targets, class_target, options)?;
         let (mut numeric, mut categorical) = (Vec::new(), Vec::new());
         for c in 0..frame.names.len() {
-            if roles.is_feature(c) {
+            if roles.is_feature(c, frame) {
                 if roles.forced.contains(&c) || !is_numeric(frame, c)? {
                     categorical.push(c);
                 } else {
@@ -375,8 +375,13 @@ impl Roles {
         Ok(roles)
     }
 
-    fn is_feature(&self, c: usize) -> bool {
-        !self.targets.contains(&c) && !self.dropped.contains(&c) && Some(c) != self.date
+    /// Whether column `c` is a feature: not a target, not dropped, not the date, and read
+    /// (a reader leaves out what it cannot hold, such as Parquet's nested columns).
+    fn is_feature(&self, c: usize, frame: &Frame) -> bool {
+        !self.targets.contains(&c)
+            && !self.dropped.contains(&c)
+            && Some(c) != self.date
+            && !frame.columns[c].is_skipped()
     }
 }
 

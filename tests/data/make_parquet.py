@@ -18,6 +18,8 @@ table = pa.table(
         "count": pa.array([i * 3 if i % 7 else None for i in rows], pa.int64()),
         "small": pa.array([i % 100 - 50 for i in rows], pa.int8()),
         "ratio": pa.array([i / 8 for i in rows], pa.float32()),
+        "big": pa.array([3_000_000_000 + i for i in rows], pa.uint32()),
+        "huge": pa.array([2**63 + 2**11 * i for i in rows], pa.uint64()),
         "flag": pa.array([i % 2 == 0 for i in rows], pa.bool_()),
         "kind": pa.array(
             [["alpha", "beta", "gamma"][i % 3] if i % 11 else None for i in rows]

@@ -62,6 +62,13 @@ fn parsed<'a>(bytes: &'a [u8], path: &Path, array: &str) -> Result<Npy<'a>> {
         array: array.into(),
         message,
     })?;
+    if npy.shape.get(1) == Some(&0) {
+        return Err(Error::Array {
+            path: path.into(),
+            array: array.into(),
+            message: format!("has shape {:?}: records without columns", npy.shape),
+        });
+    }
     if npy.shape.is_empty() || npy.shape.len() > 2 {
         return Err(Error::Array {
             path: path.into(),
@@ -104,6 +111,22 @@ fn frame(
         });
     }
     let width = |a: &Npy| a.shape.get(1).copied().unwrap_or(1);
+    // Every column costs its name, its index entry and its vector besides its values: checked
+    // before any is made (a 100 MB row of a million booleans is a million columns).
+    const COLUMN_BYTES: u64 = 256;
+    let all_columns = width(x.0).saturating_add(y.map_or(0, |(y, _)| width(y)));
+    let mut memory = MemoryPlan::new();
+    memory.add(
+        format!("{all_columns} columns"),
+        &[all_columns],
+        COLUMN_BYTES,
+    )?;
+    memory
+        .check("host memory", host_available()?.as_ref())
+        .map_err(|e| Error::File {
+            path: source.into(),
+            message: e.to_string(),
+        })?;
     let mut names: Vec<String> = (0..width(x.0)).map(|j| format!("x{j}")).collect();
     let mut targets = Vec::new();
     if let Some((y, _)) = y {
@@ -123,8 +146,8 @@ fn frame(
     let kept = roles.iter().filter(|r| **r != Role::Skip).count();
     let mut memory = MemoryPlan::new();
     memory.add(
-        format!("{rows} records x {kept} columns read"),
-        &[rows, kept],
+        format!("{rows} records x {kept} columns read, and their row numbers"),
+        &[rows, kept + 1],
         8,
     )?;
     memory
@@ -192,7 +215,7 @@ fn columns(
                 return Err(Error::File {
                     path: path.into(),
                     message: format!(
-                        "row {r}, column {c} (`{}`): the value is {v}; only finite numbers (or NaN for a missing value) can be trained on",
+                        "row {r}, column `{}`: the value is {v}; only finite numbers (or NaN for a missing value) can be trained on",
                         names[c]
                     ),
                 });

@@ -427,7 +427,7 @@ impl Shape<'_> {
             }
             chunk_lines.push(line);
             let end = if self.keep_spans {
-                bytes[..at].trim_ascii_end().len()
+                bytes[..at].trim_ascii_end().len().max(start)
             } else {
                 0
             };

@@ -4,13 +4,13 @@
 //! strings become text levels; dates and timestamps become ISO text (`2011-01-01`, or
 //! `2011-01-01 05:00:00` when there is a time of day), which `--date` reads. Row groups are
 //! read in order, their columns on every core. pandas' stored index (`__index_level_0__`)
-//! is not a column of the data. Nested columns (lists, structs, maps) must be dropped
-//! (`--drop NAME`, by their top-level name).
+//! is not a column of the data. Nested columns (lists, structs, maps) are not read: they are
+//! no features, and cannot be targets or categories.
 
 use std::path::Path;
 
 use chrono::DateTime;
-use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+use parquet::basic::{ConvertedType, LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
 use parquet::data_type::DataType;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -28,6 +28,8 @@ const BATCH: usize = 65_536;
 #[derive(Clone, Copy, Debug)]
 enum Meaning {
     Number,
+    /// Unsigned integers, stored in a signed physical type.
+    Unsigned,
     /// Booleans, stored as 1 and 0 (see [`Column::of_flags`]).
     Flag,
     /// A decimal: the stored integer divided by this power of ten.
@@ -95,33 +97,37 @@ fn read_checked(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<
     if rows == 0 {
         return Err(error("holds no records".into()));
     }
-    // A nested column (a list's or a struct's leaves) goes by its top-level name: it must be
-    // dropped, and then it is not read at all.
-    let mut columns: Vec<(usize, String)> = Vec::with_capacity(schema.num_columns());
+    // A nested column (a list's, a struct's or a map's leaves) goes by its top-level name and
+    // is not read: it is no feature (a frame column left empty), and naming it as a target or
+    // a category is an error. `None` marks it.
+    let mut columns: Vec<(Option<usize>, String)> = Vec::with_capacity(schema.num_columns());
     for i in 0..schema.num_columns() {
         let descr = schema.column(i);
         let parts = descr.path().parts();
         let name = parts.first().cloned().unwrap_or_default();
         let nested = descr.max_rep_level() > 0 || parts.len() > 1;
-        match (nested, plan.role(&name)) {
+        match (nested, plan.roles.get(&name)) {
             _ if is_pandas_index(&name) => {}
-            (true, Role::Skip) => {}
-            (true, _) => {
+            (true, Some(Role::Target | Role::Text)) => {
                 return Err(error(format!(
-                    "column `{name}` is nested (a list, struct or map); only flat columns are read: --drop {name}, or flatten it first"
+                    "column `{name}` is nested (a list, struct or map); only flat columns can be targets or categories: flatten it first"
                 )))
             }
-            (false, _) => columns.push((i, name)),
+            (true, _) if columns.iter().any(|(_, n)| *n == name) => {}
+            (true, _) => columns.push((None, name)),
+            (false, _) => columns.push((Some(i), name)),
         }
     }
-    let kept = columns
-        .iter()
-        .filter(|(_, n)| plan.role(n) != Role::Skip)
-        .count();
+    if columns.iter().all(|(i, _)| i.is_none()) {
+        return Err(error("holds no flat column to read".into()));
+    }
+    let read_here =
+        |(i, name): &&(Option<usize>, String)| i.is_some() && plan.role(name) != Role::Skip;
+    let kept = columns.iter().filter(read_here).count();
     let mut memory = MemoryPlan::new();
     memory.add(
-        format!("{rows} records x {kept} columns read"),
-        &[rows, kept],
+        format!("{rows} records x {kept} columns read, and their row numbers"),
+        &[rows, kept + 1],
         8,
     )?;
     memory
@@ -129,20 +135,21 @@ fn read_checked(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<
         .map_err(|e| error(e.to_string()))?;
     let mut readings = columns
         .iter()
-        .filter(|(_, name)| plan.role(name) != Role::Skip)
+        .filter(read_here)
+        .filter_map(|(i, name)| i.map(|i| (i, name)))
         .map(|(i, name)| {
-            let descr = schema.column(*i);
+            let descr = schema.column(i);
             let meaning = meaning(&descr).map_err(|m| error(format!("column `{name}`: {m}")))?;
             let sink = match meaning {
                 Meaning::Text | Meaning::Date | Meaning::Timestamp(_) => {
                     Sink::Text(LevelsBuilder::with_capacity(rows))
                 }
-                Meaning::Number | Meaning::Decimal(_) | Meaning::Flag => {
+                Meaning::Number | Meaning::Unsigned | Meaning::Decimal(_) | Meaning::Flag => {
                     Sink::Numbers(Vec::with_capacity(rows))
                 }
             };
             Ok(Reading {
-                index: *i,
+                index: i,
                 name: name.clone(),
                 meaning,
                 max_def: descr.max_def_level(),
@@ -181,7 +188,7 @@ fn read_checked(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<
     let mut names = Vec::with_capacity(columns.len());
     let mut out = Vec::with_capacity(columns.len());
     for (i, name) in columns {
-        let column = match readings.next_if(|r| r.index == i) {
+        let column = match readings.next_if(|r| Some(r.index) == i) {
             Some(reading) => match reading.sink {
                 Sink::Numbers(n) if matches!(reading.meaning, Meaning::Flag) => {
                     Column::of_flags(n, reading.role)
@@ -247,6 +254,18 @@ fn is_pandas_index(name: &str) -> bool {
 /// What a column's values mean, or why it cannot be read.
 fn meaning(descr: &ColumnDescriptor) -> std::result::Result<Meaning, String> {
     let physical = descr.physical_type();
+    // Writers before the logical types (Spark 2, Hive) annotate with converted types only.
+    let legacy = match descr.converted_type() {
+        ConvertedType::DECIMAL => Some(Meaning::Decimal(10f64.powi(descr.type_scale()))),
+        ConvertedType::DATE => Some(Meaning::Date),
+        ConvertedType::TIMESTAMP_MILLIS => Some(Meaning::Timestamp(1_000)),
+        ConvertedType::TIMESTAMP_MICROS => Some(Meaning::Timestamp(1_000_000)),
+        ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 => {
+            Some(Meaning::Unsigned)
+        }
+        ConvertedType::UINT_64 => Some(Meaning::Unsigned),
+        _ => None,
+    };
     let meaning = match (descr.logical_type_ref(), physical) {
         (Some(LogicalType::Decimal(d)), _) => Meaning::Decimal(10f64.powi(d.scale)),
         (Some(LogicalType::Date), _) => Meaning::Date,
@@ -255,6 +274,13 @@ fn meaning(descr: &ColumnDescriptor) -> std::result::Result<Meaning, String> {
             TimeUnit::MICROS => 1_000_000,
             _ => 1_000_000_000,
         }),
+        (Some(LogicalType::Integer(i)), _) if !i.is_signed => Meaning::Unsigned,
+        (None, PhysicalType::INT32 | PhysicalType::INT64 | PhysicalType::BYTE_ARRAY)
+        | (None, PhysicalType::FIXED_LEN_BYTE_ARRAY)
+            if legacy.is_some() =>
+        {
+            legacy.unwrap_or(Meaning::Number)
+        }
         (_, PhysicalType::INT96) => Meaning::Timestamp(1_000_000_000),
         (_, PhysicalType::BOOLEAN) => Meaning::Flag,
         (_, PhysicalType::BYTE_ARRAY) => Meaning::Text,
@@ -293,11 +319,13 @@ impl Reading {
             }
             ColumnReader::Int32ColumnReader(r) => self.each(r, |&v, sink| match meaning {
                 Meaning::Date => sink.text(date(i64::from(v))),
+                Meaning::Unsigned => sink.number(Some(f64::from(v as u32))),
                 _ => sink.number(Some(f64::from(v) / scale)),
             }),
             ColumnReader::Int64ColumnReader(r) => self.each(r, |&v, sink| match meaning {
                 Meaning::Timestamp(per_second) => sink.text(timestamp(v, per_second)),
                 Meaning::Date => sink.text(date(v)),
+                Meaning::Unsigned => sink.number(Some(v as u64 as f64)),
                 _ => sink.number(Some(v as f64 / scale)),
             }),
             ColumnReader::Int96ColumnReader(r) => self.each(r, |v, sink| {
