@@ -2,17 +2,15 @@
 
 mod common;
 
+use assert_cmd::Command;
+use common::backprop;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use backprop::{cpu, io, Activation};
 use ndarray::{array, Array2, ArrayD};
 use ndarray_npy::{write_npy, NpzWriter};
 use predicates::prelude::*;
-
-fn backprop() -> Command {
-    Command::cargo_bin("backprop").expect("the binary builds")
-}
 
 fn write_npz(path: &Path, arrays: &[(&str, ArrayD<f64>)]) {
     let mut npz = NpzWriter::new(std::fs::File::create(path).unwrap());

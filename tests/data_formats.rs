@@ -4,28 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{backprop, losses, Dir};
 
-use assert_cmd::Command;
+use std::path::Path;
+
 use backprop::data::{self, Cell, ReadPlan, Role, Source};
 use ndarray::{Array1, Array2};
 use rand::Rng;
-
-fn backprop() -> Command {
-    Command::cargo_bin("backprop").expect("the binary builds")
-}
-
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
 
 /// An `.npy` of f64 (C order) or, when `f32`, of float32.
 fn npy_bytes(shape: &[usize], values: &[f64], f32: bool) -> Vec<u8> {
@@ -104,20 +89,6 @@ fn train(dir: &Dir, name: &str, data: &Path, args: &[&str]) -> serde_json::Value
         .assert()
         .success();
     serde_json::from_slice(&std::fs::read(metrics).unwrap()).unwrap()
-}
-
-fn losses(m: &serde_json::Value) -> Vec<(f64, f64)> {
-    m["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["train_loss"].as_f64().unwrap(),
-                e["val_loss"].as_f64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -4,34 +4,18 @@
 
 mod common;
 
+use assert_cmd::Command;
+use common::{backprop, losses, Dir};
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use backprop::data::read_text;
 use backprop::guard::numeric::Precision;
 use backprop::{cpu, model_file};
 use predicates::prelude::*;
 
-fn backprop() -> Command {
-    Command::cargo_bin("backprop").expect("the binary builds")
-}
-
 fn metrics(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn losses(m: &serde_json::Value) -> Vec<(f64, f64)> {
-    m["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["train_loss"].as_f64().unwrap(),
-                e["val_loss"].as_f64().unwrap_or(f64::NAN),
-            )
-        })
-        .collect()
 }
 
 /// `backprop train` on the CPU, quietly, on a bike-like CSV (target `cnt`, date `dteday`).
@@ -58,15 +42,7 @@ fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n") && b.len() > 10_000)
 }
 
-struct Dir(tempfile::TempDir);
-
 impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().unwrap())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
     fn bike_like(&self, days: usize, seed: u64) -> PathBuf {
         let path = self.path("data.csv");
         std::fs::write(&path, common::bike_like_csv(days, seed)).unwrap();

@@ -123,14 +123,6 @@ impl<'a> Npy<'a> {
         describe(self.dtype)
     }
 
-    /// The data, when it is little-endian float32 in C order: what a memory map can hand a
-    /// backend as it is.
-    pub fn f32_data(&self) -> Option<&'a [u8]> {
-        let d = self.dtype;
-        (d.kind == Kind::Float && d.bytes == 4 && !d.big_endian && !self.fortran_order)
-            .then_some(self.data)
-    }
-
     fn element(&self, i: usize) -> &'a [u8] {
         &self.data[i * self.dtype.bytes..(i + 1) * self.dtype.bytes]
     }

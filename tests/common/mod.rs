@@ -35,6 +35,39 @@ pub fn problem(
     Problem { network, x, target }
 }
 
+/// The binary under test.
+pub fn backprop() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("backprop").expect("the binary builds")
+}
+
+/// A temporary directory a test's files live in.
+pub struct Dir(pub tempfile::TempDir);
+
+impl Dir {
+    pub fn new() -> Self {
+        Dir(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+/// Each epoch's training and validation loss (NaN without validation) from a `--metrics` file.
+pub fn losses(m: &serde_json::Value) -> Vec<(f64, f64)> {
+    m["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["train_loss"].as_f64().unwrap(),
+                e["val_loss"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
 /// Whether the GPU tests must run (CI sets `BACKPROP_REQUIRE_GPU=1`).
 pub fn gpu_required() -> bool {
     std::env::var("BACKPROP_REQUIRE_GPU").is_ok_and(|v| v == "1")

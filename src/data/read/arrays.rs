@@ -144,18 +144,7 @@ fn frame(
         })
         .collect();
     let kept = roles.iter().filter(|r| **r != Role::Skip).count();
-    let mut memory = MemoryPlan::new();
-    memory.add(
-        format!("{rows} records x {kept} columns read, and their row numbers"),
-        &[rows, kept + 1],
-        8,
-    )?;
-    memory
-        .check("host memory", host_available()?.as_ref())
-        .map_err(|e| Error::File {
-            path: source.into(),
-            message: e.to_string(),
-        })?;
+    super::check_columns_fit(source, rows, kept)?;
     let at = width(x.0);
     let mut all = columns(x.0, x.1, &names[..at], &roles[..at], plan.levels_kept)?;
     if let Some((y, y_path)) = y {

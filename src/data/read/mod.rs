@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::frame::{Frame, ReadPlan};
 use crate::error::Result;
+use crate::guard::memory::{host_available, MemoryPlan};
 
 /// Where the data comes from.
 #[derive(Clone, Debug)]
@@ -112,6 +113,23 @@ pub fn read(source: &Source, plan: &ReadPlan, progress: &dyn Fn(u64, u64)) -> Re
             }
         }
     }
+}
+
+/// Checks, before a typed reader allocates anything, that `rows` records of `kept` columns
+/// (and their row numbers) fit in memory; `path` names the file in the error.
+fn check_columns_fit(path: &Path, rows: usize, kept: usize) -> Result<()> {
+    let mut memory = MemoryPlan::new();
+    memory.add(
+        format!("{rows} records x {kept} columns read, and their row numbers"),
+        &[rows, kept + 1],
+        8,
+    )?;
+    memory
+        .check("host memory", host_available()?.as_ref())
+        .map_err(|e| crate::error::Error::File {
+            path: path.into(),
+            message: e.to_string(),
+        })
 }
 
 /// Reads a CSV as text cells (every column [`Role::Text`](super::frame::Role::Text)): the

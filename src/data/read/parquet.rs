@@ -19,7 +19,6 @@ use rayon::prelude::*;
 
 use crate::data::frame::{Column, Frame, LevelsBuilder, Lines, ReadPlan, Role};
 use crate::error::{Error, Result};
-use crate::guard::memory::{host_available, MemoryPlan};
 
 /// Records decoded per call: bounds the memory a column's batch takes.
 const BATCH: usize = 65_536;
@@ -124,15 +123,7 @@ fn read_checked(path: &Path, plan: &ReadPlan, progress: &dyn Fn(u64)) -> Result<
     let read_here =
         |(i, name): &&(Option<usize>, String)| i.is_some() && plan.role(name) != Role::Skip;
     let kept = columns.iter().filter(read_here).count();
-    let mut memory = MemoryPlan::new();
-    memory.add(
-        format!("{rows} records x {kept} columns read, and their row numbers"),
-        &[rows, kept + 1],
-        8,
-    )?;
-    memory
-        .check("host memory", host_available()?.as_ref())
-        .map_err(|e| error(e.to_string()))?;
+    super::check_columns_fit(path, rows, kept)?;
     let mut readings = columns
         .iter()
         .filter(read_here)
