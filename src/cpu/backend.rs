@@ -13,7 +13,7 @@ use crate::float::Float;
 use crate::guard::interrupt::CancelToken;
 use crate::guard::memory::host_available;
 use crate::guard::numeric::{check_network, check_representable, first_non_finite, Precision};
-use crate::matrix::Matrix;
+use crate::matrix::{HostRecords, Matrix};
 use crate::model::{Deltas, Network};
 use crate::ops::optimizer::{self, Optimizer, OptimizerState, Rule};
 
@@ -22,7 +22,7 @@ pub struct CpuBackend<T> {
     network: Network<T>,
     optimizer: Optimizer,
     optimizer_state: OptimizerState<T>,
-    data: Vec<(Array2<T>, Array2<T>)>,
+    data: Vec<(HostRecords<T>, Array2<T>)>,
     /// Records one forward pass of a prediction computes at a time (see [`records_per_pass`]).
     predict_chunk: usize,
 }
@@ -236,7 +236,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
         cpu::check_batch(n_inputs, n_outputs, x.dim(), target.dim())?;
         self.data
-            .push((x.to_precision("input")?, target.to_precision("target")?));
+            .push((HostRecords::load(x, "input")?, target.to_precision("target")?));
         Ok(DataId(self.data.len() - 1))
     }
 
@@ -252,7 +252,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         check_epoch(x.nrows(), order, batch)?;
         for (b, records) in order.chunks(batch).enumerate() {
             cancel.check()?;
-            let x_batch = x.select(Axis(0), records);
+            let x_batch = x.select(records)?;
             let target_batch = target.select(Axis(0), records);
             let layer_outputs = cpu::forward(&self.network, x_batch.view());
             if first_non_finite(layer_outputs[layer_outputs.len() - 1].view()).is_some() {
@@ -307,6 +307,12 @@ impl<T: Float> Backend for CpuBackend<T> {
 
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
         let (x, _) = self.data.get(data.0).ok_or_else(|| unknown(data))?;
-        Ok(self.forward_in_chunks(x.view()))
+        let mut out = Array2::zeros((x.nrows(), self.network.n_outputs()));
+        for start in (0..x.nrows()).step_by(self.predict_chunk) {
+            let end = (start + self.predict_chunk).min(x.nrows());
+            out.slice_mut(ndarray::s![start..end, ..])
+                .assign(&self.forward_in_chunks(x.rows(start, end)?.view()));
+        }
+        Ok(out)
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod encode;
 pub mod frame;
+mod mapped;
 pub mod read;
 pub mod schema;
 pub mod split;
@@ -127,6 +128,12 @@ pub fn prepare_with(
     separate: &SeparateSets,
     progress: &dyn Fn(u64, u64),
 ) -> crate::Result<(Encoder, Splits)> {
+    if let Source::Arrays { inputs, targets } = source {
+        let mapped = mapped::prepare((inputs, targets), options, split, separate, progress)?;
+        if let Some(prepared) = mapped {
+            return Ok(prepared);
+        }
+    }
     let frame = read(source, &options.read_plan(), progress)?;
     prepare_frame(frame, options, split, separate)
 }
@@ -252,10 +259,8 @@ impl Dataset {
     /// The feature of record `row` farthest from the training data (in standard deviations,
     /// as the model sees it): its name and value.
     fn most_extreme_feature(&self, row: usize, feature_names: &[String]) -> (String, f64) {
-        let values: Vec<f64> = match &self.x {
-            Values::F32(x) => x.row(row).iter().map(|&v| f64::from(v)).collect(),
-            Values::F64(x) => x.row(row).to_vec(),
-        };
+        let x = self.x.view();
+        let values: Vec<f64> = (0..x.ncols()).map(|j| x.get(row, j)).collect();
         values
             .into_iter()
             .enumerate()

@@ -129,6 +129,16 @@ impl Schema {
     /// when none of its cells is a number; a column mixing numbers and text is an error at its
     /// first text cell (a typo in a numeric column must not silently become a category).
     pub fn detect(frame: &Frame, options: &PipelineOptions) -> Result<Schema> {
+        Self::detect_with(frame, options, false)
+    }
+
+    /// [`Schema::detect`] for a frame of targets whose inputs are read elsewhere (a mapped
+    /// array, `data::mapped`) when `inputs_elsewhere`: a frame without features is then whole.
+    pub(crate) fn detect_with(
+        frame: &Frame,
+        options: &PipelineOptions,
+        inputs_elsewhere: bool,
+    ) -> Result<Schema> {
         let roles = Roles::of(frame, options)?;
         let dates = roles
             .date
@@ -146,7 +156,8 @@ impl Schema {
                 }
             }
         }
-        if numeric.is_empty() && categorical.is_empty() && roles.date.is_none() {
+        if numeric.is_empty() && categorical.is_empty() && roles.date.is_none() && !inputs_elsewhere
+        {
             return Err(frame.file_error(format!(
                 "no feature column is left: of {}, the targets are {} and the rest is dropped; a network needs at least one input",
                 frame.some_columns(),

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::buffers::{split, BlockMatrix, Region};
-use super::context::{self, GpuContext};
+use super::context::GpuContext;
 use super::device::GpuDevice;
+use super::epoch::{BatchRows, StreamedData, Submissions};
 use super::kernels::{self, Dispatch};
 use super::layout::plan_layout;
-use super::pacer::{Pacer, BATCHES_PER_SUBMISSION};
+use super::pacer::BATCHES_PER_SUBMISSION;
 use super::plan::{BatchPlan, StepPart};
 use super::timing;
 use crate::backend::{
@@ -23,7 +24,6 @@ use crate::backend::{
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::interrupt::CancelToken;
-use crate::guard::memory::human;
 use crate::guard::numeric::{check_network, check_representable, Precision};
 use crate::matrix::Matrix;
 use crate::model::{bias_names, weight_names, Activation, Deltas, Network, Spec};
@@ -72,8 +72,14 @@ impl GpuOptions {
     }
 }
 
+/// A data set loaded into the backend: on the device, or on the host to stream.
+pub(super) enum LoadedData {
+    Resident(ResidentData),
+    Streamed(StreamedData),
+}
+
 /// A data set resident on the device.
-struct ResidentData {
+pub(super) struct ResidentData {
     records: usize,
     x: Region,
     target: Region,
@@ -81,6 +87,18 @@ struct ResidentData {
     shuffled: Option<Shuffled>,
     /// Allocated by the first prediction over this data.
     predictions: Option<Region>,
+}
+
+impl ResidentData {
+    pub(super) fn new(records: usize, x: Region, target: Region) -> Self {
+        ResidentData {
+            records,
+            x,
+            target,
+            shuffled: None,
+            predictions: None,
+        }
+    }
 }
 
 struct Shuffled {
@@ -120,12 +138,12 @@ pub struct GpuBackend {
     pub(super) plans: HashMap<usize, BatchPlan>,
     /// Batches per submission the last epoch settled on (see `Pacer`).
     pub(super) batches_per_submission: usize,
-    data: Vec<ResidentData>,
+    pub(super) data: Vec<LoadedData>,
     /// How a step changes the weights (`Backend::set_optimizer`), the moments it keeps beside
     /// them, and the steps taken.
     pub(super) optimizer: Optimizer,
     pub(super) moments: Vec<Moment>,
-    step: u64,
+    pub(super) step: u64,
     /// The step values of the batch being computed (see `shaders/optimizer.wgsl`), copied in
     /// before each batch from `planned_step_values`, one entry per batch of the submission.
     pub(super) step_values: Region,
@@ -259,7 +277,7 @@ impl GpuBackend {
 
     /// Uploads the step values of the next `steps` steps at `learnrate` (when the optimizer
     /// has a rule of its own), for `copy_step_values` to hand to each batch in turn.
-    fn plan_step_values(&mut self, learnrate: f64, steps: usize) -> Result<()> {
+    pub(super) fn plan_step_values(&mut self, learnrate: f64, steps: usize) -> Result<()> {
         if self.optimizer.rule() == Rule::Plain {
             return Ok(());
         }
@@ -290,7 +308,7 @@ impl GpuBackend {
     }
 
     /// Records the copy of step `i`'s values (of those planned) into `step_values`.
-    fn copy_step_values(&self, encoder: &mut wgpu::CommandEncoder, i: usize) -> Result<()> {
+    pub(super) fn copy_step_values(&self, encoder: &mut wgpu::CommandEncoder, i: usize) -> Result<()> {
         match &self.planned_step_values {
             Some(planned) if self.optimizer.rule() != Rule::Plain => {
                 self.step_values
@@ -358,7 +376,9 @@ impl GpuBackend {
     fn ensure_shuffled(&mut self, id: usize) -> Result<()> {
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
         let kernels = &self.device.kernels;
-        let data = &mut self.data[id];
+        let Some(LoadedData::Resident(data)) = self.data.get_mut(id) else {
+            return Err(unknown(DataId(id)));
+        };
         if data.shuffled.is_some() {
             return Ok(());
         }
@@ -426,10 +446,15 @@ impl GpuBackend {
             regions.extend(matrices.flat_map(BlockMatrix::regions));
         }
         for data in &self.data {
-            regions.extend([&data.x, &data.target]);
-            regions.extend(data.predictions.iter());
-            if let Some(s) = &data.shuffled {
-                regions.extend([&s.batch_numbers, &s.order, &s.x, &s.target]);
+            match data {
+                LoadedData::Resident(data) => {
+                    regions.extend([&data.x, &data.target]);
+                    regions.extend(data.predictions.iter());
+                    if let Some(s) = &data.shuffled {
+                        regions.extend([&s.batch_numbers, &s.order, &s.x, &s.target]);
+                    }
+                }
+                LoadedData::Streamed(data) => regions.extend(data.regions()),
             }
         }
         regions
@@ -756,48 +781,9 @@ impl Backend for GpuBackend {
 
     fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         self.check_batch(x.dim(), target.dim())?;
-        let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
-        let id = self.data.len();
-        let (records, inputs) = x.dim();
-        // A loaded data set is one binding (the gather kernel reads it whole): say so in the
-        // user's terms, not a buffer's.
-        let widest = inputs.max(target.ncols()) as u64;
-        if (records as u64).saturating_mul(widest).saturating_mul(4) > ctx.max_binding_bytes {
-            return Err(Error::Gpu(format!(
-                "a data set of {records} records x {widest} values is larger than one storage binding of {} on {}{}; data sets are not split across bindings: use fewer records or --backend cpu",
-                human(ctx.max_binding_bytes),
-                ctx.info.name,
-                if std::env::var_os(context::MAX_BINDING_VAR).is_some() {
-                    format!(" (capped by {})", context::MAX_BINDING_VAR)
-                } else {
-                    String::new()
-                }
-            )));
-        }
-        let upload = |what: String, values: Matrix<'_>, array: &str| -> Result<Region> {
-            let region = Region::new(ctx, &what, records * values.ncols(), guarded)?;
-            let converted = values.to_precision::<f32>(array)?;
-            region.upload(ctx, converted.as_slice().unwrap_or_default())?;
-            Ok(region)
-        };
-        let x_region = upload(
-            format!("data set {id}: {records} records x {inputs} inputs"),
-            x,
-            "input",
-        )?;
-        let target_region = upload(
-            format!("data set {id}: {records} targets"),
-            target,
-            "target",
-        )?;
-        self.data.push(ResidentData {
-            records: x.nrows(),
-            x: x_region,
-            target: target_region,
-            shuffled: None,
-            predictions: None,
-        });
-        Ok(DataId(id))
+        let loaded = self.load(x, target)?;
+        self.data.push(loaded);
+        Ok(DataId(self.data.len() - 1))
     }
 
     fn train_epoch(
@@ -808,19 +794,20 @@ impl Backend for GpuBackend {
         learnrate: f64,
         cancel: &CancelToken,
     ) -> Result<Option<usize>> {
-        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        let records = match self.data.get(data.0) {
+            Some(LoadedData::Resident(resident)) => resident.records,
+            Some(LoadedData::Streamed(_)) => {
+                return self.streamed_epoch(data, order, batch, learnrate, cancel)
+            }
+            None => return Err(unknown(data)),
+        };
         // The gather kernel trusts the order: this check is what keeps it in bounds.
         check_epoch(records, order, batch)?;
-        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
         self.ensure_shuffled(data.0)?;
-        // Every batch is full but perhaps the last: two plans cover the epoch.
-        let visited = order.len();
-        self.plan_for(batch.min(visited), learnrate as f32)?;
-        if visited % batch != 0 && visited > batch {
-            self.plan_for(visited % batch, learnrate as f32)?;
-        }
-        let ctx = &self.device.ctx;
-        let resident = &self.data[data.0];
+        let n_batches = self.prepare_epoch(order.len(), batch, learnrate)?;
+        let Some(LoadedData::Resident(resident)) = self.data.get(data.0) else {
+            return Err(unknown(data));
+        };
         let shuffled = resident
             .shuffled
             .as_ref()
@@ -829,64 +816,31 @@ impl Backend for GpuBackend {
         // (`--drop-last`) pads its order with record 0, which no batch reads.
         let mut indices = kernels::gather_indices(order)?;
         indices.resize(records, 0);
-        shuffled.order.upload(ctx, &indices)?;
-        self.status
-            .upload(ctx, &[0, kernels::NO_NON_FINITE_BATCH])?;
-        let n_batches = order.len().div_ceil(batch);
-        self.plan_step_values(learnrate, n_batches)?;
-        let ctx = &self.device.ctx;
-        let resident = &self.data[data.0];
-        let shuffled = resident
-            .shuffled
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("no shuffle buffers".into()))?;
-
-        let mut encoder = self.encoder("epoch");
+        shuffled.order.upload(&self.device.ctx, &indices)?;
+        let mut submissions = Submissions::new(self, "epoch");
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let mut pass = submissions
+                .encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             shuffled.gather_x.record(&mut pass);
             shuffled.gather_target.record(&mut pass);
         }
-        let mut pacer = Pacer::new(self.batches_per_submission);
-        let mut recorded = 0;
-        for (i, chunk) in order.chunks(batch).enumerate() {
-            let start = i * batch;
-            let plan = self.plan(chunk.len())?;
-            self.status
-                .copy_from(&mut encoder, &shuffled.batch_numbers, i, 0, 1)?;
-            self.copy_step_values(&mut encoder, i)?;
-            plan.x.block(0, 0).copy_from(
-                &mut encoder,
-                &shuffled.x,
-                start * n_inputs,
-                0,
-                chunk.len() * n_inputs,
-            )?;
-            plan.target.block(0, 0).copy_from(
-                &mut encoder,
-                &shuffled.target,
-                start * n_outputs,
-                0,
-                chunk.len() * n_outputs,
-            )?;
-            self.record_step(&mut encoder, chunk.len(), true, StepPart::Whole)?;
-            recorded += 1;
-            if recorded == pacer.per_submission {
-                let full = std::mem::replace(&mut encoder, self.encoder("epoch"));
-                pacer.submit(ctx, full, cancel)?;
-                recorded = 0;
-            }
-        }
-        pacer.submit(ctx, encoder, cancel)?;
-        let per_submission = pacer.per_submission;
-        let first_bad = self.status.read_u32(ctx)?[1];
-        self.batches_per_submission = per_submission;
-        self.step += n_batches as u64;
-        Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
+        let rows = BatchRows {
+            x: &shuffled.x,
+            target: &shuffled.target,
+            numbers: &shuffled.batch_numbers,
+        };
+        let sizes = order.chunks(batch).map(<[usize]>::len);
+        self.record_batches(&rows, 0, sizes, &mut submissions, cancel)?;
+        self.finish_epoch(submissions, n_batches, cancel)
     }
 
     fn predict_data(&mut self, data: DataId) -> Result<Array2<f64>> {
-        let records = self.data.get(data.0).ok_or_else(|| unknown(data))?.records;
+        let (records, streamed) = match self.data.get(data.0) {
+            Some(LoadedData::Resident(resident)) => (resident.records, false),
+            Some(LoadedData::Streamed(streamed)) => (streamed.records(), true),
+            None => return Err(unknown(data)),
+        };
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
         let chunk = records
             .min(self.options.max_records)
@@ -896,16 +850,24 @@ impl Backend for GpuBackend {
         if records % chunk != 0 {
             self.plan_for(records % chunk, learnrate)?;
         }
-        if self.data[data.0].predictions.is_none() {
+        if streamed {
+            return self.streamed_predictions(data, chunk);
+        }
+        let Some(LoadedData::Resident(resident)) = self.data.get_mut(data.0) else {
+            return Err(unknown(data));
+        };
+        if resident.predictions.is_none() {
             let region = Region::new(
                 &self.device.ctx,
                 &format!("data {} predictions", data.0),
                 records * n_outputs,
                 self.options.guard_regions,
             )?;
-            self.data[data.0].predictions = Some(region);
+            resident.predictions = Some(region);
         }
-        let resident = &self.data[data.0];
+        let Some(LoadedData::Resident(resident)) = self.data.get(data.0) else {
+            return Err(unknown(data));
+        };
         let predictions = resident.predictions.as_ref().ok_or_else(|| unknown(data))?;
         let mut encoder = self.encoder("predict");
         for start in (0..records).step_by(chunk) {

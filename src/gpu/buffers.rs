@@ -132,6 +132,25 @@ impl Region {
         Ok(())
     }
 
+    /// Writes `values` into the region from value `start` on, applied before the next
+    /// submission: a data set uploaded a slice of records at a time.
+    pub fn upload_at<T: Element>(&self, ctx: &GpuContext, start: usize, values: &[T]) -> Result<()> {
+        if start.saturating_add(values.len()) > self.len {
+            return Err(Error::Shape(format!(
+                "writing {} values at {start} into `{}`, which holds {}",
+                values.len(),
+                self.label,
+                self.len
+            )));
+        }
+        ctx.queue.write_buffer(
+            &self.buffer,
+            self.guard_bytes + start as u64 * F32_BYTES,
+            bytemuck::cast_slice(values),
+        );
+        Ok(())
+    }
+
     /// Records a copy of `len` values from `from[from_start..]` to `self[to_start..]`.
     pub fn copy_from(
         &self,

@@ -358,6 +358,13 @@ impl GpuContext {
         })
     }
 
+    /// The bytes of the memory budget not booked yet.
+    pub fn unreserved(&self) -> u64 {
+        self.memory_budget
+            .bytes
+            .saturating_sub(self.allocated.load(Ordering::SeqCst))
+    }
+
     /// Fails with the first error the device reported outside any error scope.
     pub fn check_errors(&self) -> Result<()> {
         match self.errors.lock().ok().and_then(|e| e.clone()) {

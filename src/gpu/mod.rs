@@ -9,6 +9,7 @@ pub mod backend;
 pub mod buffers;
 pub mod context;
 pub mod device;
+mod epoch;
 pub mod gemm;
 pub mod kernels;
 pub mod layout;

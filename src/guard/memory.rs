@@ -123,14 +123,23 @@ pub fn host_available() -> Result<Option<Available>> {
     Ok(best)
 }
 
-/// The memory this process holds now (VmRSS), 0 where it cannot be read.
+/// The memory this process holds now, 0 where it cannot be read: its anonymous and shared
+/// pages (`RssAnon` + `RssShmem`), not the pages of files it maps, which are the page cache's
+/// to reclaim (a mapped 10 GB array read once is not 10 GB held). `VmRSS` on kernels
+/// without the split.
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib.saturating_mul(KIB))
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    let kib = match (field("RssAnon:"), field("RssShmem:")) {
+        (Some(anon), shared) => anon + shared.unwrap_or(0),
+        (None, _) => field("VmRSS:").unwrap_or(0),
+    };
+    kib.saturating_mul(KIB)
 }
 
 fn mem_available() -> Option<u64> {
@@ -144,17 +153,33 @@ fn mem_available() -> Option<u64> {
 fn cgroup_headroom() -> Option<u64> {
     let read =
         |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
-    let pairs = [
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    // The usage counts the page cache, which the kernel reclaims before it runs out (a mapped
+    // array read once fills it): the file pages of `memory.stat` are not held.
+    let file_pages = |path: &str, field: &str| -> u64 {
+        let stat = std::fs::read_to_string(path).unwrap_or_default();
+        stat.lines()
+            .find_map(|l| l.strip_prefix(field)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let groups = [
+        (
+            "/sys/fs/cgroup/memory.max",
+            "/sys/fs/cgroup/memory.current",
+            ("/sys/fs/cgroup/memory.stat", "file "),
+        ),
         (
             "/sys/fs/cgroup/memory/memory.limit_in_bytes",
             "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            ("/sys/fs/cgroup/memory/memory.stat", "cache "),
         ),
     ];
-    pairs.iter().find_map(|(limit, usage)| {
+    groups.iter().find_map(|(limit, usage, (stat, field))| {
         // "max" (v2) does not parse: no limit. v1 reports "no limit" as a huge number.
         let limit = read(limit).filter(|&l| l < (1 << 60))?;
-        Some(limit.saturating_sub(read(usage).unwrap_or(0)))
+        let held = read(usage)
+            .unwrap_or(0)
+            .saturating_sub(file_pages(stat, field));
+        Some(limit.saturating_sub(held))
     })
 }
 

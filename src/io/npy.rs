@@ -130,36 +130,17 @@ impl<'a> Npy<'a> {
     /// Element `i` (in storage order) as f64: integers beyond 2^53 round, booleans are 0 and 1;
     /// a text element is NaN.
     pub fn number(&self, i: usize) -> f64 {
-        let bytes = self.element(i);
-        let mut word = [0u8; 8];
-        let d = self.dtype;
-        if d.is_text() {
-            return f64::NAN;
-        }
-        // Widen to 8 bytes in little-endian order (sign-extended for signed integers).
-        if d.big_endian {
-            bytes
-                .iter()
-                .rev()
-                .enumerate()
-                .for_each(|(k, &b)| word[k] = b);
-        } else {
-            word[..d.bytes].copy_from_slice(bytes);
-        }
-        let negative = word[d.bytes - 1] & 0x80 != 0;
-        match (d.kind, d.bytes) {
-            (Kind::Float, 8) => f64::from_le_bytes(word),
-            (Kind::Float, 4) => f64::from(f32::from_le_bytes([word[0], word[1], word[2], word[3]])),
-            (Kind::Float, _) => half_to_f64(u16::from_le_bytes([word[0], word[1]])),
-            (Kind::Bool, _) => f64::from(u8::from(word[0] != 0)),
-            (Kind::Int, n) => {
-                if negative {
-                    word[n..].fill(0xff);
-                }
-                i64::from_le_bytes(word) as f64
-            }
-            _ => u64::from_le_bytes(word) as f64,
-        }
+        decode(self.dtype, self.element(i))
+    }
+
+    /// Where the numbers lie in the file's bytes, to read them later from bytes the caller
+    /// keeps (a memory map) without parsing the header again; `None` for text.
+    pub fn numbers_in_place(&self, file: &[u8]) -> Option<NumbersInPlace> {
+        let data_start = (self.data.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+        (!self.is_text() && data_start + self.data.len() == file.len()).then_some(NumbersInPlace {
+            dtype: self.dtype,
+            data_start,
+        })
     }
 
     /// Element `i` (in storage order) as text, without the NUL padding NumPy adds; invalid
@@ -185,6 +166,67 @@ impl<'a> Npy<'a> {
             }
             _ => String::new(),
         }
+    }
+}
+
+/// The numeric elements of an `.npy` whose header was checked ([`Npy::numbers_in_place`]),
+/// read from the file's bytes one at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct NumbersInPlace {
+    dtype: Dtype,
+    data_start: usize,
+}
+
+impl NumbersInPlace {
+    /// Element `i` (in storage order) of `file` (the bytes the header was checked against), as
+    /// [`Npy::number`] reads it.
+    pub fn number(&self, file: &[u8], i: usize) -> f64 {
+        let at = self.data_start + i * self.dtype.bytes;
+        decode(self.dtype, &file[at..at + self.dtype.bytes])
+    }
+}
+
+/// One element's bytes as f64 (see [`Npy::number`]).
+fn decode(d: Dtype, bytes: &[u8]) -> f64 {
+    if d.is_text() {
+        return f64::NAN;
+    }
+    // The common case first: little-endian float32 and float64, as NumPy writes them here.
+    match (d.kind, d.bytes, d.big_endian) {
+        (Kind::Float, 4, false) => {
+            return f64::from(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        }
+        (Kind::Float, 8, false) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            return f64::from_le_bytes(word);
+        }
+        _ => {}
+    }
+    let mut word = [0u8; 8];
+    // Widen to 8 bytes in little-endian order (sign-extended for signed integers).
+    if d.big_endian {
+        bytes
+            .iter()
+            .rev()
+            .enumerate()
+            .for_each(|(k, &b)| word[k] = b);
+    } else {
+        word[..d.bytes].copy_from_slice(bytes);
+    }
+    let negative = word[d.bytes - 1] & 0x80 != 0;
+    match (d.kind, d.bytes) {
+        (Kind::Float, 8) => f64::from_le_bytes(word),
+        (Kind::Float, 4) => f64::from(f32::from_le_bytes([word[0], word[1], word[2], word[3]])),
+        (Kind::Float, _) => half_to_f64(u16::from_le_bytes([word[0], word[1]])),
+        (Kind::Bool, _) => f64::from(u8::from(word[0] != 0)),
+        (Kind::Int, n) => {
+            if negative {
+                word[n..].fill(0xff);
+            }
+            i64::from_le_bytes(word) as f64
+        }
+        _ => u64::from_le_bytes(word) as f64,
     }
 }
 

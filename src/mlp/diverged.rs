@@ -22,9 +22,11 @@ fn largest(x: Matrix) -> (usize, usize, f64) {
             best = (r, c, v);
         }
     };
-    match x {
-        Matrix::F32(v) => v.indexed_iter().for_each(|(i, &v)| see(i, f64::from(v))),
-        Matrix::F64(v) => v.indexed_iter().for_each(|(i, &v)| see(i, v)),
+    let (rows, columns) = x.dim();
+    for r in 0..rows {
+        for c in 0..columns {
+            see((r, c), x.get(r, c));
+        }
     }
     best
 }

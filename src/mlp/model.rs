@@ -14,7 +14,8 @@ use crate::data::encode::{Classes, TargetColumn};
 use crate::data::split::{split, SplitKind, SplitOptions};
 use crate::data::Encoder;
 use crate::error::{Error, Result};
-use crate::matrix::Matrix;
+use crate::guard::numeric::Precision;
+use crate::matrix::{Matrix, Values};
 use crate::model::{Loss, Network};
 use crate::model_file::{self, SavedModel};
 use crate::ops::optimizer::OptimizerState;
@@ -49,51 +50,26 @@ fn default_feature_names(n: usize) -> Vec<String> {
 fn column_statistics(x: Matrix, rows: &[usize], names: &[String]) -> Result<Vec<(f64, f64)>> {
     (0..x.ncols())
         .map(|j| {
-            let values: Vec<f64> = match x {
-                Matrix::F32(v) => rows.iter().map(|&r| f64::from(v[[r, j]])).collect(),
-                Matrix::F64(v) => rows.iter().map(|&r| v[[r, j]]).collect(),
-            };
-            let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+            let finite: Vec<f64> = rows
+                .iter()
+                .map(|&r| x.get(r, j))
+                .filter(|v| v.is_finite())
+                .collect();
             crate::data::encode::mean_std(&names[j], &finite)
         })
         .collect()
 }
 
 /// Rows `rows` of `x` standardised with `statistics`, in `x`'s own element type.
-fn standardized(x: Matrix, rows: &[usize], statistics: &[(f64, f64)]) -> Owned {
-    let z = |v: f64, j: usize| {
+fn standardized(x: Matrix, rows: &[usize], statistics: &[(f64, f64)]) -> Values {
+    let shape = (rows.len(), x.ncols());
+    let z = |(i, j): (usize, usize)| {
         let (mean, std) = statistics[j];
-        crate::data::encode::standardize(v, mean, std)
+        crate::data::encode::standardize(x.get(rows[i], j), mean, std)
     };
-    match x {
-        Matrix::F32(v) => Owned::F32(Array2::from_shape_fn((rows.len(), v.ncols()), |(i, j)| {
-            z(f64::from(v[[rows[i], j]]), j) as f32
-        })),
-        Matrix::F64(v) => Owned::F64(Array2::from_shape_fn((rows.len(), v.ncols()), |(i, j)| {
-            z(v[[rows[i], j]], j)
-        })),
-    }
-}
-
-/// Rows of a matrix copied out, in its element type.
-enum Owned {
-    F32(Array2<f32>),
-    F64(Array2<f64>),
-}
-
-impl Owned {
-    fn select(x: Matrix, rows: &[usize]) -> Owned {
-        match x {
-            Matrix::F32(v) => Owned::F32(v.select(ndarray::Axis(0), rows)),
-            Matrix::F64(v) => Owned::F64(v.select(ndarray::Axis(0), rows)),
-        }
-    }
-
-    fn view(&self) -> Matrix<'_> {
-        match self {
-            Owned::F32(a) => Matrix::F32(a.view()),
-            Owned::F64(a) => Matrix::F64(a.view()),
-        }
+    match x.precision() {
+        Precision::F32 => Values::F32(Array2::from_shape_fn(shape, |at| z(at) as f32)),
+        Precision::F64 => Values::F64(Array2::from_shape_fn(shape, z)),
     }
 }
 
@@ -244,15 +220,15 @@ pub(super) fn fit(
     // standardised (the backend's conversion is then the only copy), else rows copied out.
     let transform = |rows: &[usize]| {
         if is_identity(&statistics) {
-            Owned::select(x, rows)
+            x.select(rows)
         } else {
-            standardized(x, rows, &statistics)
+            Ok(standardized(x, rows, &statistics))
         }
     };
     let (train_x, validation_x) = match &held_out {
         None if is_identity(&statistics) => (None, None),
-        None => (Some(transform(&train_rows)), None),
-        Some((train, validation)) => (Some(transform(train)), Some(transform(validation))),
+        None => (Some(transform(&train_rows)?), None),
+        Some((train, validation)) => (Some(transform(train)?), Some(transform(validation)?)),
     };
     let train_target = match &held_out {
         Some((train, _)) => encoded.values.select(ndarray::Axis(0), train),

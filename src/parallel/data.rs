@@ -20,14 +20,14 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::interrupt::CancelToken;
 use crate::guard::numeric::Precision;
-use crate::matrix::Matrix;
+use crate::matrix::{HostRecords, Matrix};
 use crate::model::{Deltas, Network};
 use crate::ops::optimizer::{Optimizer, OptimizerState};
 
 /// A data set as every rank holds it: the whole on the host (batches are drawn from all of
 /// it), and this rank's share of its records in the inner backend (for predictions).
 struct Resident {
-    x: Array2<f64>,
+    x: HostRecords<f64>,
     target: Array2<f64>,
     share: Range<usize>,
     inner: Option<DataId>,
@@ -267,7 +267,7 @@ impl Backend for DataParallel<'_> {
             )
         };
         self.data.push(Resident {
-            x: x.to_precision("input")?,
+            x: HostRecords::load(x, "input")?,
             target: target.to_precision("target")?,
             share,
             inner,
@@ -295,7 +295,7 @@ impl Backend for DataParallel<'_> {
         let resident = sets.get(data.0).ok_or_else(|| unknown(data))?;
         check_epoch(resident.x.nrows(), order, batch)?;
         for (b, records) in order.chunks(batch).enumerate() {
-            let x_batch = resident.x.select(Axis(0), records);
+            let x_batch = resident.x.select(records)?;
             let target_batch = resident.target.select(Axis(0), records);
             let (gradient, finite) = summed_deltas(
                 (inner.as_mut(), *comm, sum, cancel),

@@ -28,13 +28,13 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::guard::interrupt::CancelToken;
 use crate::guard::numeric::Precision;
-use crate::matrix::Matrix;
+use crate::matrix::{HostRecords, Matrix};
 use crate::model::{Activation, Deltas, Loss, Network, Spec};
 use crate::ops::optimizer::{Optimizer, OptimizerState};
 
 /// A data set: on the host for drawing batches, and loaded into the inner backend whole.
 struct Resident {
-    records: Rc<(Array2<f64>, Array2<f64>)>,
+    records: Rc<(HostRecords<f64>, Array2<f64>)>,
     inner: DataId,
 }
 
@@ -401,7 +401,7 @@ impl Backend for HiddenParallel<'_> {
         self.check_batch(x.dim(), target.dim())?;
         let inner = self.inner.load_data(x, target)?;
         self.data.push(Resident {
-            records: Rc::new((x.to_precision("input")?, target.to_precision("target")?)),
+            records: Rc::new((HostRecords::load(x, "input")?, target.to_precision("target")?)),
             inner,
         });
         Ok(DataId(self.data.len() - 1))
@@ -421,7 +421,7 @@ impl Backend for HiddenParallel<'_> {
         let (x, target) = (&records.0, &records.1);
         check_epoch(x.nrows(), order, batch)?;
         for (b, records) in order.chunks(batch).enumerate() {
-            let x_batch = x.select(Axis(0), records);
+            let x_batch = x.select(records)?;
             let target_batch = target.select(Axis(0), records);
             let Some(gradient) = self.slice_gradient(x_batch.view(), target_batch.view())? else {
                 return Ok(Some(b));

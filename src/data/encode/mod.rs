@@ -17,7 +17,7 @@ pub use classes::{sort_class_names, Classes, LabelType, TargetColumn};
 pub use feature::Feature;
 pub(crate) use options::MISSING_HINT;
 pub use options::{Classify, Missing, PipelineOptions, DEFAULT_MAX_CATEGORIES, MISSING};
-pub(crate) use stats::{mean_std, standardize};
+pub(crate) use stats::{columns_mean_std, mean_std, standardize};
 
 use super::frame::{Column, Frame, ReadPlan, Role};
 use super::schema::{dates_at, parse_hour, time_key, Schema};
@@ -413,6 +413,11 @@ impl Encoder {
                         weekday,
                         x.slice_mut(s![.., at..at + width]),
                     )?,
+                    Values::Mapped(_) => {
+                        return Err(crate::Error::Shape(
+                            "mapped records are encoded as they are read, not written".into(),
+                        ))
+                    }
                 }
             }
             at += width;

@@ -26,44 +26,97 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// The mean and standard deviation of `values`, computed in two passes over values scaled by
-/// their largest magnitude: no cancellation (`Σx²/n − mean²` loses every digit of
-/// `1e9 + noise`) and no overflow (`1e300²`). A column with a single value has std 1, which
-/// keeps it at 0 instead of dividing by 0. `column` names the column in the error when the
-/// statistics are still not finite.
+/// Rows of values that [`columns_mean_std`] visits, in the same order each time it asks.
+pub(crate) trait Rows {
+    /// Values per row.
+    fn width(&self) -> usize;
+    /// Calls `f` with each row's values, in order (NaN: a missing value).
+    fn for_each(&self, f: impl FnMut(&[f64])) -> Result<()>;
+}
+
+/// One column of values.
+impl Rows for [f64] {
+    fn width(&self) -> usize {
+        1
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
+        self.iter().for_each(|v| f(std::slice::from_ref(v)));
+        Ok(())
+    }
+}
+
+/// The mean and standard deviation of `values` (see [`columns_mean_std`]).
 pub(crate) fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
-    if values.is_empty() {
-        return Ok((0.0, 1.0));
-    }
-    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if scale == 0.0 {
-        return Ok((0.0, 1.0));
-    }
-    let n = values.len() as f64;
-    let scaled_mean = values.iter().map(|v| v / scale).sum::<f64>() / n;
-    let scaled_var = values
-        .iter()
-        .map(|v| (v / scale - scaled_mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let mean = scaled_mean * scale;
-    let std = scaled_var.sqrt() * scale;
-    if !(mean.is_finite() && std.is_finite()) {
-        return Err(Error::Value {
-            array: column.into(),
-            index: Vec::new(),
-            message: format!(
-                "its mean ({mean:e}) or standard deviation ({std:e}) is beyond float64's range"
-            ),
-        });
-    }
-    // A spread below a few units in the last place of the mean is rounding, not information.
-    let std = if std > mean.abs() * 4.0 * f64::EPSILON {
-        std
-    } else {
-        1.0
-    };
-    Ok((mean, std))
+    Ok(columns_mean_std(&[column.to_string()], values)?[0])
+}
+
+/// The mean and standard deviation of each column of `rows` (named by `columns`), missing
+/// values left out, computed in passes over values scaled by the column's largest magnitude:
+/// no cancellation (`Σx²/n − mean²` loses every digit of `1e9 + noise`) and no overflow
+/// (`1e300²`). A column with a single value has std 1, which keeps it at 0 instead of
+/// dividing by 0; so has an empty one. Each column's sums run over its rows in order: a
+/// column gets the same figures alone or among others, from memory or from a mapped file.
+/// A column whose statistics are still not finite is an error naming it.
+pub(crate) fn columns_mean_std<R: Rows + ?Sized>(
+    columns: &[String],
+    rows: &R,
+) -> Result<Vec<(f64, f64)>> {
+    let width = rows.width();
+    let mut scale = vec![0.0f64; width];
+    let mut count = vec![0usize; width];
+    rows.for_each(|row| {
+        for (j, &v) in row.iter().enumerate() {
+            if !v.is_nan() {
+                scale[j] = scale[j].max(v.abs());
+                count[j] += 1;
+            }
+        }
+    })?;
+    // `Iterator::sum` starts from −0.0: so do these sums, for the same bits.
+    let mut sum = vec![-0.0f64; width];
+    rows.for_each(|row| {
+        for (j, &v) in row.iter().enumerate() {
+            if !v.is_nan() {
+                sum[j] += v / scale[j];
+            }
+        }
+    })?;
+    let mean: Vec<f64> = (0..width).map(|j| sum[j] / count[j] as f64).collect();
+    let mut squares = vec![-0.0f64; width];
+    rows.for_each(|row| {
+        for (j, &v) in row.iter().enumerate() {
+            if !v.is_nan() {
+                squares[j] += (v / scale[j] - mean[j]).powi(2);
+            }
+        }
+    })?;
+    (0..width)
+        .map(|j| {
+            if count[j] == 0 || scale[j] == 0.0 {
+                return Ok((0.0, 1.0));
+            }
+            let variance = squares[j] / count[j] as f64;
+            let (mean, std) = (mean[j] * scale[j], variance.sqrt() * scale[j]);
+            if !(mean.is_finite() && std.is_finite()) {
+                return Err(Error::Value {
+                    array: columns[j].clone(),
+                    index: Vec::new(),
+                    message: format!(
+                        "its mean ({mean:e}) or standard deviation ({std:e}) is beyond float64's range"
+                    ),
+                });
+            }
+            // A spread below a few units in the last place of the mean is rounding, not
+            // information.
+            let std = if std > mean.abs() * 4.0 * f64::EPSILON {
+                std
+            } else {
+                1.0
+            };
+            Ok((mean, std))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn read_npz(path: &Path, plan: &ReadPlan) -> Result<Frame> {
     frame(path, (&x, path), y.as_ref().map(|y| (y, path)), plan)
 }
 
-fn parsed<'a>(bytes: &'a [u8], path: &Path, array: &str) -> Result<Npy<'a>> {
+pub(crate) fn parsed<'a>(bytes: &'a [u8], path: &Path, array: &str) -> Result<Npy<'a>> {
     let npy = Npy::parse(bytes).map_err(|message| Error::Array {
         path: path.into(),
         array: array.into(),

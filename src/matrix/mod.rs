@@ -1,18 +1,26 @@
 //! Records as they cross into a backend: a matrix of f32 or f64 values, whichever the caller
 //! holds (a NumPy array, an encoded CSV), converted once to the precision the backend computes
-//! in, with every value checked on the way.
+//! in, with every value checked on the way; or records read where they lie in a mapped file
+//! ([`mapped`]), standardised as they are gathered.
 
-use ndarray::{s, Array2, ArrayView2};
+pub mod mapped;
+
+use std::sync::Arc;
+
+use ndarray::{s, Array2, ArrayView2, Axis, CowArray, Ix2};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::guard::numeric::Precision;
 
-/// A view of records x values in either float type.
+pub use mapped::{MappedArray, MappedRecords, MappedSlice, MappedView};
+
+/// A view of records x values in either float type, or of mapped records.
 #[derive(Clone, Copy, Debug)]
 pub enum Matrix<'a> {
     F32(ArrayView2<'a, f32>),
     F64(ArrayView2<'a, f64>),
+    Mapped(MappedView<'a>),
 }
 
 impl<'a> From<ArrayView2<'a, f32>> for Matrix<'a> {
@@ -39,11 +47,13 @@ impl<'a> From<&'a Array2<f64>> for Matrix<'a> {
     }
 }
 
-/// Records x values owned, in either float type: encoded data in the precision it trains in.
+/// Records x values owned, in either float type: encoded data in the precision it trains in;
+/// or records of a mapped file, read when used.
 #[derive(Clone, Debug)]
 pub enum Values {
     F32(Array2<f32>),
     F64(Array2<f64>),
+    Mapped(Arc<MappedRecords>),
 }
 
 impl<'a> From<&'a Values> for Matrix<'a> {
@@ -75,6 +85,7 @@ impl Values {
         match self {
             Values::F32(a) => Matrix::F32(a.view()),
             Values::F64(a) => Matrix::F64(a.view()),
+            Values::Mapped(m) => Matrix::Mapped(MappedView::all(m)),
         }
     }
 
@@ -95,14 +106,10 @@ impl Values {
         match self {
             Values::F32(a) => Box::new(a.iter().map(|&v| f64::from(v))),
             Values::F64(a) => Box::new(a.iter().copied()),
-        }
-    }
-
-    /// The values widened to f64 (exact from f32).
-    pub fn to_f64(&self) -> Array2<f64> {
-        match self {
-            Values::F32(a) => a.mapv(f64::from),
-            Values::F64(a) => a.clone(),
+            Values::Mapped(m) => Box::new(
+                (0..m.n_records())
+                    .flat_map(move |r| (0..m.n_features()).map(move |j| m.value(r, j))),
+            ),
         }
     }
 }
@@ -112,6 +119,7 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32(v) => v.dim(),
             Matrix::F64(v) => v.dim(),
+            Matrix::Mapped(v) => v.dim(),
         }
     }
 
@@ -128,6 +136,7 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32(_) => Precision::F32,
             Matrix::F64(_) => Precision::F64,
+            Matrix::Mapped(v) => v.records.precision(),
         }
     }
 
@@ -139,6 +148,7 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32(v) => Matrix::F32(v.reborrow()),
             Matrix::F64(v) => Matrix::F64(v.reborrow()),
+            Matrix::Mapped(v) => Matrix::Mapped(v),
         }
     }
 
@@ -147,7 +157,30 @@ impl<'a> Matrix<'a> {
         match *self {
             Matrix::F32(v) => Matrix::F32(v.slice_move(s![start..end, ..])),
             Matrix::F64(v) => Matrix::F64(v.slice_move(s![start..end, ..])),
+            Matrix::Mapped(v) => Matrix::Mapped(v.rows(start, end)),
         }
+    }
+
+    /// Record `r`, value `j`, widened to f64.
+    pub fn get(&self, r: usize, j: usize) -> f64 {
+        match self {
+            Matrix::F32(v) => f64::from(v[[r, j]]),
+            Matrix::F64(v) => v[[r, j]],
+            Matrix::Mapped(v) => v.get(r, j),
+        }
+    }
+
+    /// Records `rows`, in that order, in the caller's element type (mapped records in the
+    /// precision they were encoded for).
+    pub fn select(&self, rows: &[usize]) -> Result<Values> {
+        Ok(match self {
+            Matrix::F32(v) => Values::F32(v.select(Axis(0), rows)),
+            Matrix::F64(v) => Values::F64(v.select(Axis(0), rows)),
+            Matrix::Mapped(v) => match v.records.precision() {
+                Precision::F32 => Values::F32(v.select(rows, "input")?),
+                Precision::F64 => Values::F64(v.select(rows, "input")?),
+            },
+        })
     }
 
     /// The values in `T`, row-major, in one pass that also checks each: NaN, infinity, or a
@@ -156,6 +189,53 @@ impl<'a> Matrix<'a> {
         match self {
             Matrix::F32(v) => convert(*v, array),
             Matrix::F64(v) => convert(*v, array),
+            Matrix::Mapped(v) => v.to_precision(array),
+        }
+    }
+}
+
+/// Records a backend keeps on the host in its precision `T`: converted once, or, for mapped
+/// records, a handle that gathers them as they are used.
+#[derive(Debug)]
+pub enum HostRecords<T> {
+    Owned(Array2<T>),
+    Mapped(MappedSlice),
+}
+
+impl<T: Float> HostRecords<T> {
+    /// Keeps `x`: values are converted (and checked, naming `array`), mapped records shared.
+    pub fn load(x: Matrix<'_>, array: &str) -> Result<Self> {
+        Ok(match x {
+            Matrix::Mapped(v) => HostRecords::Mapped(v.to_owned()),
+            other => HostRecords::Owned(other.to_precision(array)?),
+        })
+    }
+
+    pub fn nrows(&self) -> usize {
+        match self {
+            HostRecords::Owned(a) => a.nrows(),
+            HostRecords::Mapped(m) => m.view().dim().0,
+        }
+    }
+
+    /// Records `records`, in that order.
+    pub fn select(&self, records: &[usize]) -> Result<Array2<T>> {
+        match self {
+            HostRecords::Owned(a) => Ok(a.select(Axis(0), records)),
+            HostRecords::Mapped(m) => m.view().select(records, "input"),
+        }
+    }
+
+    /// Records `start..end`: borrowed where they are held, gathered where they are mapped.
+    pub fn rows(&self, start: usize, end: usize) -> Result<CowArray<'_, T, Ix2>> {
+        match self {
+            HostRecords::Owned(a) => Ok(a.slice(s![start..end, ..]).into()),
+            HostRecords::Mapped(m) => {
+                let rows = m.view().rows(start, end);
+                rows.to_precision("input")
+                    .map(CowArray::from)
+                    .map_err(|e| e.with_record(|r| r + start))
+            }
         }
     }
 }

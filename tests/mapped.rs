@@ -1,0 +1,144 @@
+//! Training from a mapped `.npy` of inputs: the model the in-memory path trains, bit for bit,
+//! within a memory budget the in-memory path refuses; and on the GPU, a data set larger than
+//! the device allows streamed a window at a time into the model the resident path trains.
+
+mod common;
+
+use std::path::Path;
+
+use common::{backprop, losses, Dir};
+use rand::Rng;
+
+/// An `.npy` of float32 `values` (records x columns), in C order or, when `fortran`, in
+/// Fortran order (which the in-memory reader takes).
+fn f32_npy(path: &Path, (rows, columns): (usize, usize), values: &[f32], fortran: bool) {
+    let mut out = backprop::io::npy::header("<f4", &[rows, columns]);
+    if fortran {
+        let at = out.windows(5).position(|w| w == b"False").unwrap();
+        out.splice(at..at + 5, *b"True ");
+        for c in 0..columns {
+            for r in 0..rows {
+                out.extend(values[r * columns + c].to_le_bytes());
+            }
+        }
+    } else {
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// `rows` x `columns` inputs (about one in 500 missing, as NaN) and a target depending on
+/// three of them, written as `X.npy` (C order), `XF.npy` (Fortran order) and `y.npy`.
+fn write_problem(dir: &Dir, (rows, columns): (usize, usize), seed: u64) {
+    let mut rng = common::rng(seed);
+    let x: Vec<f32> = (0..rows * columns)
+        .map(|_| match rng.random_range(0..500) {
+            0 => f32::NAN,
+            _ => rng.random_range(-4.0f32..9.0),
+        })
+        .collect();
+    let y: Vec<f64> = (0..rows)
+        .map(|r| {
+            let v = |c: usize| f64::from(x[r * columns + c]).max(0.0).min(9.0);
+            v(0) * 2.0 - v(1) + 0.5 * v(2) * v(2)
+        })
+        .collect();
+    f32_npy(&dir.path("X.npy"), (rows, columns), &x, false);
+    f32_npy(&dir.path("XF.npy"), (rows, columns), &x, true);
+    let mut target = backprop::io::npy::header("<f8", &[rows]);
+    target.extend(y.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.path("y.npy"), target).unwrap();
+}
+
+/// `train` on `data` with targets `y.npy` and `args`: its success and the metrics, or its
+/// failure's standard error.
+fn train(
+    dir: &Dir,
+    data: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<serde_json::Value, String> {
+    let metrics = dir.path(&format!("{data}.json"));
+    let mut command = backprop();
+    command
+        .args(["train", "--quiet", "--no-tune", "--seed", "5"])
+        .args(["--data", data, "--target", "y.npy", "--metrics"])
+        .arg(&metrics)
+        .args(args)
+        .current_dir(dir.0.path());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
+    match output.status.success() {
+        true => Ok(serde_json::from_slice(&std::fs::read(metrics).unwrap()).unwrap()),
+        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn a_mapped_array_trains_the_in_memory_model_and_beyond_the_memory_budget() {
+    let dir = Dir::new();
+    write_problem(&dir, (1009, 7), 1);
+    // C order is mapped, Fortran order read into memory: the same statistics, the same
+    // standardised values, the same batches: the same losses to the last bit, under each
+    // policy for the missing values that lets them through.
+    for missing in ["mean", "drop"] {
+        let args = [
+            "--backend", "cpu", "--epochs", "3", "--hidden", "6", "--batch", "32", "--missing",
+            missing,
+        ];
+        let mapped = train(&dir, "X.npy", &args, &[]).unwrap();
+        let in_memory = train(&dir, "XF.npy", &args, &[]).unwrap();
+        assert_eq!(losses(&mapped).len(), 3);
+        assert_eq!(losses(&mapped), losses(&in_memory), "--missing {missing}");
+        assert_eq!(mapped["test_loss"], in_memory["test_loss"], "--missing {missing}");
+    }
+    // Under --missing error the first empty cell is named, as the in-memory path names it.
+    let mapped = train(&dir, "X.npy", &["--backend", "cpu"], &[]).unwrap_err();
+    let in_memory = train(&dir, "XF.npy", &["--backend", "cpu"], &[]).unwrap_err();
+    assert!(mapped.contains("the cell is empty"), "{mapped}");
+    let cell = |e: &str| e[e.find("row ").unwrap()..e.find(": the cell").unwrap()].to_string();
+    assert_eq!(cell(&mapped), cell(&in_memory));
+
+    // 300,000 records x 24 features: reading them into memory takes 300,000 x 25 x 8 = 60 MB
+    // before encoding, over the limit; the mapped path holds row numbers and targets (5 MB).
+    // It trains within 20 MiB (measured 2026-12-06): 40 MiB leaves room on both sides.
+    let dir = Dir::new();
+    write_problem(&dir, (300_000, 24), 2);
+    let limit = [("BACKPROP_MEMORY_LIMIT", "40MiB")];
+    let args = ["--backend", "cpu", "--epochs", "1", "--hidden", "4", "--batch", "256", "--missing", "mean"];
+    let refused = train(&dir, "XF.npy", &args, &limit).unwrap_err();
+    assert!(
+        refused.contains("BACKPROP_MEMORY_LIMIT") && refused.contains("XF.npy"),
+        "{refused}"
+    );
+    let mapped = train(&dir, "X.npy", &args, &limit).unwrap();
+    let (train_loss, _) = losses(&mapped)[0];
+    // Standardised targets: a model that learnt nothing scores 1.
+    assert!(train_loss.is_finite() && train_loss < 1.0, "{train_loss}");
+}
+
+#[test]
+fn the_gpu_streams_a_data_set_larger_than_it_allows_into_the_resident_model() {
+    let Some(ctx) = backprop::gpu::context::GpuContext::for_tests() else {
+        return;
+    };
+    let dir = Dir::new();
+    write_problem(&dir, (2003, 40), 3);
+    let args = [
+        "--backend", "gpu", "--adapter", &ctx.info.name, "--epochs", "2", "--hidden", "16",
+        "--batch", "50", "--missing", "mean", "--val-fraction", "0.3",
+    ];
+    let resident = train(&dir, "X.npy", &args, &[]).unwrap();
+    // 1,403 training records x 40 inputs x 4 bytes (224 KB) and the validation set (96 KB)
+    // exceed a 64 KiB binding: both are streamed, in windows of 400 records (8 batches).
+    let cap = [("BACKPROP_MAX_BINDING_BYTES", "64KiB")];
+    let streamed = train(&dir, "X.npy", &args, &cap).unwrap();
+    // The same records in the same batches through the same kernels.
+    assert_eq!(losses(&streamed), losses(&resident));
+    assert_eq!(streamed["test_loss"], resident["test_loss"]);
+    // The in-memory reader's copy streams as well (it is the same table).
+    let from_memory = train(&dir, "XF.npy", &args, &cap).unwrap();
+    assert_eq!(losses(&from_memory), losses(&resident));
+}
