@@ -82,12 +82,13 @@ fn a_mapped_array_trains_the_in_memory_model_and_beyond_the_memory_budget() {
     write_problem(&dir, (1009, 7), 1);
     // C order is mapped, Fortran order read into memory: the same statistics, the same
     // standardised values, the same batches: the same losses to the last bit, under each
-    // policy for the missing values that lets them through.
-    for missing in ["mean", "drop"] {
-        let args = [
+    // policy for the missing values that lets them through, with or without a column dropped.
+    for (missing, drop) in [("mean", Some("x2")), ("drop", None)] {
+        let mut args = vec![
             "--backend", "cpu", "--epochs", "3", "--hidden", "6", "--batch", "32", "--missing",
             missing,
         ];
+        args.extend(drop.iter().flat_map(|d| ["--drop", d]));
         let mapped = train(&dir, "X.npy", &args, &[]).unwrap();
         let in_memory = train(&dir, "XF.npy", &args, &[]).unwrap();
         assert_eq!(losses(&mapped).len(), 3);

@@ -153,6 +153,7 @@ fn open(inputs: &Path, options: &PipelineOptions) -> Result<Option<(MappedArray,
         return Ok(None);
     };
     let (rows, width) = (npy.shape[0], npy.shape.get(1).copied().unwrap_or(1));
+    arrays::check_column_count(inputs, width)?;
     let plan = options.read_plan();
     let mut columns = Vec::with_capacity(width);
     for j in 0..width {

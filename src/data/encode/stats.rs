@@ -140,4 +140,49 @@ mod tests {
         assert_eq!(mean_std("c", &[5.0; 3]).unwrap(), (5.0, 1.0));
         assert_eq!(mean_std("c", &[]).unwrap(), (0.0, 1.0));
     }
+
+    /// Rows of a small table, for [`columns_mean_std`].
+    struct Table(Vec<[f64; 3]>);
+
+    impl Rows for Table {
+        fn width(&self) -> usize {
+            3
+        }
+
+        fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
+            self.0.iter().for_each(|row| f(row));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn columns_together_get_the_figures_each_gets_alone_missing_values_left_out() {
+        let table = Table(
+            (0..97)
+                .map(|i| {
+                    let i = f64::from(i);
+                    [
+                        1e9 + i / 7.0,
+                        if i as u32 % 5 == 0 { f64::NAN } else { -i * 0.3 },
+                        f64::NAN,
+                    ]
+                })
+                .collect(),
+        );
+        let names = ["a".to_string(), "b".into(), "c".into()];
+        let together = columns_mean_std(&names, &table).unwrap();
+        for (j, name) in names.iter().enumerate() {
+            let alone: Vec<f64> = table
+                .0
+                .iter()
+                .map(|row| row[j])
+                .filter(|v| !v.is_nan())
+                .collect();
+            let (mean, std) = mean_std(name, &alone).unwrap();
+            assert_eq!(together[j].0.to_bits(), mean.to_bits(), "{name}");
+            assert_eq!(together[j].1.to_bits(), std.to_bits(), "{name}");
+        }
+        // A column of missing values only is left as it is.
+        assert_eq!(together[2], (0.0, 1.0));
+    }
 }

@@ -111,22 +111,10 @@ fn frame(
         });
     }
     let width = |a: &Npy| a.shape.get(1).copied().unwrap_or(1);
-    // Every column costs its name, its index entry and its vector besides its values: checked
-    // before any is made (a 100 MB row of a million booleans is a million columns).
-    const COLUMN_BYTES: u64 = 256;
-    let all_columns = width(x.0).saturating_add(y.map_or(0, |(y, _)| width(y)));
-    let mut memory = MemoryPlan::new();
-    memory.add(
-        format!("{all_columns} columns"),
-        &[all_columns],
-        COLUMN_BYTES,
+    check_column_count(
+        source,
+        width(x.0).saturating_add(y.map_or(0, |(y, _)| width(y))),
     )?;
-    memory
-        .check("host memory", host_available()?.as_ref())
-        .map_err(|e| Error::File {
-            path: source.into(),
-            message: e.to_string(),
-        })?;
     let mut names: Vec<String> = (0..width(x.0)).map(|j| format!("x{j}")).collect();
     let mut targets = Vec::new();
     if let Some((y, _)) = y {
@@ -159,6 +147,21 @@ fn frame(
     let mut frame = Frame::new(source.into(), names, all, Lines::rows(rows))?;
     frame.targets = targets;
     Ok(frame)
+}
+
+/// Checks, before any is made, that `columns` columns fit: every column costs its name, its
+/// index entry and its vector besides its values (a 100 MB row of a million booleans is a
+/// million columns).
+pub(crate) fn check_column_count(source: &Path, columns: usize) -> Result<()> {
+    const COLUMN_BYTES: u64 = 256;
+    let mut memory = MemoryPlan::new();
+    memory.add(format!("{columns} columns"), &[columns], COLUMN_BYTES)?;
+    memory
+        .check("host memory", host_available()?.as_ref())
+        .map_err(|e| Error::File {
+            path: source.into(),
+            message: e.to_string(),
+        })
 }
 
 /// The columns of a 1-D or 2-D array, stored as `roles` say.
