@@ -184,12 +184,13 @@ fn check_inputs(
 ) -> Result<Option<Vec<bool>>> {
     let mut dropped = (missing == Missing::Drop).then(|| vec![false; array.rows()]);
     let total = array.rows() as u64;
+    let mut row = vec![0.0; columns.len()];
     for r in 0..array.rows() {
         if r % PROGRESS_ROWS == 0 {
             progress(r as u64, total);
         }
-        for &c in columns {
-            let v = array.number(r, c);
+        array.read_row(r, columns, &mut row);
+        for (&c, &v) in columns.iter().zip(&row) {
             if v.is_infinite() {
                 return Err(Error::File {
                     path: array.path().into(),
@@ -244,9 +245,7 @@ impl Rows for TrainingRows<'_> {
     fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
         let mut row = vec![0.0; self.columns.len()];
         for &r in self.rows {
-            for (value, &c) in row.iter_mut().zip(self.columns) {
-                *value = self.array.number(r, c);
-            }
+            self.array.read_row(r, self.columns, &mut row);
             f(&row);
         }
         Ok(())

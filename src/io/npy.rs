@@ -184,6 +184,28 @@ impl NumbersInPlace {
         let at = self.data_start + i * self.dtype.bytes;
         decode(self.dtype, &file[at..at + self.dtype.bytes])
     }
+
+    /// Elements `first + k` for each `k` of `offsets` (ascending, within `span` elements of
+    /// `first`), into `out`: a record's chosen columns, read from one slice of the file with
+    /// the element type decided once.
+    pub fn read(&self, file: &[u8], (first, span): (usize, usize), offsets: &[usize], out: &mut [f64]) {
+        let size = self.dtype.bytes;
+        let start = self.data_start + first * size;
+        let elements = &file[start..start + span * size];
+        let each = offsets.iter().zip(out.iter_mut());
+        match (self.dtype.kind, size, self.dtype.big_endian) {
+            (Kind::Float, 4, false) => each.for_each(|(&k, o)| {
+                let b = &elements[k * 4..k * 4 + 4];
+                *o = f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }),
+            (Kind::Float, 8, false) => each.for_each(|(&k, o)| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&elements[k * 8..k * 8 + 8]);
+                *o = f64::from_le_bytes(word);
+            }),
+            _ => each.for_each(|(&k, o)| *o = decode(self.dtype, &elements[k * size..(k + 1) * size])),
+        }
+    }
 }
 
 /// One element's bytes as f64 (see [`Npy::number`]).

@@ -70,9 +70,15 @@ impl MappedArray {
         self.columns
     }
 
-    /// The number at (`row`, `column`), widened to f64 (NaN for a missing value).
-    pub fn number(&self, row: usize, column: usize) -> f64 {
-        self.numbers.number(&self.bytes, row * self.columns + column)
+    /// The numbers of row `row` at `columns` (ascending), widened to f64 (NaN for a missing
+    /// value), into `out`.
+    pub fn read_row(&self, row: usize, columns: &[usize], out: &mut [f64]) {
+        self.numbers.read(
+            &self.bytes,
+            (row * self.columns, self.columns),
+            columns,
+            out,
+        );
     }
 }
 
@@ -124,21 +130,29 @@ impl MappedRecords {
         &self.array
     }
 
-    /// Feature `feature` of record `record`, as the encoder writes it: standardised (a
-    /// missing value, which only `--missing mean` lets through, is the mean: 0), rounded
+    /// The features of record `record` as the encoder writes them, into `out`: standardised
+    /// (a missing value, which only `--missing mean` lets through, is the mean: 0), rounded
     /// through the encoder's precision (infinite where it overflows it).
-    pub fn value(&self, record: usize, feature: usize) -> f64 {
-        let v = self.array.number(self.rows[record], self.columns[feature]);
-        let (mean, std) = self.statistics[feature];
-        let z = if v.is_nan() {
-            0.0
-        } else {
-            standardize(v, mean, std)
-        };
-        match self.precision {
-            Precision::F32 => f64::from(z as f32),
-            Precision::F64 => z,
+    pub fn read_record(&self, record: usize, out: &mut [f64]) {
+        self.array.read_row(self.rows[record], &self.columns, out);
+        for (v, &(mean, std)) in out.iter_mut().zip(self.statistics.iter()) {
+            let z = if v.is_nan() {
+                0.0
+            } else {
+                standardize(*v, mean, std)
+            };
+            *v = match self.precision {
+                Precision::F32 => f64::from(z as f32),
+                Precision::F64 => z,
+            };
         }
+    }
+
+    /// Feature `feature` of record `record` (see [`MappedRecords::read_record`]).
+    pub fn value(&self, record: usize, feature: usize) -> f64 {
+        let mut row = vec![0.0; self.n_features()];
+        self.read_record(record, &mut row);
+        row[feature]
     }
 
     /// Records `records` (indices into this part, counted from `base` in messages), row-major
@@ -153,21 +167,21 @@ impl MappedRecords {
         let (n, width) = (records.len(), self.n_features());
         let largest = Precision::of::<T>().largest().min(self.precision.largest());
         let mut out = Vec::with_capacity(n.saturating_mul(width));
+        let mut row = vec![0.0; width];
         for record in records {
-            for feature in 0..width {
-                let v = self.value(record, feature);
-                if !(v.abs() <= largest) {
-                    return Err(Error::Value {
-                        array: array.into(),
-                        index: vec![record - base, feature],
-                        message: format!(
-                            "{v:e} (standardised) is beyond {}'s range (±{largest:.3e}), which this backend computes in",
-                            Precision::of::<T>().name()
-                        ),
-                    });
-                }
-                out.push(T::from_f64(v).unwrap_or_else(T::nan));
+            self.read_record(record, &mut row);
+            if let Some(feature) = row.iter().position(|v| !(v.abs() <= largest)) {
+                return Err(Error::Value {
+                    array: array.into(),
+                    index: vec![record - base, feature],
+                    message: format!(
+                        "{:e} (standardised) is beyond {}'s range (±{largest:.3e}), which this backend computes in",
+                        row[feature],
+                        Precision::of::<T>().name()
+                    ),
+                });
             }
+            out.extend(row.iter().map(|&v| T::from_f64(v).unwrap_or_else(T::nan)));
         }
         Array2::from_shape_vec((n, width), out).map_err(|e| Error::Shape(e.to_string()))
     }

@@ -106,10 +106,11 @@ impl Values {
         match self {
             Values::F32(a) => Box::new(a.iter().map(|&v| f64::from(v))),
             Values::F64(a) => Box::new(a.iter().copied()),
-            Values::Mapped(m) => Box::new(
-                (0..m.n_records())
-                    .flat_map(move |r| (0..m.n_features()).map(move |j| m.value(r, j))),
-            ),
+            Values::Mapped(m) => Box::new((0..m.n_records()).flat_map(move |r| {
+                let mut row = vec![0.0; m.n_features()];
+                m.read_record(r, &mut row);
+                row
+            })),
         }
     }
 }
