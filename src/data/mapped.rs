@@ -242,12 +242,11 @@ impl Rows for TrainingRows<'_> {
         self.columns.len()
     }
 
-    fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
+    fn for_each(&self, mut f: impl FnMut(&[f64])) {
         let mut row = vec![0.0; self.columns.len()];
         for &r in self.rows {
             self.array.read_row(r, self.columns, &mut row);
             f(&row);
         }
-        Ok(())
     }
 }

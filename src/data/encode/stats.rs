@@ -26,96 +26,118 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// What the passes of [`mean_std`] and [`columns_mean_std`] add up for one column: one
+/// arithmetic, whether a column is visited alone or row by row among others.
+#[derive(Clone, Copy)]
+struct Moments {
+    /// The largest magnitude: values are scaled by it, so nothing overflows.
+    scale: f64,
+    count: usize,
+    /// `Iterator::sum` starts from −0.0: so do these sums.
+    sum: f64,
+    squares: f64,
+}
+
+impl Moments {
+    const NEW: Moments = Moments {
+        scale: 0.0,
+        count: 0,
+        sum: -0.0,
+        squares: -0.0,
+    };
+
+    /// The first pass; a missing value (NaN) is left out of every pass.
+    fn see(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.scale = self.scale.max(v.abs());
+            self.count += 1;
+        }
+    }
+
+    /// The second pass.
+    fn add(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.sum += v / self.scale;
+        }
+    }
+
+    fn scaled_mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+
+    /// The third pass, with the second's `scaled_mean`.
+    fn add_square(&mut self, v: f64, scaled_mean: f64) {
+        if !v.is_nan() {
+            self.squares += (v / self.scale - scaled_mean).powi(2);
+        }
+    }
+
+    fn finish(&self, column: &str) -> Result<(f64, f64)> {
+        if self.count == 0 || self.scale == 0.0 {
+            return Ok((0.0, 1.0));
+        }
+        let variance = self.squares / self.count as f64;
+        let (mean, std) = (self.scaled_mean() * self.scale, variance.sqrt() * self.scale);
+        if !(mean.is_finite() && std.is_finite()) {
+            return Err(Error::Value {
+                array: column.into(),
+                index: Vec::new(),
+                message: format!(
+                    "its mean ({mean:e}) or standard deviation ({std:e}) is beyond float64's range"
+                ),
+            });
+        }
+        // A spread below a few units in the last place of the mean is rounding, not
+        // information.
+        let std = if std > mean.abs() * 4.0 * f64::EPSILON {
+            std
+        } else {
+            1.0
+        };
+        Ok((mean, std))
+    }
+}
+
+/// The mean and standard deviation of `values` (NaN: missing, left out), computed in passes
+/// over values scaled by their largest magnitude: no cancellation (`Σx²/n − mean²` loses every
+/// digit of `1e9 + noise`) and no overflow (`1e300²`). A column with a single value has std 1,
+/// which keeps it at 0 instead of dividing by 0; so has an empty one. `column` names the
+/// column in the error when the statistics are still not finite.
+pub(crate) fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
+    let mut moments = Moments::NEW;
+    values.iter().for_each(|&v| moments.see(v));
+    values.iter().for_each(|&v| moments.add(v));
+    let scaled_mean = moments.scaled_mean();
+    values
+        .iter()
+        .for_each(|&v| moments.add_square(v, scaled_mean));
+    moments.finish(column)
+}
+
 /// Rows of values that [`columns_mean_std`] visits, in the same order each time it asks.
 pub(crate) trait Rows {
     /// Values per row.
     fn width(&self) -> usize;
     /// Calls `f` with each row's values, in order (NaN: a missing value).
-    fn for_each(&self, f: impl FnMut(&[f64])) -> Result<()>;
+    fn for_each(&self, f: impl FnMut(&[f64]));
 }
 
-/// One column of values.
-impl Rows for [f64] {
-    fn width(&self) -> usize {
-        1
-    }
-
-    fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
-        self.iter().for_each(|v| f(std::slice::from_ref(v)));
-        Ok(())
-    }
-}
-
-/// The mean and standard deviation of `values` (see [`columns_mean_std`]).
-pub(crate) fn mean_std(column: &str, values: &[f64]) -> Result<(f64, f64)> {
-    Ok(columns_mean_std(&[column.to_string()], values)?[0])
-}
-
-/// The mean and standard deviation of each column of `rows` (named by `columns`), missing
-/// values left out, computed in passes over values scaled by the column's largest magnitude:
-/// no cancellation (`Σx²/n − mean²` loses every digit of `1e9 + noise`) and no overflow
-/// (`1e300²`). A column with a single value has std 1, which keeps it at 0 instead of
-/// dividing by 0; so has an empty one. Each column's sums run over its rows in order: a
-/// column gets the same figures alone or among others, from memory or from a mapped file.
-/// A column whose statistics are still not finite is an error naming it.
-pub(crate) fn columns_mean_std<R: Rows + ?Sized>(
-    columns: &[String],
-    rows: &R,
-) -> Result<Vec<(f64, f64)>> {
-    let width = rows.width();
-    let mut scale = vec![0.0f64; width];
-    let mut count = vec![0usize; width];
+/// [`mean_std`] of each column of `rows` (named by `columns`), visited row by row: each
+/// column's sums run over its rows in order, so a column gets the same figures as alone.
+pub(crate) fn columns_mean_std<R: Rows>(columns: &[String], rows: &R) -> Result<Vec<(f64, f64)>> {
+    let mut moments = vec![Moments::NEW; rows.width()];
+    rows.for_each(|row| moments.iter_mut().zip(row).for_each(|(m, &v)| m.see(v)));
+    rows.for_each(|row| moments.iter_mut().zip(row).for_each(|(m, &v)| m.add(v)));
+    let scaled_means: Vec<f64> = moments.iter().map(Moments::scaled_mean).collect();
     rows.for_each(|row| {
-        for (j, &v) in row.iter().enumerate() {
-            if !v.is_nan() {
-                scale[j] = scale[j].max(v.abs());
-                count[j] += 1;
-            }
+        for ((m, &v), &mean) in moments.iter_mut().zip(row).zip(&scaled_means) {
+            m.add_square(v, mean);
         }
-    })?;
-    // `Iterator::sum` starts from −0.0: so do these sums, for the same bits.
-    let mut sum = vec![-0.0f64; width];
-    rows.for_each(|row| {
-        for (j, &v) in row.iter().enumerate() {
-            if !v.is_nan() {
-                sum[j] += v / scale[j];
-            }
-        }
-    })?;
-    let mean: Vec<f64> = (0..width).map(|j| sum[j] / count[j] as f64).collect();
-    let mut squares = vec![-0.0f64; width];
-    rows.for_each(|row| {
-        for (j, &v) in row.iter().enumerate() {
-            if !v.is_nan() {
-                squares[j] += (v / scale[j] - mean[j]).powi(2);
-            }
-        }
-    })?;
-    (0..width)
-        .map(|j| {
-            if count[j] == 0 || scale[j] == 0.0 {
-                return Ok((0.0, 1.0));
-            }
-            let variance = squares[j] / count[j] as f64;
-            let (mean, std) = (mean[j] * scale[j], variance.sqrt() * scale[j]);
-            if !(mean.is_finite() && std.is_finite()) {
-                return Err(Error::Value {
-                    array: columns[j].clone(),
-                    index: Vec::new(),
-                    message: format!(
-                        "its mean ({mean:e}) or standard deviation ({std:e}) is beyond float64's range"
-                    ),
-                });
-            }
-            // A spread below a few units in the last place of the mean is rounding, not
-            // information.
-            let std = if std > mean.abs() * 4.0 * f64::EPSILON {
-                std
-            } else {
-                1.0
-            };
-            Ok((mean, std))
-        })
+    });
+    moments
+        .iter()
+        .zip(columns)
+        .map(|(m, name)| m.finish(name))
         .collect()
 }
 
@@ -149,9 +171,8 @@ mod tests {
             3
         }
 
-        fn for_each(&self, mut f: impl FnMut(&[f64])) -> Result<()> {
+        fn for_each(&self, mut f: impl FnMut(&[f64])) {
             self.0.iter().for_each(|row| f(row));
-            Ok(())
         }
     }
 
