@@ -235,8 +235,10 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn load_data(&mut self, x: Matrix<'_>, target: Matrix<'_>) -> Result<DataId> {
         let (n_inputs, n_outputs) = (self.network.n_inputs(), self.network.n_outputs());
         cpu::check_batch(n_inputs, n_outputs, x.dim(), target.dim())?;
-        self.data
-            .push((HostRecords::load(x, "input")?, target.to_precision("target")?));
+        self.data.push((
+            HostRecords::load(x, "input")?,
+            target.to_precision("target")?,
+        ));
         Ok(DataId(self.data.len() - 1))
     }
 

@@ -259,8 +259,7 @@ impl Dataset {
     /// The feature of record `row` farthest from the training data (in standard deviations,
     /// as the model sees it): its name and value.
     fn most_extreme_feature(&self, row: usize, feature_names: &[String]) -> (String, f64) {
-        let x = self.x.view();
-        let values: Vec<f64> = (0..x.ncols()).map(|j| x.get(row, j)).collect();
+        let values = self.x.row(row);
         values
             .into_iter()
             .enumerate()

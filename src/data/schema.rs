@@ -282,14 +282,10 @@ impl Schema {
                     .iter()
                     .all(|&r| same(frame.cell(r, c), frame.cell(r, t)))
                 {
-                    warnings.push(format!(
-                        "feature `{feature}` equals the target `{target}` in every training record: a label leak? (--drop {feature})"
-                    ));
+                    warnings.push(leak_warning(feature, target));
                 } else if self.class_target {
                     if let Some(class) = indicator_of(frame, c, t, train_rows) {
-                        warnings.push(format!(
-                            "feature `{feature}` is 1 exactly where the target `{target}` is `{class}`: a one-hot column of the target left among the features? (--drop {feature})"
-                        ));
+                        warnings.push(indicator_warning(feature, target, &class));
                     }
                 }
             }
@@ -298,8 +294,22 @@ impl Schema {
     }
 }
 
+/// The warning for a feature equal to a target in every training record.
+pub(crate) fn leak_warning(feature: &str, target: &str) -> String {
+    format!(
+        "feature `{feature}` equals the target `{target}` in every training record: a label leak? (--drop {feature})"
+    )
+}
+
+/// The warning for a feature that is the indicator of one class of the target.
+pub(crate) fn indicator_warning(feature: &str, target: &str, class: &str) -> String {
+    format!(
+        "feature `{feature}` is 1 exactly where the target `{target}` is `{class}`: a one-hot column of the target left among the features? (--drop {feature})"
+    )
+}
+
 /// Two cells hold the same value: equal numbers, or equal text.
-fn same(a: Cell, b: Cell) -> bool {
+pub(crate) fn same(a: Cell, b: Cell) -> bool {
     match (a.number(), b.number()) {
         (Some(x), Some(y)) => x == y,
         _ => a == b || a.to_text() == b.to_text(),

@@ -74,8 +74,8 @@ impl GpuOptions {
 
 /// A data set loaded into the backend: on the device, or on the host to stream.
 pub(super) enum LoadedData {
-    Resident(ResidentData),
-    Streamed(StreamedData),
+    Resident(Box<ResidentData>),
+    Streamed(Box<StreamedData>),
 }
 
 /// A data set resident on the device.
@@ -308,7 +308,11 @@ impl GpuBackend {
     }
 
     /// Records the copy of step `i`'s values (of those planned) into `step_values`.
-    pub(super) fn copy_step_values(&self, encoder: &mut wgpu::CommandEncoder, i: usize) -> Result<()> {
+    pub(super) fn copy_step_values(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        i: usize,
+    ) -> Result<()> {
         match &self.planned_step_values {
             Some(planned) if self.optimizer.rule() != Rule::Plain => {
                 self.step_values
@@ -842,9 +846,13 @@ impl Backend for GpuBackend {
             None => return Err(unknown(data)),
         };
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
-        let chunk = records
+        let mut chunk = records
             .min(self.options.max_records)
             .min(self.device.ctx.max_reduction);
+        if streamed {
+            // A chunk is computed from one window: no larger than the windows can be.
+            chunk = chunk.min(self.ensure_windows(data, 1)?);
+        }
         let learnrate = self.plans.get(&chunk).map_or(0.0, |p| p.learnrate);
         self.plan_for(chunk, learnrate)?;
         if records % chunk != 0 {

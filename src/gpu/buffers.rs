@@ -134,7 +134,12 @@ impl Region {
 
     /// Writes `values` into the region from value `start` on, applied before the next
     /// submission: a data set uploaded a slice of records at a time.
-    pub fn upload_at<T: Element>(&self, ctx: &GpuContext, start: usize, values: &[T]) -> Result<()> {
+    pub fn upload_at<T: Element>(
+        &self,
+        ctx: &GpuContext,
+        start: usize,
+        values: &[T],
+    ) -> Result<()> {
         if start.saturating_add(values.len()) > self.len {
             return Err(Error::Shape(format!(
                 "writing {} values at {start} into `{}`, which holds {}",

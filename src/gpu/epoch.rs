@@ -36,9 +36,9 @@ pub(super) struct StreamedData {
 
 /// Two windows of records on the device: one computed while the other is filled.
 struct Windows {
-    /// Records per window: a multiple of the batch size it was made for.
-    records: usize,
-    batch: usize,
+    /// Records each window holds: an epoch fills a multiple of its batch size, a prediction a
+    /// multiple of its chunk.
+    capacity: usize,
     buffers: [WindowBuffers; 2],
 }
 
@@ -89,29 +89,40 @@ impl StreamedData {
 /// Whether `records` records of `n_inputs` inputs and `n_outputs` targets stay on the device:
 /// each in one binding, and with their gathered copy, order and batch numbers within half of
 /// the memory not booked yet (the rest is for the batches' activations).
-pub(super) fn fits_resident(ctx: &GpuContext, records: usize, (n_inputs, n_outputs): (usize, usize)) -> bool {
+pub(super) fn fits_resident(
+    ctx: &GpuContext,
+    records: usize,
+    (n_inputs, n_outputs): (usize, usize),
+) -> bool {
     let records = records as u64;
     let widest = n_inputs.max(n_outputs) as u64;
     let values = (n_inputs + n_outputs) as u64;
     let one_binding = records.saturating_mul(widest).saturating_mul(4) <= ctx.max_binding_bytes;
+    // The records, their gathered copy, the order, the batch numbers and the predictions.
     let bytes = records
         .saturating_mul(values)
         .saturating_mul(8)
-        .saturating_add(records.saturating_mul(8));
+        .saturating_add(records.saturating_mul(8 + 4 * n_outputs as u64));
     one_binding && bytes <= ctx.unreserved() / 2
 }
 
-/// Records per window for batches of `batch`: a multiple of it (one batch at least), each
-/// window's inputs within one binding and [`WINDOW_INPUT_BYTES`], both windows within a
-/// quarter of the memory not booked yet, and no more than the data set.
-fn window_records(ctx: &GpuContext, records: usize, (n_inputs, n_outputs): (usize, usize), batch: usize) -> usize {
+/// Records per window: each window's inputs within one binding and [`WINDOW_INPUT_BYTES`],
+/// both windows within a quarter of the memory not booked yet, and no more than the data set;
+/// one at least.
+fn window_records(
+    ctx: &GpuContext,
+    records: usize,
+    (n_inputs, n_outputs): (usize, usize),
+) -> usize {
     let per_record = (n_inputs.max(n_outputs) as u64 * 4).max(1);
-    let both = (2 * (n_inputs + 2 * n_outputs) as u64 * 4).max(1);
+    let both = (2 * (n_inputs + 3 * n_outputs + 1) as u64 * 4).max(1);
     let fit = (ctx.max_binding_bytes / per_record)
         .min(WINDOW_INPUT_BYTES / per_record)
         .min(ctx.unreserved() / 4 / both);
-    let fit = usize::try_from(fit).unwrap_or(usize::MAX).min(records);
-    (fit / batch).max(1) * batch
+    usize::try_from(fit)
+        .unwrap_or(usize::MAX)
+        .min(records)
+        .max(1)
 }
 
 impl Submissions {
@@ -138,7 +149,9 @@ impl GpuBackend {
         let (records, n_inputs) = x.dim();
         let ctx = &self.device.ctx;
         if !fits_resident(ctx, records, (n_inputs, target.ncols())) {
-            return Ok(LoadedData::Streamed(StreamedData::new(x, target)?));
+            return Ok(LoadedData::Streamed(Box::new(StreamedData::new(
+                x, target,
+            )?)));
         }
         let id = self.data.len();
         let guarded = self.options.guard_regions;
@@ -165,16 +178,19 @@ impl GpuBackend {
             target,
             "target",
         )?;
-        Ok(LoadedData::Resident(super::backend::ResidentData::new(
-            records,
-            x_region,
-            target_region,
+        Ok(LoadedData::Resident(Box::new(
+            super::backend::ResidentData::new(records, x_region, target_region),
         )))
     }
 
     /// Plans an epoch of `visited` records in batches of `batch`: the plans for both batch
     /// sizes, the non-finite watch cleared, the optimizer's step values. Returns the batches.
-    pub(super) fn prepare_epoch(&mut self, visited: usize, batch: usize, learnrate: f64) -> Result<usize> {
+    pub(super) fn prepare_epoch(
+        &mut self,
+        visited: usize,
+        batch: usize,
+        learnrate: f64,
+    ) -> Result<usize> {
         self.plan_for(batch.min(visited), learnrate as f32)?;
         if visited % batch != 0 && visited > batch {
             self.plan_for(visited % batch, learnrate as f32)?;
@@ -206,9 +222,13 @@ impl GpuBackend {
             plan.x
                 .block(0, 0)
                 .copy_from(encoder, rows.x, start * n_inputs, 0, len * n_inputs)?;
-            plan.target
-                .block(0, 0)
-                .copy_from(encoder, rows.target, start * n_outputs, 0, len * n_outputs)?;
+            plan.target.block(0, 0).copy_from(
+                encoder,
+                rows.target,
+                start * n_outputs,
+                0,
+                len * n_outputs,
+            )?;
             self.record_step(encoder, len, true, StepPart::Whole)?;
             start += len;
             submissions.recorded += 1;
@@ -238,36 +258,42 @@ impl GpuBackend {
         Ok((first_bad != kernels::NO_NON_FINITE_BATCH).then_some(first_bad as usize))
     }
 
-    /// Allocates (or keeps) the windows of streamed data set `id` for batches of `batch`.
-    fn ensure_windows(&mut self, id: DataId, batch: usize) -> Result<usize> {
+    /// Allocates (or keeps) the windows of streamed data set `id`, each holding `unit` records
+    /// at least (a batch must fit one), and returns the records a window takes in units of
+    /// `unit`.
+    pub(super) fn ensure_windows(&mut self, id: DataId, unit: usize) -> Result<usize> {
         let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
         let (ctx, guarded) = (&self.device.ctx, self.options.guard_regions);
         let Some(LoadedData::Streamed(data)) = self.data.get_mut(id.0) else {
             return Err(unknown(id));
         };
-        if let Some(w) = data.windows.as_ref().filter(|w| w.batch == batch) {
-            return Ok(w.records);
+        if let Some(w) = data.windows.as_ref().filter(|w| w.capacity >= unit) {
+            return Ok(w.capacity / unit * unit);
         }
         // The old windows go first: their memory counts against the new ones' size.
         data.windows = None;
-        let records = window_records(ctx, data.records(), (n_inputs, n_outputs), batch);
+        let capacity = window_records(ctx, data.records(), (n_inputs, n_outputs)).max(unit);
         let buffers = |k: usize| -> Result<WindowBuffers> {
             let region = |what: &str, len: usize| {
-                Region::new(ctx, &format!("data {} window {k} {what}", id.0), len, guarded)
+                Region::new(
+                    ctx,
+                    &format!("data {} window {k} {what}", id.0),
+                    len,
+                    guarded,
+                )
             };
             Ok(WindowBuffers {
-                x: region("x", records * n_inputs)?,
-                target: region("target", records * n_outputs)?,
-                numbers: region("batch numbers", records / batch)?,
-                predictions: region("predictions", records * n_outputs)?,
+                x: region("x", capacity * n_inputs)?,
+                target: region("target", capacity * n_outputs)?,
+                numbers: region("batch numbers", capacity)?,
+                predictions: region("predictions", capacity * n_outputs)?,
             })
         };
         data.windows = Some(Windows {
-            records,
-            batch,
+            capacity,
             buffers: [buffers(0)?, buffers(1)?],
         });
-        Ok(records)
+        Ok(capacity / unit * unit)
     }
 
     /// One epoch over streamed data set `id` (see `Backend::train_epoch`).
@@ -344,9 +370,13 @@ impl GpuBackend {
             for at in (0..end - start).step_by(chunk) {
                 let len = chunk.min(end - start - at);
                 let plan = self.plan(len)?;
-                plan.x
-                    .block(0, 0)
-                    .copy_from(&mut encoder, &buffers.x, at * n_inputs, 0, len * n_inputs)?;
+                plan.x.block(0, 0).copy_from(
+                    &mut encoder,
+                    &buffers.x,
+                    at * n_inputs,
+                    0,
+                    len * n_inputs,
+                )?;
                 {
                     let mut pass =
                         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
@@ -364,19 +394,20 @@ impl GpuBackend {
             self.submit(encoder);
             let values = buffers.predictions.read(ctx)?;
             let part = &values[..(end - start) * n_outputs];
-            out.slice_mut(ndarray::s![start..end, ..])
-                .assign(&ndarray::ArrayView2::from_shape((end - start, n_outputs), part).map_err(
-                    |e| Error::Shape(e.to_string()),
-                )?.mapv(f64::from));
+            out.slice_mut(ndarray::s![start..end, ..]).assign(
+                &ndarray::ArrayView2::from_shape((end - start, n_outputs), part)
+                    .map_err(|e| Error::Shape(e.to_string()))?
+                    .mapv(f64::from),
+            );
         }
         Ok(out)
     }
 }
 
 /// The values of a standard-layout array, in order.
-fn as_slice<'a, S: ndarray::Data<Elem = f32>>(
-    a: &'a ndarray::ArrayBase<S, ndarray::Ix2>,
-) -> Result<&'a [f32]> {
+fn as_slice<S: ndarray::Data<Elem = f32>>(
+    a: &ndarray::ArrayBase<S, ndarray::Ix2>,
+) -> Result<&[f32]> {
     a.as_slice()
         .ok_or_else(|| Error::Shape("records to upload are not in row order".into()))
 }

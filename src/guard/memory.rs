@@ -154,31 +154,34 @@ fn cgroup_headroom() -> Option<u64> {
     let read =
         |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     // The usage counts the page cache, which the kernel reclaims before it runs out (a mapped
-    // array read once fills it): the file pages of `memory.stat` are not held.
-    let file_pages = |path: &str, field: &str| -> u64 {
+    // array read once fills it): the file pages on the LRU lists are not held (tmpfs and
+    // shared memory pages, which cannot be reclaimed, are not on them).
+    let file_pages = |path: &str| -> u64 {
         let stat = std::fs::read_to_string(path).unwrap_or_default();
-        stat.lines()
-            .find_map(|l| l.strip_prefix(field)?.trim().parse().ok())
-            .unwrap_or(0)
+        ["active_file ", "inactive_file "]
+            .iter()
+            .filter_map(|field| {
+                stat.lines()
+                    .find_map(|l| l.strip_prefix(field)?.trim().parse::<u64>().ok())
+            })
+            .sum()
     };
     let groups = [
         (
             "/sys/fs/cgroup/memory.max",
             "/sys/fs/cgroup/memory.current",
-            ("/sys/fs/cgroup/memory.stat", "file "),
+            "/sys/fs/cgroup/memory.stat",
         ),
         (
             "/sys/fs/cgroup/memory/memory.limit_in_bytes",
             "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-            ("/sys/fs/cgroup/memory/memory.stat", "cache "),
+            "/sys/fs/cgroup/memory/memory.stat",
         ),
     ];
-    groups.iter().find_map(|(limit, usage, (stat, field))| {
+    groups.iter().find_map(|(limit, usage, stat)| {
         // "max" (v2) does not parse: no limit. v1 reports "no limit" as a huge number.
         let limit = read(limit).filter(|&l| l < (1 << 60))?;
-        let held = read(usage)
-            .unwrap_or(0)
-            .saturating_sub(file_pages(stat, field));
+        let held = read(usage).unwrap_or(0).saturating_sub(file_pages(stat));
         Some(limit.saturating_sub(held))
     })
 }

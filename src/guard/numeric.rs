@@ -40,6 +40,14 @@ impl Precision {
             Precision::F64 => f64::MAX,
         }
     }
+
+    /// Whether `v`, rounded to this precision, is finite.
+    pub fn holds(self, v: f64) -> bool {
+        match self {
+            Precision::F32 => (v as f32).is_finite(),
+            Precision::F64 => v.is_finite(),
+        }
+    }
 }
 
 /// Checks a flag's value (a learning rate) against the precision it will be computed in.

@@ -178,17 +178,21 @@ pub struct NumbersInPlace {
 }
 
 impl NumbersInPlace {
-    /// Element `i` (in storage order) of `file` (the bytes the header was checked against), as
-    /// [`Npy::number`] reads it.
-    pub fn number(&self, file: &[u8], i: usize) -> f64 {
-        let at = self.data_start + i * self.dtype.bytes;
-        decode(self.dtype, &file[at..at + self.dtype.bytes])
+    /// The bytes of one element.
+    pub fn element_bytes(&self) -> usize {
+        self.dtype.bytes
     }
 
     /// Elements `first + k` for each `k` of `offsets` (ascending, within `span` elements of
     /// `first`), into `out`: a record's chosen columns, read from one slice of the file with
     /// the element type decided once.
-    pub fn read(&self, file: &[u8], (first, span): (usize, usize), offsets: &[usize], out: &mut [f64]) {
+    pub fn read(
+        &self,
+        file: &[u8],
+        (first, span): (usize, usize),
+        offsets: &[usize],
+        out: &mut [f64],
+    ) {
         let size = self.dtype.bytes;
         let start = self.data_start + first * size;
         let elements = &file[start..start + span * size];
@@ -203,7 +207,8 @@ impl NumbersInPlace {
                 word.copy_from_slice(&elements[k * 8..k * 8 + 8]);
                 *o = f64::from_le_bytes(word);
             }),
-            _ => each.for_each(|(&k, o)| *o = decode(self.dtype, &elements[k * size..(k + 1) * size])),
+            _ => each
+                .for_each(|(&k, o)| *o = decode(self.dtype, &elements[k * size..(k + 1) * size])),
         }
     }
 }

@@ -70,6 +70,11 @@ impl MappedArray {
         self.columns
     }
 
+    /// The bytes of one row in the file.
+    pub fn row_bytes(&self) -> usize {
+        self.numbers.element_bytes() * self.columns
+    }
+
     /// The numbers of row `row` at `columns` (ascending), widened to f64 (NaN for a missing
     /// value), into `out`.
     pub fn read_row(&self, row: usize, columns: &[usize], out: &mut [f64]) {
@@ -114,6 +119,34 @@ impl MappedRecords {
         }
     }
 
+    /// The same features (array, columns, statistics, precision) of other rows.
+    pub fn with_rows(&self, rows: Vec<usize>) -> MappedRecords {
+        MappedRecords {
+            rows,
+            array: Arc::clone(&self.array),
+            columns: Arc::clone(&self.columns),
+            statistics: Arc::clone(&self.statistics),
+            precision: self.precision,
+        }
+    }
+
+    pub fn statistics(&self) -> &[(f64, f64)] {
+        &self.statistics
+    }
+
+    /// The file column feature `feature` reads.
+    pub fn column(&self, feature: usize) -> usize {
+        self.columns[feature]
+    }
+
+    /// The number feature `feature` reads in row `row` of the file, as it is there.
+    pub fn array_number(&self, row: usize, feature: usize) -> f64 {
+        let mut value = [0.0];
+        self.array
+            .read_row(row, &self.columns[feature..=feature], &mut value);
+        value[0]
+    }
+
     pub fn n_records(&self) -> usize {
         self.rows.len()
     }
@@ -124,10 +157,6 @@ impl MappedRecords {
 
     pub fn precision(&self) -> Precision {
         self.precision
-    }
-
-    pub fn array(&self) -> &MappedArray {
-        &self.array
     }
 
     /// The features of record `record` as the encoder writes them, into `out`: standardised
@@ -170,7 +199,7 @@ impl MappedRecords {
         let mut row = vec![0.0; width];
         for record in records {
             self.read_record(record, &mut row);
-            if let Some(feature) = row.iter().position(|v| !(v.abs() <= largest)) {
+            if let Some(feature) = row.iter().position(|v| v.is_nan() || v.abs() > largest) {
                 return Err(Error::Value {
                     array: array.into(),
                     index: vec![record - base, feature],
@@ -218,6 +247,13 @@ impl<'a> MappedView<'a> {
     /// Record `r`, feature `j` of this view.
     pub fn get(&self, r: usize, j: usize) -> f64 {
         self.records.value(self.range.0 + r, j)
+    }
+
+    /// Record `r` of this view.
+    pub fn row(&self, r: usize) -> Vec<f64> {
+        let mut row = vec![0.0; self.records.n_features()];
+        self.records.read_record(self.range.0 + r, &mut row);
+        row
     }
 
     /// Records `records` of this view, in `T`, in that order; an error names a record by its

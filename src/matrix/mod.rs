@@ -113,6 +113,28 @@ impl Values {
             })),
         }
     }
+
+    /// The values widened to f64 (exact from f32; mapped records read and standardised).
+    pub fn to_f64(&self) -> Array2<f64> {
+        match self {
+            Values::F32(a) => a.mapv(f64::from),
+            Values::F64(a) => a.clone(),
+            Values::Mapped(m) => {
+                let mut out = Array2::zeros((m.n_records(), m.n_features()));
+                let mut row = vec![0.0; m.n_features()];
+                for (r, mut values) in out.rows_mut().into_iter().enumerate() {
+                    m.read_record(r, &mut row);
+                    values.assign(&ndarray::ArrayView1::from(&row));
+                }
+                out
+            }
+        }
+    }
+
+    /// Record `r`'s values, widened to f64.
+    pub fn row(&self, r: usize) -> Vec<f64> {
+        self.view().row(r)
+    }
 }
 
 impl<'a> Matrix<'a> {
@@ -162,7 +184,17 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Record `r`, value `j`, widened to f64.
+    /// Record `r`'s values, widened to f64 (a mapped record read once).
+    pub fn row(&self, r: usize) -> Vec<f64> {
+        match self {
+            Matrix::F32(v) => v.row(r).iter().map(|&x| f64::from(x)).collect(),
+            Matrix::F64(v) => v.row(r).to_vec(),
+            Matrix::Mapped(v) => v.row(r),
+        }
+    }
+
+    /// Record `r`, value `j`, widened to f64 (for a mapped record, this reads the record:
+    /// use [`Matrix::row`] for more than one of its values).
     pub fn get(&self, r: usize, j: usize) -> f64 {
         match self {
             Matrix::F32(v) => f64::from(v[[r, j]]),

@@ -22,10 +22,9 @@ fn largest(x: Matrix) -> (usize, usize, f64) {
             best = (r, c, v);
         }
     };
-    let (rows, columns) = x.dim();
-    for r in 0..rows {
-        for c in 0..columns {
-            see((r, c), x.get(r, c));
+    for r in 0..x.nrows() {
+        for (c, v) in x.row(r).into_iter().enumerate() {
+            see((r, c), v);
         }
     }
     best

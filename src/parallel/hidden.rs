@@ -401,7 +401,10 @@ impl Backend for HiddenParallel<'_> {
         self.check_batch(x.dim(), target.dim())?;
         let inner = self.inner.load_data(x, target)?;
         self.data.push(Resident {
-            records: Rc::new((HostRecords::load(x, "input")?, target.to_precision("target")?)),
+            records: Rc::new((
+                HostRecords::load(x, "input")?,
+                target.to_precision("target")?,
+            )),
             inner,
         });
         Ok(DataId(self.data.len() - 1))

@@ -75,6 +75,23 @@ impl Feature {
     }
 }
 
+/// The error for a record whose standardised feature `feature` (`v`) is beyond `precision`.
+pub(crate) fn beyond_precision(
+    frame: &Frame,
+    r: usize,
+    feature: &str,
+    v: f64,
+    precision: Precision,
+) -> crate::Error {
+    frame.file_error(format!(
+        "{} {}: feature `{feature}`: {v:e} standard deviations from the training mean is beyond {}'s range (±{:.3e}), which the model computes in: the record is far outside the training data",
+        frame.lines.unit,
+        frame.lines.get(r),
+        precision.name(),
+        precision.largest()
+    ))
+}
+
 /// What fitting a feature sees: the training rows of a frame, their dates, the options.
 pub struct Fitting<'a> {
     pub frame: &'a Frame,
@@ -267,14 +284,13 @@ impl Feature {
             let precision = Precision::of::<T>();
             match T::from_f64(v).filter(|t| t.is_finite()) {
                 Some(t) => Ok(t),
-                None => Err(at.frame.file_error(format!(
-                    "{} {}: feature `{}`: {v:e} standard deviations from the training mean is beyond {}'s range (±{:.3e}), which the model computes in: the record is far outside the training data",
-                    at.frame.lines.unit,
-                    at.frame.lines.get(r),
-                    at.frame.names[c],
-                    precision.name(),
-                    precision.largest()
-                ))),
+                None => Err(beyond_precision(
+                    at.frame,
+                    r,
+                    &at.frame.names[c],
+                    v,
+                    precision,
+                )),
             }
         };
         match self {

@@ -77,7 +77,10 @@ impl Moments {
             return Ok((0.0, 1.0));
         }
         let variance = self.squares / self.count as f64;
-        let (mean, std) = (self.scaled_mean() * self.scale, variance.sqrt() * self.scale);
+        let (mean, std) = (
+            self.scaled_mean() * self.scale,
+            variance.sqrt() * self.scale,
+        );
         if !(mean.is_finite() && std.is_finite()) {
             return Err(Error::Value {
                 array: column.into(),
@@ -184,7 +187,11 @@ mod tests {
                     let i = f64::from(i);
                     [
                         1e9 + i / 7.0,
-                        if i as u32 % 5 == 0 { f64::NAN } else { -i * 0.3 },
+                        if i as u32 % 5 == 0 {
+                            f64::NAN
+                        } else {
+                            -i * 0.3
+                        },
                         f64::NAN,
                     ]
                 })
