@@ -49,28 +49,14 @@ pub(super) fn prepare(
         return Ok(None);
     }
     let array = Arc::new(array);
-    // The targets' frame: the inputs' columns are named (for messages) but not read.
-    let mut plan = options.read_plan();
-    for j in 0..array.columns() {
-        plan.roles.insert(format!("x{j}"), Role::Skip);
-    }
-    let frame = arrays::read_npy(inputs, Some(targets), &plan)?;
+    let frame = targets_frame((inputs, targets), array.columns(), options)?;
     let mut schema = super::Schema::detect_with(&frame, options, true)?;
-    let mut usable = std::mem::take(&mut schema.usable_rows);
-    match (options.missing, scan.first_missing) {
-        (Missing::Error, Some((r, c))) => {
-            return Err(frame.cell_error(r, c, format!("the cell is empty; {MISSING_HINT}")))
-        }
-        (Missing::Drop, Some(_)) => {
-            usable.retain(|&r| !scan.missing_rows[r]);
-            if usable.is_empty() {
-                return Err(frame.file_error(
-                    "every record has an empty cell, and --missing drop left them all out".into(),
-                ));
-            }
-        }
-        _ => {}
-    }
+    let usable = usable_rows(
+        std::mem::take(&mut schema.usable_rows),
+        &scan,
+        &frame,
+        options.missing,
+    )?;
     let usable_count = usable.len();
     let split_options = SplitOptions {
         separate_validation: separate.validation.is_some(),
@@ -116,38 +102,54 @@ pub(super) fn prepare(
             fill: None,
         })
         .collect();
-    let mut sets = sets
+    let sets = sets
         .into_iter()
         .zip([parts.validation, parts.test, parts.train])
         .map(|(mut set, rows)| {
             set.x = Values::Mapped(Arc::new(features.with_rows(rows)));
             set
-        });
-    let mut next = || {
-        sets.next()
-            .ok_or_else(|| Error::Shape("an encoded part is missing".into()))
-    };
-    let (validation, test, train) = (next()?, next()?, next()?);
-    let mut dropped = dropped;
-    let mut separate_set = |file: &Option<super::Source>| -> Result<Option<super::Dataset>> {
-        file.as_ref()
-            .map(|file| {
-                let (set, left_out) = super::encode_separate(&encoder, options, file)?;
-                dropped += left_out;
-                Ok(set)
-            })
-            .transpose()
-    };
-    let validation = separate_set(&separate.validation)?.unwrap_or(validation);
-    let test = separate_set(&separate.test)?.unwrap_or(test);
-    let splits = Splits {
-        train,
-        validation,
-        test,
-        dropped,
-        warnings,
-    };
+        })
+        .collect();
+    let splits = super::assemble(&encoder, options, separate, sets, dropped, warnings)?;
     Ok(Some((encoder, splits)))
+}
+
+/// The targets' frame: the inputs' `width` columns are named (for messages) but not read.
+fn targets_frame(
+    (inputs, targets): (&Path, &Path),
+    width: usize,
+    options: &PipelineOptions,
+) -> Result<Frame> {
+    let mut plan = options.read_plan();
+    for j in 0..width {
+        plan.roles.insert(format!("x{j}"), Role::Skip);
+    }
+    arrays::read_npy(inputs, Some(targets), &plan)
+}
+
+/// The records whose targets are filled (`usable`) that `--missing` keeps: a missing input is
+/// an error under `error`, its record left out under `drop`.
+fn usable_rows(
+    mut usable: Vec<usize>,
+    scan: &Scan,
+    frame: &Frame,
+    missing: Missing,
+) -> Result<Vec<usize>> {
+    match (missing, scan.first_missing) {
+        (Missing::Error, Some((r, c))) => {
+            Err(frame.cell_error(r, c, format!("the cell is empty; {MISSING_HINT}")))
+        }
+        (Missing::Drop, Some(_)) => {
+            usable.retain(|&r| !scan.missing_rows[r]);
+            if usable.is_empty() {
+                return Err(frame.file_error(
+                    "every record has an empty cell, and --missing drop left them all out".into(),
+                ));
+            }
+            Ok(usable)
+        }
+        _ => Ok(usable),
+    }
 }
 
 /// The mapped inputs and the columns that are features, when this path can read them.

@@ -177,39 +177,52 @@ pub fn prepare_frame(
             });
         }
     }
-    let mut dropped = frame.n_rows() - usable;
-    // Separate files first; then the frame's parts together, the frame released on the way.
-    let mut separate_set = |file: &Option<Source>| -> crate::Result<Option<Dataset>> {
-        file.as_ref()
-            .map(|file| {
-                let (set, left_out) = encode_separate(&encoder, options, file)?;
-                dropped += left_out;
-                Ok(set)
-            })
-            .transpose()
-    };
-    let validation_file = separate_set(&separate.validation)?;
-    let test_file = separate_set(&separate.test)?;
-    let mut sets = encoder
-        .transform_owned(
-            frame,
-            &[&parts.validation, &parts.test, &parts.train],
-            options.precision,
-        )?
-        .into_iter();
+    let dropped = frame.n_rows() - usable;
+    let sets = encoder.transform_owned(
+        frame,
+        &[&parts.validation, &parts.test, &parts.train],
+        options.precision,
+    )?;
+    let splits = assemble(&encoder, options, separate, sets, dropped, warnings)?;
+    Ok((encoder, splits))
+}
+
+/// The splits from the encoded parts of the data file (validation, test and training, in
+/// that order), validation and test records coming from files of their own where given,
+/// encoded with the training encoder (the records they leave out counted in `dropped`).
+fn assemble(
+    encoder: &Encoder,
+    options: &PipelineOptions,
+    separate: &SeparateSets,
+    sets: Vec<Dataset>,
+    mut dropped: usize,
+    warnings: Vec<String>,
+) -> crate::Result<Splits> {
+    let mut sets = sets.into_iter();
     let mut next = || {
         sets.next()
             .ok_or_else(|| crate::Error::Shape("an encoded part is missing".into()))
     };
     let (validation, test, train) = (next()?, next()?, next()?);
-    let splits = Splits {
+    let mut own_file = |file: &Option<Source>, part: Dataset| -> crate::Result<Dataset> {
+        match file {
+            None => Ok(part),
+            Some(file) => {
+                let (set, left_out) = encode_separate(encoder, options, file)?;
+                dropped += left_out;
+                Ok(set)
+            }
+        }
+    };
+    let validation = own_file(&separate.validation, validation)?;
+    let test = own_file(&separate.test, test)?;
+    Ok(Splits {
         train,
-        validation: validation_file.unwrap_or(validation),
-        test: test_file.unwrap_or(test),
+        validation,
+        test,
         dropped,
         warnings,
-    };
-    Ok((encoder, splits))
+    })
 }
 
 /// The records of a separate validation or test file, encoded with the training encoder: a
