@@ -6,14 +6,20 @@
 /// `sqrt(mean(v²))` over `values`, without overflow or underflow in the squares. `None` for no
 /// values or a non-finite one.
 pub fn root_mean_square(values: &[f64]) -> Option<f64> {
-    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+    root_mean_square_of(values.len(), |i| values[i])
+}
+
+/// [`root_mean_square`] of the `n` values `value(0)`, `value(1)`, …, computed where they
+/// are needed (no array of them is made).
+fn root_mean_square_of(n: usize, value: impl Fn(usize) -> f64) -> Option<f64> {
+    if n == 0 || (0..n).any(|i| !value(i).is_finite()) {
         return None;
     }
-    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = (0..n).fold(0.0f64, |m, i| m.max(value(i).abs()));
     if scale == 0.0 {
         return Some(0.0);
     }
-    let mean_square = values.iter().map(|v| (v / scale).powi(2)).sum::<f64>() / values.len() as f64;
+    let mean_square = (0..n).map(|i| (value(i) / scale).powi(2)).sum::<f64>() / n as f64;
     Some(scale * mean_square.sqrt())
 }
 
@@ -115,11 +121,28 @@ pub struct RegressionReport {
 
 /// RMSE, MAE and R² of `predicted` against `truth`.
 pub fn regression(truth: &[f64], predicted: &[f64]) -> RegressionReport {
-    let errors: Vec<f64> = truth.iter().zip(predicted).map(|(t, p)| p - t).collect();
-    let n = truth.len().max(1) as f64;
-    let mean = truth.iter().sum::<f64>() / n;
-    let deviations: Vec<f64> = truth.iter().map(|t| t - mean).collect();
-    let (residual, total) = (root_mean_square(&errors), root_mean_square(&deviations));
+    regression_of(
+        truth.len().min(predicted.len()),
+        |i| truth[i],
+        |i| predicted[i],
+    )
+}
+
+/// [`regression`] of `n` records whose true and predicted values `truth(i)` and
+/// `predicted(i)` are computed where they are needed: a data set's figures without copies of
+/// its columns.
+pub fn regression_of(
+    n: usize,
+    truth: impl Fn(usize) -> f64,
+    predicted: impl Fn(usize) -> f64,
+) -> RegressionReport {
+    let error = |i: usize| predicted(i) - truth(i);
+    let records = n.max(1) as f64;
+    let mean = (0..n).map(&truth).sum::<f64>() / records;
+    let (residual, total) = (
+        root_mean_square_of(n, error),
+        root_mean_square_of(n, |i| truth(i) - mean),
+    );
     let r2 = match (residual, total) {
         (Some(r), Some(t)) if t > 0.0 => 1.0 - (r / t).powi(2),
         (Some(0.0), _) => 1.0,
@@ -127,7 +150,7 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> RegressionReport {
     };
     RegressionReport {
         rmse: residual,
-        mae: errors.iter().map(|e| e.abs()).sum::<f64>() / n,
+        mae: (0..n).map(|i| error(i).abs()).sum::<f64>() / records,
         r2,
     }
 }

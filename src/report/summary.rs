@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use ndarray::ArrayView2;
 use serde::Serialize;
 
-use super::metrics::{classification, regression, ClassReport, RegressionReport};
+use super::metrics::{classification, regression_of, ClassReport, RegressionReport};
 use crate::data::Encoder;
 use crate::model::{Activation, Loss, Spec};
 
@@ -44,23 +44,25 @@ pub fn figures(encoder: &Encoder, y: ArrayView2<f64>, target: ArrayView2<f64>) -
             &true_classes(target, classes.single_output),
             &classes.predicted(y),
         )),
-        None => {
-            let (y, t) = (
-                encoder.destandardize(&y.to_owned()),
-                encoder.destandardize(&target.to_owned()),
-            );
-            Figures::Regression(
-                encoder
-                    .target_names()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(j, name)| {
-                        let col = |a: &ndarray::Array2<f64>| a.column(j).to_vec();
-                        (name, regression(&col(&t), &col(&y)))
-                    })
-                    .collect(),
-            )
-        }
+        None => Figures::Regression(
+            encoder
+                .target_names()
+                .into_iter()
+                .enumerate()
+                .map(|(j, name)| {
+                    // In data units, as `Encoder::destandardize` gives them, value by value
+                    // (a copy of millions of predictions is what the figures would hold).
+                    let (std, mean) = encoder
+                        .targets
+                        .get(j)
+                        .map_or((1.0, 0.0), |t| (t.std, t.mean));
+                    let (y, t) = (y.column(j), target.column(j));
+                    let figures =
+                        regression_of(y.len(), |i| t[i] * std + mean, |i| y[i] * std + mean);
+                    (name, figures)
+                })
+                .collect(),
+        ),
     }
 }
 
