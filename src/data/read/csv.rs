@@ -591,6 +591,65 @@ struct Builder {
     spans: Vec<(u64, u64)>,
 }
 
+impl Growing {
+    /// Appends one block's part of this column (`len` records after the `rows` before it;
+    /// room for `expected` in all); returns the part's emptied numbers.
+    fn append(&mut self, part: Part, rows: usize, len: usize, expected: usize) -> Option<Vec<f64>> {
+        let (numbers, dictionary) = match part {
+            Part::Skipped => {
+                self.skipped = true;
+                return None;
+            }
+            Part::Numbers(n) => (Some(n), None),
+            Part::Text(d) => (None, Some(d)),
+            Part::Target(n, d) => (Some(n), Some(d)),
+        };
+        let untracked = |v: &f64| if v.is_nan() { EMPTY } else { UNTRACKED };
+        if numbers.is_some() && self.numbers.is_none() {
+            let mut all = Vec::with_capacity(expected.max(rows + len));
+            all.resize(rows, f64::NAN);
+            self.numbers = Some(all);
+        }
+        if dictionary.is_some() && self.codes.is_none() {
+            let mut codes = Vec::with_capacity(expected.max(rows + len));
+            codes.extend(self.numbers.iter().flatten().map(untracked));
+            codes.resize(rows, EMPTY);
+            self.codes = Some(codes);
+        }
+        if let Some(all) = self.numbers.as_mut() {
+            match &numbers {
+                Some(n) => all.extend_from_slice(n),
+                None => all.resize(rows + len, f64::NAN),
+            }
+        }
+        if let Some(codes) = self.codes.as_mut() {
+            match dictionary {
+                Some(d) => {
+                    let renumber: Vec<u32> = d
+                        .levels
+                        .iter()
+                        .map(|level| {
+                            // Levels were checked as UTF-8 when first seen.
+                            let level = String::from_utf8_lossy(level).trim().to_string();
+                            let next = self.levels.len() as u32;
+                            *self.index.entry(level.clone()).or_insert_with(|| {
+                                self.levels.push(level);
+                                next
+                            })
+                        })
+                        .collect();
+                    codes.extend(d.codes.iter().map(|&k| match k {
+                        EMPTY | UNTRACKED => k,
+                        k => renumber[k as usize],
+                    }));
+                }
+                None => codes.extend(numbers.iter().flatten().map(untracked)),
+            }
+        }
+        numbers
+    }
+}
+
 impl Builder {
     fn new(n_columns: usize, expected: usize) -> Self {
         Builder {
@@ -611,82 +670,23 @@ impl Builder {
         (self.columns.iter().map(column).sum::<usize>() + self.rows * 24) as u64
     }
 
-    /// Appends `chunk`'s records; returns its emptied vectors.
+    /// Appends `chunk`'s records, the columns on every core; returns its emptied vectors.
     fn append(&mut self, mut chunk: Chunk) -> Spare {
-        let (rows, len) = (self.rows, chunk.lines.len());
-        let expected = self.expected;
-        let mut spare = Spare::default();
-        for (column, part) in self.columns.iter_mut().zip(chunk.columns) {
-            let (numbers, dictionary) = match part {
-                Part::Skipped => {
-                    column.skipped = true;
-                    continue;
-                }
-                Part::Numbers(n) => (Some(n), None),
-                Part::Text(d) => (None, Some(d)),
-                Part::Target(n, d) => (Some(n), Some(d)),
-            };
-            if numbers.is_some() && column.numbers.is_none() {
-                let mut all = Vec::with_capacity(expected.max(rows + len));
-                all.resize(rows, f64::NAN);
-                column.numbers = Some(all);
-            }
-            if dictionary.is_some() && column.codes.is_none() {
-                let mut codes = Vec::with_capacity(expected.max(rows + len));
-                codes.extend(column.numbers.iter().flatten().map(|v| {
-                    if v.is_nan() {
-                        EMPTY
-                    } else {
-                        UNTRACKED
-                    }
-                }));
-                codes.resize(rows, EMPTY);
-                column.codes = Some(codes);
-            }
-            if let Some(all) = column.numbers.as_mut() {
-                match &numbers {
-                    Some(n) => all.extend_from_slice(n),
-                    None => all.resize(rows + len, f64::NAN),
-                }
-            }
-            if let Some(codes) = column.codes.as_mut() {
-                match dictionary {
-                    Some(d) => {
-                        let renumber: Vec<u32> = d
-                            .levels
-                            .iter()
-                            .map(|level| {
-                                // Levels were checked as UTF-8 when first seen.
-                                let level = String::from_utf8_lossy(level).trim().to_string();
-                                let next = column.levels.len() as u32;
-                                *column.index.entry(level.clone()).or_insert_with(|| {
-                                    column.levels.push(level);
-                                    next
-                                })
-                            })
-                            .collect();
-                        codes.extend(d.codes.iter().map(|&k| match k {
-                            EMPTY | UNTRACKED => k,
-                            k => renumber[k as usize],
-                        }));
-                    }
-                    None => codes.extend(numbers.iter().flatten().map(|v| {
-                        if v.is_nan() {
-                            EMPTY
-                        } else {
-                            UNTRACKED
-                        }
-                    })),
-                }
-            }
-            spare.numbers.extend(numbers);
-        }
+        let (rows, len, expected) = (self.rows, chunk.lines.len(), self.expected);
+        let emptied: Vec<Option<Vec<f64>>> = self
+            .columns
+            .par_iter_mut()
+            .zip(std::mem::take(&mut chunk.columns))
+            .map(|(column, part)| column.append(part, rows, len, expected))
+            .collect();
         self.lines.extend(chunk.lines.iter().copied());
         self.spans.append(&mut chunk.spans);
         self.rows += len;
-        spare.lines = chunk.lines;
-        spare.spans = chunk.spans;
-        spare
+        Spare {
+            numbers: emptied.into_iter().flatten().collect(),
+            lines: chunk.lines,
+            spans: chunk.spans,
+        }
     }
 
     fn finish(self, path: &Path, names: Vec<String>, keep_spans: bool) -> Result<Frame> {
