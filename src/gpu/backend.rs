@@ -845,7 +845,7 @@ impl Backend for GpuBackend {
             Some(LoadedData::Streamed(streamed)) => (streamed.records(), true),
             None => return Err(unknown(data)),
         };
-        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        let n_outputs = self.n_outputs();
         let mut chunk = records
             .min(self.options.max_records)
             .min(self.device.ctx.max_reduction);
@@ -878,23 +878,7 @@ impl Backend for GpuBackend {
         };
         let predictions = resident.predictions.as_ref().ok_or_else(|| unknown(data))?;
         let mut encoder = self.encoder("predict");
-        for start in (0..records).step_by(chunk) {
-            let len = chunk.min(records - start);
-            let plan = self.plan(len)?;
-            plan.x.block(0, 0).copy_from(
-                &mut encoder,
-                &resident.x,
-                start * n_inputs,
-                0,
-                len * n_inputs,
-            )?;
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                plan.forward.iter().for_each(|d| d.record(&mut pass));
-            }
-            let output = plan.layer_outputs[plan.layer_outputs.len() - 1].block(0, 0);
-            predictions.copy_from(&mut encoder, output, 0, start * n_outputs, len * n_outputs)?;
-        }
+        self.record_predictions(&mut encoder, (&resident.x, predictions), records, chunk)?;
         self.submit(encoder);
         to_f64(predictions.read(&self.device.ctx)?, (records, n_outputs))
     }

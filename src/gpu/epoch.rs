@@ -239,6 +239,32 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Records the forward passes of `records` records, `chunk` at a time, from `rows.0` (from
+    /// row 0) into their outputs in `rows.1`.
+    pub(super) fn record_predictions(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (x, outputs): (&Region, &Region),
+        records: usize,
+        chunk: usize,
+    ) -> Result<()> {
+        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        for start in (0..records).step_by(chunk) {
+            let len = chunk.min(records - start);
+            let plan = self.plan(len)?;
+            plan.x
+                .block(0, 0)
+                .copy_from(encoder, x, start * n_inputs, 0, len * n_inputs)?;
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                plan.forward.iter().for_each(|d| d.record(&mut pass));
+            }
+            let output = plan.layer_outputs[plan.layer_outputs.len() - 1].block(0, 0);
+            outputs.copy_from(encoder, output, 0, start * n_outputs, len * n_outputs)?;
+        }
+        Ok(())
+    }
+
     /// Submits the epoch's last commands, waits for them, and returns the first batch whose
     /// output was not finite.
     pub(super) fn finish_epoch(
@@ -351,7 +377,7 @@ impl GpuBackend {
             Some(LoadedData::Streamed(data)) => data.records(),
             _ => return Err(unknown(id)),
         };
-        let (n_inputs, n_outputs) = (self.layer_sizes[0], self.n_outputs());
+        let n_outputs = self.n_outputs();
         let window = self.ensure_windows(id, chunk)?;
         let mut out = Array2::zeros((records, n_outputs));
         for start in (0..records).step_by(window) {
@@ -367,30 +393,8 @@ impl GpuBackend {
             let x = data.x.rows(start, end)?;
             buffers.x.upload_at(ctx, 0, as_slice(&x)?)?;
             let mut encoder = self.encoder("predict");
-            for at in (0..end - start).step_by(chunk) {
-                let len = chunk.min(end - start - at);
-                let plan = self.plan(len)?;
-                plan.x.block(0, 0).copy_from(
-                    &mut encoder,
-                    &buffers.x,
-                    at * n_inputs,
-                    0,
-                    len * n_inputs,
-                )?;
-                {
-                    let mut pass =
-                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                    plan.forward.iter().for_each(|d| d.record(&mut pass));
-                }
-                let output = plan.layer_outputs[plan.layer_outputs.len() - 1].block(0, 0);
-                buffers.predictions.copy_from(
-                    &mut encoder,
-                    output,
-                    0,
-                    at * n_outputs,
-                    len * n_outputs,
-                )?;
-            }
+            let rows = (&buffers.x, &buffers.predictions);
+            self.record_predictions(&mut encoder, rows, end - start, chunk)?;
             self.submit(encoder);
             let values = buffers.predictions.read(ctx)?;
             let part = &values[..(end - start) * n_outputs];
